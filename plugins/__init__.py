@@ -1,0 +1,1 @@
+"""The plugins shipped with Sesshu (installed as the package sesshu_plugins)."""

@@ -1,0 +1,45 @@
+"""``sesshud``: the daemon's command line.
+
+This module is also what multiprocessing re-imports as ``__mp_main__`` in
+every child, so it imports nothing heavy at module level: boto3 and the
+supervisor are imported inside :func:`main`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _parser() -> argparse.ArgumentParser:
+    from sesshu import __version__
+
+    p = argparse.ArgumentParser(prog="sesshud", description="Sesshu SQS job-worker daemon")
+    p.add_argument("-c", "--config", default="/etc/sesshu.yaml", help="config file (YAML)")
+    p.add_argument("--check", action="store_true", help="validate the config, load the plugins, exit")
+    p.add_argument("--version", action="version", version=f"sesshud {__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from sesshu.config import ConfigError, load
+
+    try:
+        config = load(args.config)
+        from sesshu import daemon
+
+        ctx, specs = daemon.prepare(config)
+        if args.check:
+            print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
+            return 0
+        return daemon.run(config, ctx, specs)
+    except ConfigError as exc:
+        print(f"sesshud: config error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

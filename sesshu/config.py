@@ -1,0 +1,214 @@
+"""The configuration file: one declarative schema, loading and validation.
+
+Defaults, validation and the reference docs all come from ``SCHEMA`` so that
+they cannot drift apart. Any problem becomes a :class:`ConfigError` whose
+message names the offending key, for a one-line exit.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from cerberus import Validator
+
+PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+_PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as ``key: what is wrong``."""
+
+
+_PLUGIN_ENTRY = {
+    "anyof": [
+        {"type": "string", "regex": PLUGIN_NAME},
+        {
+            "type": "dict",
+            "schema": {
+                "name": {"type": "string", "required": True, "regex": PLUGIN_NAME},
+                "timeout": {"type": "number", "min": 0.1, "max": 43200},
+                "options": {"type": "dict", "default": {}},
+            },
+        },
+    ]
+}
+
+SCHEMA: dict[str, Any] = {
+    "logging": {
+        "type": "dict",
+        "default": {},
+        "schema": {
+            "name": {"type": "string", "default": "sesshu", "regex": r"^[^/]+$"},
+            "path": {"type": "string", "nullable": True, "default": None},
+            "level": {
+                "type": "string",
+                "default": "info",
+                "allowed": ["debug", "info", "warning", "error"],
+                "coerce": str.lower,
+            },
+            "format": {"type": "string", "default": "text", "allowed": ["text", "json"]},
+        },
+    },
+    "plugin": {"type": "list", "required": True, "minlength": 1, "schema": _PLUGIN_ENTRY},
+    "plugin_path": {"type": "list", "default": [], "schema": {"type": "string"}},
+    "workers": {
+        "type": "dict",
+        "default": {},
+        "schema": {
+            "count": {"type": "integer", "min": 1, "max": 256, "default": 4},
+            "timeout": {"type": "number", "min": 0.1, "max": 43200, "default": 30},
+            "prefetch": {"type": "integer", "min": 0, "max": 100, "default": 0},
+            "shutdown_timeout": {"type": "number", "min": 0, "max": 3600, "default": 30},
+            "polling": {
+                "type": "dict",
+                "default": {},
+                "schema": {"interval": {"type": "integer", "min": 1, "max": 20, "default": 20}},
+            },
+        },
+    },
+    "bus": {
+        "type": "dict",
+        "required": True,
+        "schema": {
+            "region": {"type": "string", "nullable": True, "default": None},
+            "endpoint_url": {"type": "string", "nullable": True, "default": None},
+            "input": {
+                "type": "dict",
+                "required": True,
+                "schema": {"queue": {"type": "string", "required": True, "empty": False}},
+            },
+            "output": {
+                "type": "dict",
+                "required": True,
+                "schema": {"topic": {"type": "string", "required": True, "empty": False}},
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    name: str
+    timeout: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration, with every default filled in."""
+
+    path: str
+    log_name: str
+    log_path: str | None
+    log_level: str
+    log_format: str
+    plugins: tuple[PluginConfig, ...]
+    plugin_path: tuple[str, ...]
+    worker_count: int
+    timeout: float
+    prefetch: int
+    shutdown_timeout: float
+    poll_interval: int
+    region: str | None
+    endpoint_url: str | None
+    queue: str
+    topic: str
+
+    def plugin(self, name: str) -> PluginConfig | None:
+        for p in self.plugins:
+            if p.name == name:
+                return p
+        return None
+
+    @property
+    def plugin_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.plugins)
+
+
+def load(path: str) -> Config:
+    """Read, validate and normalise the config file at ``path``."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
+    return from_mapping(raw, path)
+
+
+def from_mapping(raw: Any, path: str = "<config>") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping")
+    v = Validator(SCHEMA)
+    if not v.validate(raw):
+        key, message = _first_error(v.errors)
+        raise ConfigError(f"{key}: {message}")
+    doc = v.document
+    workers, bus, logs = doc["workers"], doc["bus"], doc["logging"]
+    plugins = tuple(_plugin_entry(e, workers["timeout"]) for e in doc["plugin"])
+    seen: set[str] = set()
+    for i, p in enumerate(plugins):
+        if p.name in seen:
+            raise ConfigError(f"plugin[{i}]: {p.name!r} is listed twice")
+        seen.add(p.name)
+    return Config(
+        path=path,
+        log_name=logs["name"],
+        log_path=logs["path"],
+        log_level=logs["level"],
+        log_format=logs["format"],
+        plugins=plugins,
+        plugin_path=tuple(doc["plugin_path"]),
+        worker_count=workers["count"],
+        timeout=float(workers["timeout"]),
+        prefetch=workers["prefetch"],
+        shutdown_timeout=float(workers["shutdown_timeout"]),
+        poll_interval=workers["polling"]["interval"],
+        region=bus["region"],
+        endpoint_url=bus["endpoint_url"],
+        queue=bus["input"]["queue"],
+        topic=bus["output"]["topic"],
+    )
+
+
+def _plugin_entry(entry: str | dict[str, Any], default_timeout: float) -> PluginConfig:
+    if isinstance(entry, str):
+        return PluginConfig(entry, float(default_timeout), {})
+    return PluginConfig(
+        entry["name"], float(entry.get("timeout", default_timeout)), dict(entry.get("options", {}))
+    )
+
+
+def _first_error(errors: Any, prefix: str = "") -> tuple[str, str]:
+    """Flatten cerberus' nested error tree into its first ``(dotted.key, message)``."""
+    for key in sorted(errors, key=str):
+        if isinstance(key, int):
+            here = f"{prefix}[{key}]"
+        else:
+            here = f"{prefix}.{key}" if prefix else str(key)
+        for item in errors[key]:
+            if isinstance(item, dict):
+                return _first_error(item, here)
+            if isinstance(item, str):
+                return here, _humane(item)
+    return prefix or "config", "invalid"
+
+
+def _humane(message: str) -> str:
+    if message.startswith("no definitions validate"):
+        return "must be a plugin name or a mapping {name, timeout, options}"
+    return message
+
+
+def valid_plugin_name(name: str) -> bool:
+    return bool(_PLUGIN_NAME_RE.match(name))

@@ -1,0 +1,115 @@
+"""Putting the daemon together from a config: plugins, children, bus, supervisor.
+
+Start-up checks run in this order, each failing with a :class:`ConfigError`
+that names its key: the config itself, that every enabled plugin is
+installed, that every enabled plugin imports (in a child, never here), and
+that the queue can be found. A broken deployment exits once, with one line,
+instead of crash-looping.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from multiprocessing.connection import wait
+from multiprocessing.context import ForkServerContext
+
+from setproctitle import setproctitle
+
+from sesshu import logs
+from sesshu.bus import BusError, QueueInfo
+from sesshu.child import PluginSpec
+from sesshu.config import Config, ConfigError
+from sesshu.handle import ChildProcess
+from sesshu.pool import Pool, forkserver_context
+from sesshu.protocol import BootFailed, Ready, decode_child
+from sesshu.registry import PluginSource, discover
+from sesshu.sqsbus import SqsSnsBus
+from sesshu.supervisor import Supervisor
+
+log = logging.getLogger("sesshu.daemon")
+
+BOOT_CHECK_TIMEOUT = 60.0
+MAX_RESULT_BYTES = 256 * 1024
+# Modules the shipped plugins use, imported once in the fork server.
+PRELOAD = ["sesshu.httpget", "bs4"]
+
+
+def plugin_specs(config: Config) -> list[PluginSpec]:
+    """Locate every enabled plugin, or say which one is not installed."""
+    found = discover(config.plugin_path)
+    specs: list[PluginSpec] = []
+    for i, plugin in enumerate(config.plugins):
+        source: PluginSource | None = found.get(plugin.name)
+        if source is None:
+            known = ", ".join(sorted(found)) or "none"
+            raise ConfigError(f"plugin[{i}]: {plugin.name!r} is not installed (installed: {known})")
+        specs.append((plugin.name, source.kind, source.ref, plugin.options))
+    return specs
+
+
+def check_plugins_import(ctx: ForkServerContext, config: Config, specs: list[PluginSpec]) -> None:
+    """Import every enabled plugin in a throw-away child; raise ConfigError on failure."""
+    child = ChildProcess.launch(ctx, specs, MAX_RESULT_BYTES, time.monotonic())
+    try:
+        assert child.conn is not None
+        ready = wait([child.conn, child.sentinel], BOOT_CHECK_TIMEOUT)
+        message = None
+        if child.conn in ready:
+            try:
+                message = decode_child(child.conn.recv_bytes(1 << 20))
+            except (EOFError, OSError):
+                message = None
+        if isinstance(message, BootFailed):
+            index = config.plugin_names.index(message.plugin) if message.plugin in config.plugin_names else 0
+            raise ConfigError(f"plugin[{index}]: {message.plugin!r} failed to load: {message.error}")
+        if not isinstance(message, Ready):
+            child.process.join(1.0)
+            raise ConfigError(f"plugin: loading the plugins killed the check process ({child.reap()})")
+    finally:
+        child.close()
+        child.process.join(5.0)
+        if child.process.exitcode is None:
+            child.signal_group(9)
+            child.process.join(5.0)
+
+
+def prepare(config: Config) -> tuple[ForkServerContext, list[PluginSpec]]:
+    specs = plugin_specs(config)
+    ctx = forkserver_context(PRELOAD)
+    check_plugins_import(ctx, config, specs)
+    return ctx, specs
+
+
+def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec]) -> int:
+    handler = logs.setup(config.log_path, config.log_name, config.log_level, config.log_format)
+    setproctitle(f"sesshud: master -c {config.path}")
+    try:
+        bus = SqsSnsBus(config.queue, config.topic, region=config.region,
+                        endpoint_url=config.endpoint_url, poll_seconds=config.poll_interval)
+    except BusError as exc:
+        raise ConfigError(f"bus.input.queue: cannot find queue {config.queue!r}: {exc}") from None
+    pool = Pool(ctx, specs, config.worker_count, MAX_RESULT_BYTES, time.monotonic)
+    supervisor = Supervisor(config, bus, pool)
+    supervisor.on_reopen_logs = lambda: logs.reopen(handler)
+    supervisor.queue_info = queue_info(bus, config)
+    log.info("started: %d workers, plugins %s, queue %s", config.worker_count,
+             ", ".join(config.plugin_names), bus.queue_url)
+    return supervisor.run()
+
+
+def queue_info(bus: SqsSnsBus, config: Config) -> QueueInfo:
+    """Read the queue's redrive policy and visibility timeout, and warn on mismatches."""
+    try:
+        info = bus.queue_info()
+    except BusError as exc:
+        log.warning("cannot read the queue's attributes (%s); assuming no dead-letter queue", exc)
+        return QueueInfo(None, None)
+    if info.max_receive_count is None:
+        log.warning("queue has no redrive policy: rejected messages are retried with backoff "
+                    "instead of moving to a dead-letter queue")
+    longest = max(p.timeout for p in config.plugins)
+    if info.visibility_timeout is not None and longest >= info.visibility_timeout:
+        log.warning("a plugin timeout (%g s) is not below the queue's visibility timeout (%d s): "
+                    "its jobs may be received twice", longest, info.visibility_timeout)
+    return info

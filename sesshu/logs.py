@@ -1,0 +1,72 @@
+"""Logging for the daemon: text or JSON lines, to a file or stderr, reopenable.
+
+``logging.path`` + ``logging.name`` give the file ``path/name.log``; without
+a path, logs go to stderr (the journal under systemd). SIGUSR1 reopens the
+file, so logrotate can move it away.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Any
+
+TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line, with the job fields a record carries."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "pid": record.process,
+            "message": record.getMessage(),
+        }
+        fields = getattr(record, "sesshu", None)
+        if isinstance(fields, dict):
+            doc.update({k: v for k, v in fields.items() if v is not None})
+        if record.exc_info:
+            doc["exception"] = self.formatException(record.exc_info)
+        return json.dumps(doc, default=str)
+
+
+def log_file(path: str | None, name: str) -> str | None:
+    return os.path.join(path, f"{name}.log") if path else None
+
+
+def setup(path: str | None, name: str, level: str, fmt: str) -> logging.Handler:
+    """Install the one root handler; returns it so USR1 can reopen it."""
+    filename = log_file(path, name)
+    handler: logging.Handler
+    if filename is not None:
+        handler = logging.FileHandler(filename, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+        old.close()
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # botocore at DEBUG would log request bodies and signed headers.
+    for noisy in ("botocore", "boto3", "urllib3"):
+        logging.getLogger(noisy).setLevel(max(logging.INFO, root.level))
+    return handler
+
+
+def reopen(handler: logging.Handler) -> None:
+    if isinstance(handler, logging.FileHandler):
+        handler.acquire()
+        try:
+            handler.close()
+            handler.stream = handler._open()
+        finally:
+            handler.release()

@@ -1,0 +1,74 @@
+"""Every received message ends in exactly one outcome: logged once, counted once.
+
+| outcome  | what happened                                | the message             |
+|----------|----------------------------------------------|-------------------------|
+| done     | the plugin returned data; it was published   | deleted after publish   |
+| empty    | the plugin returned None                     | deleted                 |
+| rejected | malformed, unknown plugin, invalid target    | released for the DLQ    |
+| retried  | crash, timeout, fetch error, publish failure | left for redelivery     |
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections import Counter
+from typing import Any
+
+log = logging.getLogger("sesshu.outcome")
+
+OUTCOMES = ("done", "empty", "rejected", "retried")
+_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def safe_target(target: str, limit: int = 200) -> str:
+    """A target fit for a log line: no user:password part, bounded length."""
+    text = _USERINFO.sub("***@", target)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class Outcomes:
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()  # (plugin, outcome)
+        self.reasons: Counter[str] = Counter()  # reasons of "retried" and "rejected"
+
+    def total(self, outcome: str) -> int:
+        return sum(n for (_, o), n in self.counts.items() if o == outcome)
+
+    def record(
+        self,
+        outcome: str,
+        message_id: str,
+        plugin: str | None,
+        target: str | None,
+        *,
+        reason: str = "",
+        detail: str = "",
+        duration: float | None = None,
+        pid: int | None = None,
+    ) -> None:
+        assert outcome in OUTCOMES, outcome
+        self.counts[(plugin or "-", outcome)] += 1
+        if reason:
+            self.reasons[f"{outcome}:{reason}"] += 1
+        fields: dict[str, Any] = {
+            "message_id": message_id,
+            "plugin": plugin,
+            "target": safe_target(target) if target else None,
+            "outcome": outcome,
+            "reason": reason or None,
+            "duration": round(duration, 4) if duration is not None else None,
+            "worker_pid": pid,
+        }
+        what = f"{plugin} {fields['target']}" if plugin else "message"
+        took = f" in {duration:.3f} s" if duration is not None else ""
+        if outcome == "done":
+            text = f"{what}: result published{took}; message {message_id} deleted"
+        elif outcome == "empty":
+            text = f"{what}: no data{took}; message {message_id} deleted"
+        elif outcome == "rejected":
+            text = f"{what}: rejected ({detail}); message {message_id} left for the dead-letter queue"
+        else:
+            text = f"{what}: {detail}; message {message_id} will be retried"
+        level = logging.INFO if outcome in ("done", "empty") else logging.WARNING
+        log.log(level, "%s: %s", outcome, text, extra={"sesshu": fields})

@@ -1,0 +1,65 @@
+"""Where plugins are found, without importing any of them.
+
+The parent process only *locates* plugins here; importing them happens in the
+children (``sesshu.child``), so a plugin's import-time side effects can never
+reach the supervisor. Search order, first match wins:
+
+1. each directory of ``plugin_path``, for ``NAME.py``;
+2. the shipped plugins (the ``sesshu_plugins`` package, ``plugins/`` in git);
+3. the ``sesshu.plugins`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+
+from sesshu.config import valid_plugin_name
+
+ENTRY_POINT_GROUP = "sesshu.plugins"
+SHIPPED_PACKAGE = "sesshu_plugins"
+
+
+@dataclass(frozen=True)
+class PluginSource:
+    """How a child can import one plugin.
+
+    ``kind`` is ``"file"`` (``ref`` is a path), ``"module"`` (a dotted module
+    name) or ``"entry_point"`` (``module`` or ``module:attribute``).
+    """
+
+    name: str
+    kind: str
+    ref: str
+    origin: str  # shipped, plugin_path or entry point, for operators
+
+
+def shipped_dir() -> Path | None:
+    spec = importlib.util.find_spec(SHIPPED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def discover(plugin_path: tuple[str, ...] | list[str]) -> dict[str, PluginSource]:
+    """Every plugin that can be loaded, by name."""
+    found: dict[str, PluginSource] = {}
+    for directory in plugin_path:
+        for file in sorted(Path(directory).glob("*.py")):
+            _add(found, PluginSource(file.stem, "file", str(file.resolve()), "plugin_path"))
+    shipped = shipped_dir()
+    if shipped is not None:
+        for file in sorted(shipped.glob("*.py")):
+            ref = f"{SHIPPED_PACKAGE}.{file.stem}"
+            _add(found, PluginSource(file.stem, "module", ref, "shipped"))
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        _add(found, PluginSource(ep.name, "entry_point", ep.value, "entry point"))
+    return found
+
+
+def _add(found: dict[str, PluginSource], source: PluginSource) -> None:
+    if source.name.startswith("_") or not valid_plugin_name(source.name):
+        return
+    found.setdefault(source.name, source)

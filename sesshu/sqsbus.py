@@ -1,0 +1,140 @@
+"""The bus over Amazon SQS (input) and SNS (output), with boto3.
+
+Only the supervisor process imports this module. Credentials come from
+boto3's default chain alone. Every call has bounded connect and read
+timeouts, so a hung endpoint cannot hold a bus thread for ever.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from typing import Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility
+
+
+class SqsSnsBus:
+    def __init__(
+        self,
+        queue: str,
+        topic: str,
+        *,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        poll_seconds: int = 20,
+    ) -> None:
+        session = boto3.session.Session(region_name=region)
+        # The read timeout must outlast the long poll itself.
+        config = BotoConfig(
+            connect_timeout=5,
+            read_timeout=poll_seconds + 10,
+            retries={"max_attempts": 3, "mode": "standard"},
+            max_pool_connections=4,
+        )
+        self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
+        self._sns = session.client("sns", endpoint_url=endpoint_url, config=config)
+        self.topic = topic
+        self.requests: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self.queue_url = queue if queue.startswith(("http://", "https://")) else self._queue_url(queue)
+
+    def _count(self, operation: str) -> None:
+        with self._lock:
+            self.requests[operation] += 1
+
+    def _call(self, client: Any, operation: str, **kwargs: Any) -> Any:
+        self._count(operation)
+        try:
+            return getattr(client, operation)(**kwargs)
+        except (BotoCoreError, ClientError) as exc:
+            raise BusError(f"{operation}: {exc}") from exc
+
+    def _queue_url(self, name: str) -> str:
+        return str(self._call(self._sqs, "get_queue_url", QueueName=name)["QueueUrl"])
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[Message]:
+        reply = self._call(
+            self._sqs,
+            "receive_message",
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=max(1, min(max_messages, BATCH_MAX)),
+            WaitTimeSeconds=wait_seconds,
+            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+        )
+        return [
+            Message(
+                m["MessageId"],
+                m["ReceiptHandle"],
+                m.get("Body", ""),
+                int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
+            for m in reply.get("Messages", [])
+        ]
+
+    def publish(self, entries: list[Publish]) -> dict[str, str]:
+        if len(entries) == 1:
+            # A lone result goes out with plain Publish: same cost, and it
+            # needs no sns:PublishBatch support from SNS-compatible servers.
+            try:
+                self._call(self._sns, "publish", TopicArn=self.topic, Message=entries[0].document)
+            except BusError as exc:
+                return {entries[0].entry_id: str(exc)}
+            return {}
+        reply = self._call(
+            self._sns,
+            "publish_batch",
+            TopicArn=self.topic,
+            PublishBatchRequestEntries=[{"Id": e.entry_id, "Message": e.document} for e in entries],
+        )
+        return _failures(reply)
+
+    def delete(self, entries: list[Delete]) -> dict[str, str]:
+        reply = self._call(
+            self._sqs,
+            "delete_message_batch",
+            QueueUrl=self.queue_url,
+            Entries=[{"Id": e.entry_id, "ReceiptHandle": e.receipt_handle} for e in entries],
+        )
+        return _failures(reply)
+
+    def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
+        reply = self._call(
+            self._sqs,
+            "change_message_visibility_batch",
+            QueueUrl=self.queue_url,
+            Entries=[
+                {"Id": e.entry_id, "ReceiptHandle": e.receipt_handle, "VisibilityTimeout": e.seconds}
+                for e in entries
+            ],
+        )
+        return _failures(reply)
+
+    def queue_info(self) -> QueueInfo:
+        reply = self._call(
+            self._sqs,
+            "get_queue_attributes",
+            QueueUrl=self.queue_url,
+            AttributeNames=["VisibilityTimeout", "RedrivePolicy"],
+        )
+        attrs = reply.get("Attributes", {})
+        max_receive: int | None = None
+        if "RedrivePolicy" in attrs:
+            try:
+                max_receive = int(json.loads(attrs["RedrivePolicy"])["maxReceiveCount"])
+            except (ValueError, KeyError, TypeError):
+                max_receive = None
+        visibility = attrs.get("VisibilityTimeout")
+        return QueueInfo(int(visibility) if visibility is not None else None, max_receive)
+
+    def check_topic(self) -> None:
+        self._call(self._sns, "get_topic_attributes", TopicArn=self.topic)
+
+
+def _failures(reply: dict[str, Any]) -> dict[str, str]:
+    return {f["Id"]: f"{f.get('Code', 'error')}: {f.get('Message', '')}" for f in reply.get("Failed", [])}

@@ -1,0 +1,342 @@
+"""The supervisor: one loop that turns SQS messages into plugin jobs and results.
+
+Each turn is one bounded wait (signals, bus completions, every child's pipe
+and sentinel; at most until the nearest job deadline, capped at 1 s),
+followed by a fixed list of chores: signals, bus completions, child results
+and deaths, deadlines, pool strength, dispatch, sending, polling. All AWS
+I/O happens in the bus lanes (``sesshu.busio``), so no chore blocks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import random
+import signal
+import time
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any, Callable
+
+from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
+from sesshu.busio import Lane, Outbox, Received, Sent, receive
+from sesshu.config import Config
+from sesshu.messages import Rejected, Request, RequestParser
+from sesshu.outcomes import Outcomes, safe_target
+from sesshu.pool import ChildBootFailed, JobFinished, JobLost, Pool, PoolEvent
+from sesshu.protocol import Job
+from sesshu.signals import SignalRecorder
+
+log = logging.getLogger("sesshu.supervisor")
+
+MAX_WAIT = 1.0
+EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
+RETRY_BASE, RETRY_MAX = 5, 900  # seconds: backoff of a retried message's next delivery
+OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
+
+
+@dataclass(eq=False)
+class Ticket:
+    """The supervisor's record of one received message, until its outcome."""
+
+    message: Message
+    request: Request | None = None
+    duration: float | None = None  # plugin run time, once it ran
+    pid: int | None = None  # the worker that ran it
+
+
+def retry_delay(receive_count: int) -> int:
+    return int(min(RETRY_BASE * 2 ** max(receive_count - 1, 0), RETRY_MAX))
+
+
+class Supervisor:
+    def __init__(
+        self,
+        config: Config,
+        bus: Bus,
+        pool: Pool,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        signals: SignalRecorder | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.pool = pool
+        self.clock = clock
+        self.signals = signals or SignalRecorder()
+        self.outcomes = Outcomes()
+        self.parser = RequestParser(config.plugin_names)
+        self.held: deque[Ticket] = deque()
+        self.outbox = Outbox()
+        self.queue_info = QueueInfo(None, None)
+        self.stopping = False
+        self.on_reload: Callable[[], None] | None = None
+        self.on_reopen_logs: Callable[[], None] | None = None
+        self._completions: queue.SimpleQueue[tuple[Lane, Any]] = queue.SimpleQueue()
+        self.poller = Lane("sesshu-poller", lambda r: self._complete(self.poller, r))
+        self.sender = Lane("sesshu-sender", lambda r: self._complete(self.sender, r))
+        self._job_ids = itertools.count(1)
+        self._drain_deadline: float | None = None
+        self._exit_deadline: float | None = None
+        self._poll_after = 0.0
+        self._outage_since: float | None = None
+        self._outage_failures = 0
+        self._boot_errors_seen: set[tuple[str, str]] = set()
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> int:
+        self.signals.install()
+        try:
+            self.pool.maintain()
+            while not self._finished():
+                ready = set(wait([self.signals.wake_r, *self.pool.waitables()], self._wait_timeout()))
+                self.turn(ready)
+        finally:
+            self.pool.kill_all()
+            self.poller.stop()
+            self.sender.stop()
+            self.signals.uninstall()
+        log.info("stopped; outcomes: %s", self._summary())
+        return 0
+
+    def turn(self, ready: set[Any]) -> None:
+        for signum in self.signals.drain():
+            self._on_signal(signum)
+        while not self._completions.empty():
+            lane, result = self._completions.get_nowait()
+            lane.busy = False
+            if isinstance(result, Received):
+                self._on_received(result)
+            else:
+                self._on_sent(result)
+        self._on_pool_events(self.pool.collect(ready))
+        self._on_pool_events(self.pool.enforce_deadlines())
+        if self.stopping:
+            self._stopping_chores()
+        else:
+            self.pool.maintain()
+        self._dispatch()
+        self._send()
+        self._poll()
+
+    def _wait_timeout(self) -> float:
+        now = self.clock()
+        until = [now + MAX_WAIT]
+        if (t := self.pool.next_wakeup()) is not None:
+            until.append(t)
+        if not self.poller.busy and not self.stopping and self._poll_after > now:
+            until.append(self._poll_after)
+        for t2 in (self._drain_deadline, self._exit_deadline):
+            if t2 is not None:
+                until.append(t2)
+        return max(0.0, min(until) - now)
+
+    def _complete(self, lane: Lane, result: Any) -> None:
+        # Runs in a lane's thread: hand over and wake the loop, nothing more.
+        self._completions.put((lane, result))
+        self.signals.wake()
+
+    # -- signals --------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        if signum in (signal.SIGTERM, signal.SIGINT):
+            self.begin_stop(graceful=True)
+        elif signum == signal.SIGQUIT:
+            self.begin_stop(graceful=False)
+        elif signum == signal.SIGTTIN:
+            self.pool.size += 1
+            log.info("SIGTTIN: workers now %d", self.pool.size)
+        elif signum == signal.SIGTTOU:
+            self.pool.size = max(1, self.pool.size - 1)
+            log.info("SIGTTOU: workers now %d", self.pool.size)
+        elif signum == signal.SIGHUP and self.on_reload is not None:
+            self.on_reload()
+        elif signum == signal.SIGUSR1 and self.on_reopen_logs is not None:
+            self.on_reopen_logs()
+
+    def begin_stop(self, graceful: bool) -> None:
+        now = self.clock()
+        if not self.stopping:
+            log.info("%s stop: no more receiving; %d job(s) running",
+                     "graceful" if graceful else "fast", self.pool.busy_count())
+            self.stopping = True
+            self._drain_deadline = now + self.config.shutdown_timeout
+        while self.held:
+            self._retry(self.held.popleft(), "shutdown", "daemon stopping before it started", delay=0)
+        if not graceful:
+            self._drain_deadline = now
+        self._stopping_chores()
+
+    def _stopping_chores(self) -> None:
+        self.pool.close_idle()
+        if self._drain_deadline is not None and self.clock() >= self._drain_deadline:
+            self._on_pool_events(self.pool.kill_all())
+
+    def _finished(self) -> bool:
+        if not self.stopping or self.pool.children or self.outbox or self.sender.busy:
+            return False
+        if not self.poller.busy:
+            return True
+        if self._exit_deadline is None:
+            self._exit_deadline = self.clock() + EXIT_GRACE
+        return self.clock() >= self._exit_deadline
+
+    # -- receiving ------------------------------------------------------------
+
+    def _poll(self) -> None:
+        if self.stopping or self.poller.busy or self.clock() < self._poll_after:
+            return
+        want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
+        if want > 0:
+            n, wait_s = min(want, 10), self.config.poll_interval
+            self.poller.submit(lambda: receive(self.bus, n, wait_s))
+
+    def _on_received(self, received: Received) -> None:
+        if received.error is not None:
+            self._outage(received.error)
+            return
+        self._recovered()
+        for message in received.messages:
+            ticket = Ticket(message)
+            try:
+                ticket.request = self.parser.parse(message.body)
+            except Rejected as exc:
+                log.debug("rejected body of %s: %r", message.message_id, message.body[:2048])
+                self._reject(ticket, str(exc))
+                continue
+            if self.stopping:
+                self._retry(ticket, "shutdown", "received while stopping", delay=0)
+            else:
+                self.held.append(ticket)
+
+    def _outage(self, error: str) -> None:
+        now = self.clock()
+        if self._outage_since is None:
+            self._outage_since = now
+            log.error("bus outage: %s; retrying with backoff", error)
+        self._outage_failures += 1
+        delay = min(OUTAGE_BASE * 2 ** (self._outage_failures - 1), OUTAGE_MAX)
+        self._poll_after = now + delay * random.uniform(0.5, 1.0)
+
+    def _recovered(self) -> None:
+        if self._outage_since is not None:
+            log.warning("bus recovered after %.1f s", self.clock() - self._outage_since)
+        self._outage_since = None
+        self._outage_failures = 0
+
+    # -- jobs -----------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self.stopping:
+            return
+        for child in self.pool.idle():
+            if not self.held:
+                break
+            ticket = self.held.popleft()
+            request = ticket.request
+            assert request is not None
+            plugin = self.config.plugin(request.plugin)
+            timeout = plugin.timeout if plugin is not None else self.config.timeout
+            self.pool.assign(child, Job(next(self._job_ids), request.plugin, request.target), ticket, timeout)
+
+    def _on_pool_events(self, events: list[PoolEvent]) -> None:
+        for event in events:
+            if isinstance(event, JobFinished):
+                self._on_result(event)
+            elif isinstance(event, JobLost):
+                ticket: Ticket = event.running.ticket
+                job = event.running.job
+                if event.reason == "timeout":
+                    detail = f"plugin {job.plugin} {event.detail} on {safe_target(job.target)}"
+                else:
+                    detail = event.detail
+                self._retry(ticket, event.reason, detail, pid=event.pid,
+                            delay=0 if event.reason == "killed" else None)
+            elif isinstance(event, ChildBootFailed):
+                key = (event.plugin, event.error)
+                if key not in self._boot_errors_seen:
+                    self._boot_errors_seen.add(key)
+                    log.error("worker %d cannot load plugin %s: %s", event.pid, event.plugin, event.error)
+
+    def _on_result(self, event: JobFinished) -> None:
+        ticket: Ticket = event.running.ticket
+        ticket.duration = self.clock() - event.running.started
+        ticket.pid = event.pid
+        result = event.result
+        if result.status == "done":
+            job = event.running.job
+            document = (
+                f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+                f'"result":{result.payload.decode("ascii")}}}'
+            )
+            if len(document) > SNS_MAX_BYTES:
+                self._retry(ticket, "too_large", f"result document is {len(document)} bytes, "
+                            f"over the topic's {SNS_MAX_BYTES}", pid=event.pid)
+                return
+            self.outbox.publishes.append((ticket, document))
+        elif result.status == "empty":
+            self.outbox.deletes.append(ticket)
+        elif result.status == "rejected":
+            self._reject(ticket, result.error)
+        else:
+            reason = "unserialisable" if "JSON-serialisable" in result.error else "fetch_error"
+            self._retry(ticket, reason, result.error, pid=event.pid)
+
+    # -- outcomes -------------------------------------------------------------
+
+    def _reject(self, ticket: Ticket, detail: str) -> None:
+        req = ticket.request
+        self.outcomes.record("rejected", ticket.message.message_id, req and req.plugin,
+                             req and req.target, reason="invalid", detail=detail)
+        # With a DLQ, release at once so redrive moves it with the fewest
+        # re-fetches; without one, back off instead of spinning on it.
+        has_dlq = self.queue_info.max_receive_count is not None
+        delay = 0 if has_dlq else retry_delay(ticket.message.receive_count)
+        self.outbox.releases.append((ticket, delay))
+
+    def _retry(self, ticket: Ticket, reason: str, detail: str, *,
+               pid: int | None = None, delay: int | None = None) -> None:
+        req = ticket.request
+        self.outcomes.record("retried", ticket.message.message_id, req and req.plugin,
+                             req and req.target, reason=reason, detail=detail,
+                             duration=ticket.duration, pid=pid or ticket.pid)
+        if delay is None:
+            delay = retry_delay(ticket.message.receive_count)
+        self.outbox.releases.append((ticket, delay))
+
+    def _send(self) -> None:
+        if not self.sender.busy and (call := self.outbox.next_batch(self.bus)) is not None:
+            self.sender.submit(call)
+
+    def _on_sent(self, sent: Sent) -> None:
+        if sent.error is not None:
+            log.error("bus error while sending: %s", sent.error)
+        failed_deletes = {id(t): err for t, err in sent.delete_failed}
+        for ticket in sent.published:
+            self._record_deleted("done", ticket, failed_deletes.get(id(ticket)))
+        for ticket in sent.deleted:
+            self._record_deleted("empty", ticket, None)
+        for ticket, err in sent.delete_failed:
+            if ticket not in sent.published:
+                self._record_deleted("empty", ticket, err)
+        for ticket, err in sent.publish_failed:
+            self._retry(ticket, "publish_error", f"publish failed: {err}")
+        for ticket, err in sent.visibility_failed:
+            log.warning("message %s: could not change its visibility (%s); it reappears "
+                        "when its visibility timeout ends", ticket.message.message_id, err)
+
+    def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
+        req = ticket.request
+        assert req is not None
+        self.outcomes.record(outcome, ticket.message.message_id, req.plugin, req.target,
+                             duration=ticket.duration, pid=ticket.pid)
+        if delete_error is not None:
+            log.warning("message %s: delete failed (%s); it may be processed again",
+                        ticket.message.message_id, delete_error)
+
+    def _summary(self) -> str:
+        return ", ".join(f"{o}={self.outcomes.total(o)}" for o in ("done", "empty", "rejected", "retried"))

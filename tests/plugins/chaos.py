@@ -1,0 +1,68 @@
+"""A test plugin that misbehaves on request: the target says how.
+
+``chaos:echo:X`` returns X, ``chaos:none`` returns None, ``chaos:segv``
+segfaults, ``chaos:exit`` leaves with os._exit, ``chaos:hang`` sleeps for
+ever, ``chaos:spin`` burns CPU ignoring SIGTERM, ``chaos:raise`` raises,
+``chaos:unserialisable`` returns an object JSON cannot encode,
+``chaos:grandchild:PIDFILE`` leaves a sleeping grandchild (its pid written to
+PIDFILE) and hangs, ``chaos:invalid`` fails validate(), ``chaos:sleep:S``
+sleeps S seconds then returns S, ``chaos:big:N`` returns N bytes of text,
+``chaos:modules`` reports whether boto3 is imported in the child.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+OPTIONS: dict[str, Any] = {}
+
+
+def configure(options: dict[str, Any]) -> None:
+    OPTIONS.update(options)
+
+
+def validate(target: str) -> None:
+    if not target.startswith("chaos:") or target == "chaos:invalid":
+        raise ValueError(f"not a chaos target: {target[:40]}")
+
+
+def fetch(target: str) -> Any:
+    _, action, *rest = target.split(":", 2)
+    arg = rest[0] if rest else ""
+    if action == "echo":
+        return {"echo": arg, "pid": os.getpid(), "options": OPTIONS}
+    if action == "none":
+        return None
+    if action == "segv":
+        ctypes.string_at(0)
+    if action == "exit":
+        os._exit(7)
+    if action == "hang":
+        time.sleep(3600)
+    if action == "spin":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        while True:
+            pass
+    if action == "raise":
+        raise RuntimeError("chaos asked for an exception")
+    if action == "unserialisable":
+        return {"when": object()}
+    if action == "grandchild":
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        with open(arg, "w") as f:
+            f.write(str(proc.pid))
+        time.sleep(3600)
+    if action == "sleep":
+        time.sleep(float(arg))
+        return float(arg)
+    if action == "big":
+        return "x" * int(arg)
+    if action == "modules":
+        return {"boto3": "boto3" in sys.modules, "botocore": "botocore" in sys.modules}
+    raise ValueError(f"unknown chaos action {action}")
