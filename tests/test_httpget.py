@@ -1,0 +1,355 @@
+"""sesshu.httpget against a real loopback site."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from sesshu import httpget
+from sesshu.httpget import USER_AGENT, Page, check_http_target, get
+from tests.harness.site import FixtureSite, Route, refused_url
+
+
+@pytest.fixture
+def site() -> Iterator[FixtureSite]:
+    with FixtureSite() as s:
+        yield s
+
+
+# --- Page.text -------------------------------------------------------------
+
+
+def _page(content: bytes, charset: str | None = None) -> Page:
+    return Page(url="http://x/", content=content, charset=charset, truncated=False)
+
+
+def test_text_defaults_to_utf8() -> None:
+    assert _page("héllo".encode()).text() == "héllo"
+
+
+def test_text_uses_charset() -> None:
+    assert _page("héllo".encode("latin-1"), "iso-8859-1").text() == "héllo"
+
+
+def test_text_replaces_invalid_bytes() -> None:
+    assert _page(b"a\xffb").text() == "a\ufffdb"
+
+
+def test_text_strips_utf8_bom() -> None:
+    assert _page(b"\xef\xbb\xbfhi").text() == "hi"
+    assert _page(b"\xef\xbb\xbfhi", "utf-8").text() == "hi"
+
+
+def test_text_bom_beats_declared_charset() -> None:
+    assert _page(b"\xef\xbb\xbfh\xc3\xa9", "iso-8859-1").text() == "hé"
+    assert _page("\ufeffhé".encode("utf-16-le"), "utf-8").text() == "hé"
+
+
+def test_text_unknown_charset_falls_back_to_utf8() -> None:
+    assert _page("é".encode(), "no-such-codec").text() == "é"
+
+
+# --- check_http_target ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://example.com",
+        "https://example.com/path?q=1#frag",
+        "HTTPS://Example.COM:8443/",
+        "http://127.0.0.1:8080",
+        "http://[::1]/",
+        "http://user:pw@example.com/",
+        "http://bücher.example/",
+    ],
+)
+def test_check_http_target_accepts(target: str) -> None:
+    check_http_target(target)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "",
+        "example.com",
+        "//example.com/",
+        "http://",
+        "http:///path",
+        "http:example.com",
+        "http://:80/",
+        "http://user@/",
+        "ftp://example.com/",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "data:text/html,hi",
+        "mailto:a@example.com",
+        "http://exa mple.com/",
+        " http://example.com/",
+        "http://example.com/ ",
+        "http://example.com/a b",
+        "http://example.com/\n",
+        "http://example.com/\tx",
+        "http://example.com/\x00",
+        "http://example.com/\x7f",
+        "http://example.com/\u2028",
+        "http://example.com:99999/",
+        "http://example.com:port/",
+        "http://[::1/",
+    ],
+)
+def test_check_http_target_rejects(target: str) -> None:
+    with pytest.raises(ValueError):
+        check_http_target(target)
+
+
+# --- get --------------------------------------------------------------------
+
+
+def test_get_returns_page(site: FixtureSite) -> None:
+    site.route("/", Route(body=b"hello", headers={"Content-Type": "text/plain"}))
+    page = get(site.url + "/")
+    assert page == Page(
+        url=site.url + "/", content=b"hello", charset=None, truncated=False
+    )
+
+
+def test_get_sends_exact_user_agent(site: FixtureSite) -> None:
+    site.route("/ua", Route(body=b"x"))
+    assert get(site.url + "/ua") is not None
+    assert site.hits == [("/ua", "Panorama/sesshu")]
+    assert USER_AGENT == "Panorama/sesshu"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "charset"),
+    [
+        ("text/html; charset=ISO-8859-1", "iso-8859-1"),
+        ('text/html; charset="utf-8"', "utf-8"),
+        ("text/html;CHARSET = windows-1251 ; foo=bar", "windows-1251"),
+        ("text/html; foo=bar", None),
+        ("text/html; charset=", None),
+        ("text/html; charset=no-such-codec", None),
+        ("text/html", None),
+    ],
+)
+def test_get_charset_from_content_type(
+    site: FixtureSite, content_type: str, charset: str | None
+) -> None:
+    site.route("/", Route(body=b"x", headers={"Content-Type": content_type}))
+    page = get(site.url + "/")
+    assert page is not None
+    assert page.charset == charset
+
+
+def test_get_charset_ignores_meta_tag(site: FixtureSite) -> None:
+    site.route(
+        "/",
+        Route(body=b'<meta charset="koi8-r">', headers={"Content-Type": "text/html"}),
+    )
+    page = get(site.url + "/")
+    assert page is not None
+    assert page.charset is None
+
+
+@pytest.mark.parametrize("status", [201, 204, 301, 304, 403, 404, 500, 503])
+def test_get_non_200_is_none(site: FixtureSite, status: int) -> None:
+    site.route("/", Route(status=status, body=b"body"))
+    assert get(site.url + "/") is None
+
+
+def test_get_unknown_path_is_none(site: FixtureSite) -> None:
+    assert get(site.url + "/missing") is None
+    assert site.hits == [("/missing", USER_AGENT)]
+
+
+def test_get_empty_body_is_none(site: FixtureSite) -> None:
+    site.route("/", Route(body=b""))
+    assert get(site.url + "/") is None
+
+
+def test_get_connection_refused_is_none() -> None:
+    with refused_url() as url:
+        assert get(url + "/", connect_timeout=1.0) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "not a url",
+        "http://",
+        "http://[::1",
+        "ftp://127.0.0.1/",
+        "http://example.com:99999/",
+    ],
+)
+def test_get_bad_url_is_none(url: str) -> None:
+    assert get(url) is None
+
+
+def test_get_truncates_at_max_bytes(site: FixtureSite) -> None:
+    body = bytes(range(256)) * 1000
+    site.route("/big", Route(body=body))
+    page = get(site.url + "/big", max_bytes=1000)
+    assert page is not None
+    assert page.content == body[:1000]
+    assert page.truncated
+
+
+def test_get_body_of_exactly_max_bytes_is_not_truncated(site: FixtureSite) -> None:
+    site.route("/", Route(body=b"x" * 1000))
+    page = get(site.url + "/", max_bytes=1000)
+    assert page is not None
+    assert page.content == b"x" * 1000
+    assert not page.truncated
+
+
+def test_get_caps_decompressed_size(site: FixtureSite) -> None:
+    bomb = gzip.compress(b"\0" * (4 << 20))
+    site.route("/gz", Route(body=bomb, headers={"Content-Encoding": "gzip"}))
+    page = get(site.url + "/gz", max_bytes=4096)
+    assert page is not None
+    assert page.content == b"\0" * 4096
+    assert page.truncated
+
+
+def test_get_follows_redirects(site: FixtureSite) -> None:
+    site.route("/a", Route(status=301, headers={"Location": "/b"}))
+    site.route("/b", Route(status=302, headers={"Location": site.url + "/c?x=1"}))
+    site.route("/c", Route(body=b"done"))
+    page = get(site.url + "/a")
+    assert page is not None
+    assert page.url == site.url + "/c?x=1"
+    assert page.content == b"done"
+    assert [path for path, _ in site.hits] == ["/a", "/b", "/c?x=1"]
+    assert {agent for _, agent in site.hits} == {USER_AGENT}
+
+
+def test_get_follows_redirect_to_another_origin(site: FixtureSite) -> None:
+    with FixtureSite({"/there": Route(body=b"other")}) as other:
+        site.route("/", Route(status=307, headers={"Location": other.url + "/there"}))
+        page = get(site.url + "/")
+        assert page is not None
+        assert page.url == other.url + "/there"
+        assert other.hits == [("/there", USER_AGENT)]
+
+
+def _chain(site: FixtureSite, hops: int) -> None:
+    for i in range(hops):
+        site.route(f"/{i}", Route(status=302, headers={"Location": f"/{i + 1}"}))
+    site.route(f"/{hops}", Route(body=b"end"))
+
+
+def test_get_allows_exactly_max_redirects(site: FixtureSite) -> None:
+    _chain(site, 3)
+    page = get(site.url + "/0", max_redirects=3)
+    assert page is not None
+    assert page.content == b"end"
+
+
+def test_get_too_many_redirects_is_none(site: FixtureSite) -> None:
+    _chain(site, 4)
+    assert get(site.url + "/0", max_redirects=3) is None
+    assert len(site.hits) == 4
+
+
+def test_get_zero_redirects_allowed(site: FixtureSite) -> None:
+    _chain(site, 1)
+    assert get(site.url + "/0", max_redirects=0) is None
+
+
+def test_get_redirect_loop_is_none(site: FixtureSite) -> None:
+    site.route("/loop", Route(status=302, headers={"Location": "/loop"}))
+    assert get(site.url + "/loop") is None
+    assert len(site.hits) == 6  # the first request plus five redirects
+
+
+def test_get_redirect_to_other_scheme_is_none(site: FixtureSite) -> None:
+    site.route("/", Route(status=302, headers={"Location": "file:///etc/passwd"}))
+    assert get(site.url + "/") is None
+
+
+def test_get_redirect_without_location_is_none(site: FixtureSite) -> None:
+    site.route("/", Route(status=302, body=b"nowhere"))
+    assert get(site.url + "/") is None
+
+
+def test_get_does_not_read_redirect_bodies(site: FixtureSite) -> None:
+    # Reading this redirect body would take 50 seconds.
+    site.route(
+        "/r", Route(status=302, headers={"Location": "/t"}, body=b"x" * 1000, drip=0.05)
+    )
+    site.route("/t", Route(body=b"target"))
+    started = time.monotonic()
+    page = get(site.url + "/r", connect_timeout=1.0, read_timeout=1.0)
+    assert page is not None
+    assert page.content == b"target"
+    assert time.monotonic() - started < 3.0
+
+
+def test_get_redirect_to_utf8_location(site: FixtureSite) -> None:
+    # http.server sends header values as latin-1, so this puts UTF-8 bytes
+    # on the wire, as real servers do.
+    location = "/caf\u00e9".encode().decode("latin-1")
+    site.route("/", Route(status=302, headers={"Location": location}))
+    site.route("/caf%C3%A9", Route(body=b"accent"))
+    page = get(site.url + "/")
+    assert page is not None
+    assert page.url == site.url + "/caf%C3%A9"
+    assert page.content == b"accent"
+
+
+def test_get_slow_response_is_none(site: FixtureSite) -> None:
+    site.route("/slow", Route(body=b"late", delay=5.0))
+    started = time.monotonic()
+    assert get(site.url + "/slow", connect_timeout=0.5, read_timeout=0.2) is None
+    assert time.monotonic() - started < 3.0
+
+
+def test_get_slow_drip_hits_deadline(site: FixtureSite) -> None:
+    # Each byte arrives well within read_timeout, so only the overall
+    # deadline (0.2 + 3 * 0.2 seconds) stops the 20-second body.
+    site.route("/drip", Route(body=b"x" * 400, drip=0.05))
+    started = time.monotonic()
+    assert get(site.url + "/drip", connect_timeout=0.2, read_timeout=0.2) is None
+    assert time.monotonic() - started < 3.0
+
+
+def test_get_logs_failures_at_debug_without_body(
+    site: FixtureSite, caplog: pytest.LogCaptureFixture
+) -> None:
+    site.route("/", Route(status=500, body=b"SECRET-BODY"))
+    with caplog.at_level(logging.DEBUG, logger="sesshu.httpget"):
+        assert get(site.url + "/") is None
+    records = [r for r in caplog.records if r.name == "sesshu.httpget"]
+    assert records
+    assert all(r.levelno == logging.DEBUG for r in records)
+    assert "SECRET-BODY" not in caplog.text
+
+
+def test_get_reuses_one_session(site: FixtureSite) -> None:
+    site.route("/", Route(body=b"x"))
+    assert get(site.url + "/") is not None
+    first = httpget._session
+    assert get(site.url + "/") is not None
+    assert first is not None
+    assert httpget._session is first
+
+
+def test_forked_child_gets_its_own_session(site: FixtureSite) -> None:
+    site.route("/", Route(body=b"x"))
+    assert get(site.url + "/") is not None
+    assert httpget._session is not None
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        ok = httpget._session is None and get(site.url + "/") is not None
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert len(site.hits) == 2
