@@ -21,6 +21,22 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The soak run is kept out of the default test run (see README, Reliability).
+soak: $(STAMP)
+	$(PY) -m tests.soak
+
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.run
+
+bench-peers: $(BENCH_STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench,peers]'
+	$(PY) -m bench.run --peers
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check sesshu plugins tests bench
 	$(VENV)/bin/mypy sesshu plugins

@@ -63,6 +63,14 @@ SCHEMA: dict[str, Any] = {
             "timeout": {"type": "number", "min": 0.1, "max": 43200, "default": 30},
             "prefetch": {"type": "integer", "min": 0, "max": 100, "default": 0},
             "shutdown_timeout": {"type": "number", "min": 0, "max": 3600, "default": 30},
+            "retry": {
+                "type": "dict",
+                "default": {},
+                "schema": {
+                    "delay": {"type": "number", "min": 0, "max": 43200, "default": 5},
+                    "max_delay": {"type": "number", "min": 0, "max": 43200, "default": 900},
+                },
+            },
             "polling": {
                 "type": "dict",
                 "default": {},
@@ -113,6 +121,8 @@ class Config:
     timeout: float
     prefetch: int
     shutdown_timeout: float
+    retry_delay: float
+    retry_max_delay: float
     poll_interval: int
     region: str | None
     endpoint_url: str | None
@@ -173,6 +183,8 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         timeout=float(workers["timeout"]),
         prefetch=workers["prefetch"],
         shutdown_timeout=float(workers["shutdown_timeout"]),
+        retry_delay=float(workers["retry"]["delay"]),
+        retry_max_delay=float(workers["retry"]["max_delay"]),
         poll_interval=workers["polling"]["interval"],
         region=bus["region"],
         endpoint_url=bus["endpoint_url"],

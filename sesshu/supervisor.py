@@ -34,7 +34,6 @@ log = logging.getLogger("sesshu.supervisor")
 
 MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
-RETRY_BASE, RETRY_MAX = 5, 900  # seconds: backoff of a retried message's next delivery
 OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
 
 
@@ -48,8 +47,9 @@ class Ticket:
     pid: int | None = None  # the worker that ran it
 
 
-def retry_delay(receive_count: int) -> int:
-    return int(min(RETRY_BASE * 2 ** max(receive_count - 1, 0), RETRY_MAX))
+def retry_delay(receive_count: int, base: float, cap: float) -> int:
+    """Seconds until a retried message comes back: doubling with each receive, capped."""
+    return int(min(base * 2 ** max(receive_count - 1, 0), cap))
 
 
 class Supervisor:
@@ -92,16 +92,23 @@ class Supervisor:
         self.signals.install()
         try:
             self.pool.maintain()
-            while not self._finished():
-                ready = set(wait([self.signals.wake_r, *self.pool.waitables()], self._wait_timeout()))
-                self.turn(ready)
+            while not self.finished():
+                self.tick()
         finally:
-            self.pool.kill_all()
-            self.poller.stop()
-            self.sender.stop()
+            self.close()
             self.signals.uninstall()
-        log.info("stopped; outcomes: %s", self._summary())
+        log.info("stopped; outcomes: %s; bus requests: %s", self._summary(), self._requests())
         return 0
+
+    def tick(self) -> None:
+        """One loop turn: the single bounded wait, then the chores."""
+        ready = set(wait([self.signals.wake_r, *self.pool.waitables()], self._wait_timeout()))
+        self.turn(ready)
+
+    def close(self) -> None:
+        self._on_pool_events(self.pool.kill_all())
+        self.poller.stop()
+        self.sender.stop()
 
     def turn(self, ready: set[Any]) -> None:
         for signum in self.signals.drain():
@@ -176,7 +183,7 @@ class Supervisor:
         if self._drain_deadline is not None and self.clock() >= self._drain_deadline:
             self._on_pool_events(self.pool.kill_all())
 
-    def _finished(self) -> bool:
+    def finished(self) -> bool:
         if not self.stopping or self.pool.children or self.outbox or self.sender.busy:
             return False
         if not self.poller.busy:
@@ -295,7 +302,7 @@ class Supervisor:
         # With a DLQ, release at once so redrive moves it with the fewest
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
-        delay = 0 if has_dlq else retry_delay(ticket.message.receive_count)
+        delay = 0 if has_dlq else self._backoff(ticket)
         self.outbox.releases.append((ticket, delay))
 
     def _retry(self, ticket: Ticket, reason: str, detail: str, *,
@@ -305,8 +312,11 @@ class Supervisor:
                              req and req.target, reason=reason, detail=detail,
                              duration=ticket.duration, pid=pid or ticket.pid)
         if delay is None:
-            delay = retry_delay(ticket.message.receive_count)
+            delay = self._backoff(ticket)
         self.outbox.releases.append((ticket, delay))
+
+    def _backoff(self, ticket: Ticket) -> int:
+        return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
 
     def _send(self) -> None:
         if not self.sender.busy and (call := self.outbox.next_batch(self.bus)) is not None:
@@ -337,6 +347,10 @@ class Supervisor:
         if delete_error is not None:
             log.warning("message %s: delete failed (%s); it may be processed again",
                         ticket.message.message_id, delete_error)
+
+    def _requests(self) -> str:
+        counts = getattr(self.bus, "requests", {})
+        return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
 
     def _summary(self) -> str:
         return ", ".join(f"{o}={self.outcomes.total(o)}" for o in ("done", "empty", "rejected", "retried"))

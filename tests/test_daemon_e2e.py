@@ -1,0 +1,290 @@
+"""End to end: a real sesshud subprocess, a real moto SQS/SNS server, real plugins."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.aws import Deployment, MotoServer, drain, poll, provision
+from tests.harness.daemon import Daemon, pid_alive, write_config
+from tests.harness.site import FixtureSite, Route
+
+
+def publish(moto: MotoServer, dep: Deployment, plugin: str, target: str) -> None:
+    moto.client("sns").publish(TopicArn=dep.requests_topic,
+                               Message=json.dumps({"plugin": plugin, "target": target}))
+
+
+def send_raw(moto: MotoServer, dep: Deployment, body: str) -> str:
+    return str(moto.client("sqs").send_message(QueueUrl=dep.queue_url, MessageBody=body)["MessageId"])
+
+
+class Collector:
+    """Accumulates what arrives on a queue (results or DLQ)."""
+
+    def __init__(self, moto: MotoServer, queue_url: str) -> None:
+        self.moto, self.queue_url, self.items = moto, queue_url, []  # type: ignore[var-annotated]
+
+    def bodies(self) -> list[str]:
+        self.items.extend(drain(self.moto, self.queue_url))
+        return [m["Body"] for m in self.items]
+
+    def wait(self, n: int, timeout: float = 60.0) -> list[str]:
+        return list(poll(lambda: self.bodies() if len(self.bodies()) >= n else None, timeout,
+                         interval=0.2, what=f"{n} messages on {self.queue_url}"))
+
+
+def docs(bodies: list[str]) -> dict[str, Any]:
+    return {json.loads(b)["target"]: json.loads(b) for b in bodies}
+
+
+def test_outcomes_done_empty_rejected(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                      daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment), moto)
+    daemons.append(d.start())
+    results = Collector(moto, deployment.results_queue_url)
+    publish(moto, deployment, "chaos", "chaos:echo:hello")
+    publish(moto, deployment, "chaos", "chaos:none")
+    publish(moto, deployment, "chaos", "chaos:modules")
+    got = docs(results.wait(2))
+    assert got["chaos:echo:hello"]["plugin"] == "chaos"
+    assert set(got["chaos:echo:hello"]) == {"target", "plugin", "result"}
+    assert got["chaos:echo:hello"]["result"]["echo"] == "hello"
+    # Children never import boto3.
+    assert got["chaos:modules"]["result"] == {"boto3": False, "botocore": False}
+    d.wait_log(r"empty: chaos chaos:none: no data .* message \S+ deleted")
+    assert len(d.wait_log(r"INFO sesshu\.outcome: done: ", count=2)) == 2
+    assert d.stop() == 0
+    assert "outcomes: done=2, empty=1, rejected=0, retried=0" in d.log()
+    # Nothing left in the input queue: done and empty messages were deleted.
+    assert drain(moto, deployment.queue_url) == []
+
+
+def test_raw_delivery(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = provision(moto, f"raw{time.monotonic_ns()}", raw=True)
+    d = Daemon(write_config(cfg_path, moto, dep), moto)
+    daemons.append(d.start())
+    publish(moto, dep, "chaos", "chaos:echo:raw")
+    send_raw(moto, dep, json.dumps({"plugin": "chaos", "target": "chaos:echo:direct"}))
+    got = docs(Collector(moto, dep.results_queue_url).wait(2))
+    assert got["chaos:echo:raw"]["result"]["echo"] == "raw"
+    assert got["chaos:echo:direct"]["result"]["echo"] == "direct"
+
+
+BAD_BODIES = [
+    "not json at all",
+    "[1, 2, 3]",
+    '"just a string"',
+    "{}",
+    json.dumps({"plugin": "chaos"}),
+    json.dumps({"target": "chaos:echo:x"}),
+    json.dumps({"plugin": "os", "target": "chaos:echo:x"}),
+    json.dumps({"plugin": "../chaos", "target": "chaos:echo:x"}),
+    json.dumps({"plugin": "not_enabled", "target": "x"}),
+    json.dumps({"plugin": 3, "target": "chaos:echo:x"}),
+    json.dumps({"plugin": "chaos", "target": ""}),
+    json.dumps({"plugin": "chaos", "target": ["a"]}),
+    json.dumps({"plugin": "chaos", "target": "x" * 5000}),
+    json.dumps({"Type": "Notification", "Message": "not json"}),
+    json.dumps({"Type": "Notification", "Message": json.dumps({"plugin": "os", "target": "x"})}),
+    json.dumps({"plugin": "chaos", "target": "chaos:invalid"}),  # validate() raises
+    json.dumps({"plugin": "http_robots", "target": "ftp://example.com/"}),  # shipped validate()
+]
+
+
+def test_bad_messages_are_rejected_into_the_dlq(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment), moto)
+    daemons.append(d.start())
+    ids = {send_raw(moto, deployment, body): body for body in BAD_BODIES}
+    dlq = Collector(moto, deployment.dlq_url)
+    got = dlq.wait(len(BAD_BODIES), timeout=90)
+    assert sorted(got) == sorted(BAD_BODIES)
+    log = d.log()
+    for mid in ids:
+        assert f"rejected: " in log and f"message {mid} left for the dead-letter queue" in log
+    # Never a whole body in the log at INFO: the 5000-character target does not appear.
+    assert "x" * 3000 not in log
+    assert d.proc is not None and d.proc.poll() is None  # bad input never crashes the supervisor
+    assert not Collector(moto, deployment.results_queue_url).bodies()
+
+
+def test_malformed_message_reaches_dlq_within_10s(moto: MotoServer, cfg_path: Path,
+                                                  daemons: list[Daemon]) -> None:
+    dep = provision(moto, f"dlq{time.monotonic_ns()}", visibility=30, max_receive=2)
+    d = Daemon(write_config(cfg_path, moto, dep, workers={"polling": {"interval": 20}}), moto)
+    daemons.append(d.start())
+    sent = time.monotonic()
+    send_raw(moto, dep, "{broken")
+    Collector(moto, dep.dlq_url).wait(1, timeout=30)
+    assert time.monotonic() - sent < 10
+
+
+CRASHES = ["chaos:segv", "chaos:exit", "chaos:hang", "chaos:spin", "chaos:raise", "chaos:unserialisable"]
+
+
+def test_crashes_lose_nothing_and_leave_no_orphans(moto: MotoServer, cfg_path: Path, tmp_path: Path,
+                                                   daemons: list[Daemon]) -> None:
+    dep = provision(moto, f"crash{time.monotonic_ns()}", visibility=30, max_receive=2)
+    d = Daemon(write_config(cfg_path, moto, dep, workers={"count": 3, "timeout": 2}), moto)
+    daemons.append(d.start())
+    poll(lambda: len(d.workers()) == 3, 30, what="3 workers")
+    pidfile = tmp_path / "grandchild.pid"
+    targets = [*CRASHES, f"chaos:grandchild:{pidfile}"]
+    for t in targets:
+        publish(moto, dep, "chaos", t)
+    publish(moto, dep, "chaos", "chaos:echo:survivor")
+    # Every crashing message is retried, then dead-lettered by the redrive policy: none is lost.
+    dead = Collector(moto, dep.dlq_url).wait(len(targets), timeout=120)
+    assert sorted(json.loads(json.loads(b)["Message"])["target"] for b in dead) == sorted(targets)
+    results = docs(Collector(moto, dep.results_queue_url).wait(1))
+    assert results["chaos:echo:survivor"]["result"]["echo"] == "survivor"
+    log = d.log()
+    assert "killed by SIGSEGV" in log
+    assert "exited with status 7" in log
+    assert "timed out after 2 s on chaos:hang" in log
+    assert "timed out after 2 s on chaos:spin" in log
+    assert "fetch raised RuntimeError" in log
+    assert "result is not JSON-serialisable" in log
+    # The grandchild a plugin left behind died with its worker's process group.
+    grandchild = int(pidfile.read_text())
+    poll(lambda: not pid_alive(grandchild), 10, what="the grandchild to die")
+    # The pool is back at full strength and still works.
+    poll(lambda: len(d.workers()) == 3, 30, what="pool back at 3 workers")
+    publish(moto, dep, "chaos", "chaos:echo:after")
+    assert "chaos:echo:after" in docs(Collector(moto, dep.results_queue_url).wait(1))
+    assert d.stop() == 0
+    poll(lambda: not d.leftovers(), 10, what="no process left behind")
+
+
+def test_sigterm_lets_the_running_job_finish(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                             daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment), moto)
+    daemons.append(d.start())
+    publish(moto, deployment, "chaos", "chaos:sleep:1.5")
+    poll(lambda: any("worker chaos chaos:sleep" in t for _, t in d.leftovers()), 30,
+         what="the job to start")
+    assert d.stop(signal.SIGTERM) == 0
+    assert "done: chaos chaos:sleep:1.5" in d.log()
+    got = Collector(moto, deployment.results_queue_url).wait(1)
+    assert json.loads(got[0])["result"] == 1.5
+    poll(lambda: not d.leftovers(), 10, what="no process left behind")
+
+
+def test_sigint_exits_cleanly_when_idle(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                        daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, workers={"polling": {"interval": 20}}), moto)
+    daemons.append(d.start())
+    poll(lambda: len(d.workers()) == 2, 30, what="2 workers")
+    assert d.stop(signal.SIGINT) == 0
+    poll(lambda: not d.leftovers(), 10, what="no process left behind")
+
+
+def test_process_titles(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                        daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment), moto)
+    daemons.append(d.start())
+    poll(lambda: [t for _, t in d.leftovers()].count("sesshud: worker idle") == 2, 30, what="2 idle workers")
+    assert dict(d.leftovers())[d.pid] == f"sesshud: master -c {cfg_path}"
+    publish(moto, deployment, "chaos", "chaos:sleep:30")
+    poll(lambda: "sesshud: worker chaos chaos:sleep:30" in dict(d.leftovers()).values(), 30,
+         what="a busy worker title")
+
+
+def test_shipped_plugins_against_a_fixture_site(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                daemons: list[Daemon]) -> None:
+    html = (b'<html><head><link rel="stylesheet" href="/a.css"><script src="/app.js"></script>'
+            b'<link rel="icon" href="/f.ico"></head><body><script>inline()</script></body></html>')
+    routes = {
+        "/robots.txt": Route(body=b"User-agent: *\nDisallow: /private # no\nAllow: /public\n"),
+        "/page": Route(body=html, headers={"Content-Type": "text/html; charset=utf-8"}),
+    }
+    with FixtureSite(routes) as site:
+        d = Daemon(write_config(cfg_path, moto, deployment), moto)
+        daemons.append(d.start())
+        publish(moto, deployment, "http_robots", f"{site.url}/page")
+        publish(moto, deployment, "http_javascript", f"{site.url}/page")
+        publish(moto, deployment, "http_stylesheet", f"{site.url}/page")
+        publish(moto, deployment, "http_robots", f"{site.url.replace('127.0.0.1', '127.0.0.1:1')}")
+        got = {(doc["plugin"]): doc for doc in map(json.loads, Collector(moto, deployment.results_queue_url).wait(3))}
+        assert got["http_robots"]["result"] == ["/private", "/public"]
+        assert got["http_javascript"]["result"] == ["/app.js"]
+        assert got["http_stylesheet"]["result"] == ["/a.css"]
+        assert {ua for _, ua in site.hits} == {"Panorama/sesshu"}
+
+
+def test_entry_point_plugin(moto: MotoServer, deployment: Deployment, cfg_path: Path, tmp_path: Path,
+                            daemons: list[Daemon]) -> None:
+    site = tmp_path / "site"
+    (site / "ep_demo-1.0.dist-info").mkdir(parents=True)
+    (site / "ep_demo-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: ep-demo\nVersion: 1.0\n")
+    (site / "ep_demo-1.0.dist-info" / "entry_points.txt").write_text("[sesshu.plugins]\nep_echo = ep_demo_mod\n")
+    (site / "ep_demo_mod.py").write_text(
+        "def validate(target):\n    pass\n\ndef fetch(target):\n    return {'ep': target}\n")
+    d = Daemon(write_config(cfg_path, moto, deployment, plugin=["ep_echo"]), moto,
+               env={"PYTHONPATH": str(site)})
+    daemons.append(d.start())
+    publish(moto, deployment, "ep_echo", "anything")
+    got = json.loads(Collector(moto, deployment.results_queue_url).wait(1)[0])
+    assert got == {"target": "anything", "plugin": "ep_echo", "result": {"ep": "anything"}}
+
+
+@pytest.mark.parametrize("mutate, key", [
+    (lambda p: p.unlink(), "cannot read config file"),
+    (lambda p: p.write_text("plugin: [chaos\n"), "not valid YAML"),
+    (lambda p: _edit(p, workers={"count": 0}), "workers.count: min value is 1"),
+    (lambda p: _edit(p, workers={"polling": {"interval": 99}}), "workers.polling.interval: max value is 20"),
+    (lambda p: _edit(p, plugin=["chaos", "nope"]), "plugin[1]: 'nope' is not installed"),
+    (lambda p: _edit(p, plugin=["broken"]), "plugin[0]: 'broken' failed to load: ImportError"),
+    (lambda p: _edit(p, plugin=["chaos", "incomplete"]), "plugin[1]: 'incomplete' failed to load: TypeError"),
+    (lambda p: _edit(p, bus={"input": {"queue": "q"}}), "bus.output: required field"),
+])
+def test_bad_config_exits_with_one_line(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                        mutate: Any, key: str) -> None:
+    write_config(cfg_path, moto, deployment,
+                 plugin_path=[str(Path(__file__).parent / "plugins"), str(Path(__file__).parent / "broken_plugins")])
+    mutate(cfg_path)
+    for extra in ([], ["--check"]):
+        d = Daemon(cfg_path, moto, *extra)
+        d.start(wait_ready=False)
+        assert d.wait() == 1
+        lines = d.log().strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("sesshud: config error: "), d.log()
+        assert key in lines[0]
+        d.log_path.unlink()
+
+
+def test_missing_queue_is_a_config_error(moto: MotoServer, deployment: Deployment, cfg_path: Path) -> None:
+    write_config(cfg_path, moto, deployment)
+    _edit(cfg_path, bus={"region": "us-east-1", "endpoint_url": moto.url, "input": {"queue": "no-such-queue"},
+                         "output": {"topic": deployment.results_topic}})
+    d = Daemon(cfg_path, moto).start(wait_ready=False)
+    assert d.wait() == 1
+    assert "config error: bus.input.queue: cannot find queue 'no-such-queue'" in d.log()
+
+
+def test_check_and_version(moto: MotoServer, deployment: Deployment, cfg_path: Path) -> None:
+    write_config(cfg_path, moto, deployment)
+    d = Daemon(cfg_path, moto, "--check").start(wait_ready=False)
+    assert d.wait() == 0
+    assert "OK" in d.log()
+    v = Daemon(cfg_path, moto, "--version").start(wait_ready=False)
+    assert v.wait() == 0
+    assert v.log().strip().endswith("sesshud 0.1.0")
+
+
+def _edit(path: Path, **changes: Any) -> None:
+    import yaml
+
+    doc = yaml.safe_load(path.read_text())
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(doc.get(key), dict) and key != "bus":
+            doc[key].update(value)
+        else:
+            doc[key] = value
+    path.write_text(yaml.safe_dump(doc))
