@@ -60,7 +60,7 @@ class Outcomes:
             "duration": round(duration, 4) if duration is not None else None,
             "worker_pid": pid,
         }
-        what = f"{plugin} {fields['target']}" if plugin else "message"
+        what = f"{plugin} {fields['target']}" if plugin else "request"
         took = f" in {duration:.3f} s" if duration is not None else ""
         if outcome == "done":
             text = f"{what}: result published{took}; message {message_id} deleted"
