@@ -50,6 +50,10 @@ class Visibility:
 class BusError(Exception):
     """A bus call failed as a whole (network, throttling, permissions)."""
 
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code  # the AWS error code, or the exception's name
+
 
 class Bus(Protocol):
     def receive(self, max_messages: int, wait_seconds: int) -> list[Message]: ...

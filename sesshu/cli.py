@@ -17,6 +17,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sesshud", description="Sesshu SQS job-worker daemon")
     p.add_argument("-c", "--config", default="/etc/sesshu.yaml", help="config file (YAML)")
     p.add_argument("--check", action="store_true", help="validate the config, load the plugins, exit")
+    p.add_argument("--pidfile", help="write the daemon's pid here; refuse to start if it is live")
     p.add_argument("--version", action="version", version=f"sesshud {__version__}")
     return p
 
@@ -25,17 +26,25 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from sesshu.config import ConfigError, load
 
+    from sesshu.pidfile import Pidfile, PidfileError
+
     try:
         config = load(args.config)
+        pidfile = Pidfile(args.pidfile) if args.pidfile and not args.check else None
+        if pidfile is not None:
+            pidfile.check()
         from sesshu import daemon
 
         ctx, specs = daemon.prepare(config)
         if args.check:
             print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
             return 0
-        return daemon.run(config, ctx, specs)
+        return daemon.run(config, ctx, specs, pidfile)
     except ConfigError as exc:
         print(f"sesshud: config error: {exc}", file=sys.stderr)
+        return 1
+    except PidfileError as exc:
+        print(f"sesshud: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 0

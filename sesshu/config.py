@@ -78,6 +78,15 @@ SCHEMA: dict[str, Any] = {
             },
         },
     },
+    "metrics": {
+        "type": "dict",
+        "nullable": True,
+        "default": None,
+        "schema": {
+            "address": {"type": "string", "default": "127.0.0.1"},
+            "port": {"type": "integer", "min": 1, "max": 65535, "required": True},
+        },
+    },
     "bus": {
         "type": "dict",
         "required": True,
@@ -128,6 +137,8 @@ class Config:
     endpoint_url: str | None
     queue: str
     topic: str
+    metrics_address: str | None = None
+    metrics_port: int | None = None
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -190,6 +201,8 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         endpoint_url=bus["endpoint_url"],
         queue=bus["input"]["queue"],
         topic=bus["output"]["topic"],
+        metrics_address=(doc["metrics"] or {}).get("address"),
+        metrics_port=(doc["metrics"] or {}).get("port"),
     )
 
 

@@ -19,8 +19,10 @@ from setproctitle import setproctitle
 from sesshu import logs
 from sesshu.bus import BusError, QueueInfo
 from sesshu.child import PluginSpec
-from sesshu.config import Config, ConfigError
+from sesshu.config import Config, ConfigError, load
 from sesshu.handle import ChildProcess
+from sesshu.metrics import Metrics
+from sesshu.pidfile import Pidfile
 from sesshu.pool import Pool, forkserver_context
 from sesshu.protocol import BootFailed, Ready, decode_child
 from sesshu.registry import PluginSource, discover
@@ -81,21 +83,48 @@ def prepare(config: Config) -> tuple[ForkServerContext, list[PluginSpec]]:
     return ctx, specs
 
 
-def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec]) -> int:
+def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile: Pidfile | None = None) -> int:
     handler = logs.setup(config.log_path, config.log_name, config.log_level, config.log_format)
     setproctitle(f"sesshud: master -c {config.path}")
     try:
-        bus = SqsSnsBus(config.queue, config.topic, region=config.region,
-                        endpoint_url=config.endpoint_url, poll_seconds=config.poll_interval)
+        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url)
     except BusError as exc:
         raise ConfigError(f"bus.input.queue: cannot find queue {config.queue!r}: {exc}") from None
     pool = Pool(ctx, specs, config.worker_count, MAX_RESULT_BYTES, time.monotonic)
     supervisor = Supervisor(config, bus, pool)
     supervisor.on_reopen_logs = lambda: logs.reopen(handler)
+
+    def load_again() -> tuple[Config, list[PluginSpec]]:
+        new = load(config.path)
+        return new, plugin_specs(new)
+
+    def applied(new: Config) -> None:
+        nonlocal handler
+        handler = logs.setup(new.log_path, new.log_name, new.log_level, new.log_format)
+
+    if config.metrics_port is not None:
+        metrics = Metrics()
+        try:
+            metrics.serve(config.metrics_address or "127.0.0.1", config.metrics_port)
+        except OSError as exc:
+            raise ConfigError(f"metrics.port: cannot listen on {config.metrics_address}:"
+                              f"{config.metrics_port}: {exc.strerror}") from None
+        supervisor.metrics = metrics
+        supervisor.outcomes.observer = metrics.outcome
+        pool.on_restart = metrics.restart
+        bus.on_call = metrics.bus_call
+    supervisor.load_config = load_again
+    supervisor.on_config_applied = applied
     supervisor.queue_info = queue_info(bus, config)
+    if pidfile is not None:
+        pidfile.write()
     log.info("started: %d workers, plugins %s, queue %s", config.worker_count,
              ", ".join(config.plugin_names), bus.queue_url)
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    finally:
+        if pidfile is not None:
+            pidfile.remove()
 
 
 def queue_info(bus: SqsSnsBus, config: Config) -> QueueInfo:

@@ -54,6 +54,7 @@ class ChildProcess:
         self.jobs_done = 0
         self.retired = False  # we asked it to go: its exit is no crash
         self.ready = False  # it loaded its plugins and said Ready
+        self.generation = 0  # which configuration's plugins it loaded
 
     @classmethod
     def launch(

@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 log = logging.getLogger("sesshu.outcome")
 
@@ -31,6 +31,8 @@ class Outcomes:
     def __init__(self) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()  # (plugin, outcome)
         self.reasons: Counter[str] = Counter()  # reasons of "retried" and "rejected"
+        # (plugin, outcome, reason, duration): how metrics hear of each outcome
+        self.observer: Callable[[str, str, str, float | None], None] | None = None
 
     def total(self, outcome: str) -> int:
         return sum(n for (_, o), n in self.counts.items() if o == outcome)
@@ -51,6 +53,8 @@ class Outcomes:
         self.counts[(plugin or "-", outcome)] += 1
         if reason:
             self.reasons[f"{outcome}:{reason}"] += 1
+        if self.observer is not None:
+            self.observer(plugin or "-", outcome, reason, duration)
         fields: dict[str, Any] = {
             "message_id": message_id,
             "plugin": plugin,
@@ -67,7 +71,7 @@ class Outcomes:
         elif outcome == "empty":
             text = f"{what}: no data{took}; message {message_id} deleted"
         elif outcome == "rejected":
-            text = f"{what}: rejected ({detail}); message {message_id} left for the dead-letter queue"
+            text = f"{what}: {detail}; message {message_id} left for the dead-letter queue"
         else:
             text = f"{what}: {detail}; message {message_id} will be retried"
         level = logging.INFO if outcome in ("done", "empty") else logging.WARNING

@@ -51,7 +51,18 @@ class ChildBootFailed:
     pid: int
 
 
-PoolEvent = JobFinished | JobLost | ChildBootFailed
+@dataclass(frozen=True)
+class Reconfigured:
+    """A proposed plugin set loaded in a probe child and is now the pool's."""
+
+
+@dataclass(frozen=True)
+class ReconfigureFailed:
+    plugin: str
+    error: str
+
+
+PoolEvent = JobFinished | JobLost | ChildBootFailed | Reconfigured | ReconfigureFailed
 
 
 def forkserver_context(preload: list[str] | None = None) -> ForkServerContext:
@@ -81,6 +92,10 @@ class Pool:
         self._boot_failures = 0
         self._respawn_at = 0.0
         self.restarts: dict[str, int] = {}
+        self.generation = 0
+        self.on_restart: Callable[[str], None] | None = None
+        self.max_jobs: int | None = None  # recycle a child after this many jobs
+        self._proposal: tuple[ChildProcess, list[PluginSpec], int] | None = None
 
     # -- what the supervisor waits on ---------------------------------------
 
@@ -138,6 +153,7 @@ class Pool:
                 log.error("cannot start a worker child: %s; retrying", exc)
                 self._note_boot_failure(now)
                 return
+            child.generation = self.generation
             self.children.append(child)
         # Surplus children (after the size went down) leave once idle.
         surplus = self.live_count() - self.size
@@ -162,6 +178,32 @@ class Pool:
     def assign(self, child: ChildProcess, job: Job, ticket: Any, timeout: float) -> None:
         now = self._clock()
         child.assign(RunningJob(job, ticket, now, now + timeout))
+
+    # -- reconfiguring ----------------------------------------------------------
+
+    def propose(self, specs: list[PluginSpec], size: int) -> None:
+        """Try a new plugin set: it replaces the current one only once a probe child loads it.
+
+        Until then nothing changes. Once it has, idle children of the old set
+        leave at once and busy ones after their job: a reload kills no job.
+        """
+        if self._proposal is not None:
+            self._proposal[0].terminate(self._clock())
+        probe = ChildProcess.launch(self._ctx, specs, self.max_result_bytes, self._clock())
+        probe.generation = -1  # neither old nor new until it proves itself
+        self.children.append(probe)
+        self._proposal = (probe, specs, size)
+
+    def _commit(self, events: list[PoolEvent]) -> None:
+        assert self._proposal is not None
+        probe, self.specs, self.size = self._proposal
+        self._proposal = None
+        self.generation += 1
+        probe.generation = self.generation
+        for child in self.children:
+            if child.generation != self.generation and child.state in (State.IDLE, State.STARTING):
+                child.close()
+        events.append(Reconfigured())
 
     # -- stopping -------------------------------------------------------------
 
@@ -202,8 +244,17 @@ class Pool:
             if child.state is State.STARTING:
                 child.state = State.IDLE
                 self._boot_failures = 0
+            if self._proposal is not None and child is self._proposal[0]:
+                self._commit(events)
+            elif child.generation != self.generation:
+                child.close()  # it loaded a plugin set that was replaced meanwhile
         elif isinstance(message, BootFailed):
-            events.append(ChildBootFailed(message.plugin, message.error, child.pid))
+            if self._proposal is not None and child is self._proposal[0]:
+                self._proposal = None
+                child.retired = True  # a failed probe is no crash loop
+                events.append(ReconfigureFailed(message.plugin, message.error))
+            else:
+                events.append(ChildBootFailed(message.plugin, message.error, child.pid))
         elif isinstance(message, Result):
             running = child.running
             if running is None or running.job.job_id != message.job_id:
@@ -213,6 +264,11 @@ class Pool:
                 return
             child.finish_job()
             events.append(JobFinished(running, message, child.pid))
+            if child.generation != self.generation:
+                child.close()  # a reload happened while it ran: it leaves now
+            elif self.max_jobs is not None and child.jobs_done >= self.max_jobs:
+                child.close()
+                self._count_restart("max_jobs")
 
     def _fail_child(self, child: ChildProcess, reason: str, detail: str, events: list[PoolEvent]) -> None:
         running = child.finish_job()
@@ -225,6 +281,10 @@ class Pool:
     def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:
         pid = child.pid
         was_starting = not child.ready
+        if self._proposal is not None and child is self._proposal[0]:
+            self._proposal = None
+            child.retired = True
+            events.append(ReconfigureFailed("-", "the probe worker died while loading plugins"))
         retired = child.retired
         running = child.finish_job()
         how = child.reap()
@@ -252,3 +312,5 @@ class Pool:
 
     def _count_restart(self, reason: str) -> None:
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
+        if self.on_restart is not None:
+            self.on_restart(reason)

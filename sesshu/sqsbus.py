@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility
+
+
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 10
+MAX_POLL = 20
 
 
 class SqsSnsBus:
@@ -27,40 +32,45 @@ class SqsSnsBus:
         *,
         region: str | None = None,
         endpoint_url: str | None = None,
-        poll_seconds: int = 20,
     ) -> None:
         session = boto3.session.Session(region_name=region)
-        # The read timeout must outlast the long poll itself.
-        config = BotoConfig(
-            connect_timeout=5,
-            read_timeout=poll_seconds + 10,
-            retries={"max_attempts": 3, "mode": "standard"},
-            max_pool_connections=4,
-        )
-        self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config)
-        self._sns = session.client("sns", endpoint_url=endpoint_url, config=config)
+        # Receives get their own client: its read timeout must outlast the
+        # longest long poll (20 s), while every other call should give up on
+        # a hung endpoint much sooner.
+        def config(read_timeout: int) -> BotoConfig:
+            return BotoConfig(connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
+                              retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=4)
+
+        self._receiver = session.client("sqs", endpoint_url=endpoint_url, config=config(MAX_POLL + 10))
+        self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
+        self._sns = session.client("sns", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
         self.topic = topic
         self.requests: Counter[str] = Counter()
+        self.on_call: Callable[[str, bool], None] | None = None  # (operation, ok), from any thread
         self._lock = threading.Lock()
         self.queue_url = queue if queue.startswith(("http://", "https://")) else self._queue_url(queue)
 
-    def _count(self, operation: str) -> None:
+    def _count(self, operation: str, ok: bool) -> None:
         with self._lock:
             self.requests[operation] += 1
+        if self.on_call is not None:
+            self.on_call(operation, ok)
 
     def _call(self, client: Any, operation: str, **kwargs: Any) -> Any:
-        self._count(operation)
         try:
-            return getattr(client, operation)(**kwargs)
+            reply = getattr(client, operation)(**kwargs)
         except (BotoCoreError, ClientError) as exc:
-            raise BusError(f"{operation}: {exc}") from exc
+            self._count(operation, False)
+            raise BusError(f"{operation}: {exc}", _error_code(exc)) from exc
+        self._count(operation, True)
+        return reply
 
     def _queue_url(self, name: str) -> str:
         return str(self._call(self._sqs, "get_queue_url", QueueName=name)["QueueUrl"])
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[Message]:
         reply = self._call(
-            self._sqs,
+            self._receiver,
             "receive_message",
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max(1, min(max_messages, BATCH_MAX)),
@@ -134,6 +144,12 @@ class SqsSnsBus:
 
     def check_topic(self) -> None:
         self._call(self._sns, "get_topic_attributes", TopicArn=self.topic)
+
+
+def _error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    return type(exc).__name__
 
 
 def _failures(reply: dict[str, Any]) -> dict[str, str]:

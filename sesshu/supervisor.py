@@ -17,7 +17,7 @@ import random
 import signal
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from typing import Any, Callable
 
@@ -25,8 +25,17 @@ from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
 from sesshu.busio import Lane, Outbox, Received, Sent, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, Request, RequestParser
+from sesshu.metrics import Metrics
 from sesshu.outcomes import Outcomes, safe_target
-from sesshu.pool import ChildBootFailed, JobFinished, JobLost, Pool, PoolEvent
+from sesshu.pool import (
+    ChildBootFailed,
+    JobFinished,
+    JobLost,
+    Pool,
+    PoolEvent,
+    Reconfigured,
+    ReconfigureFailed,
+)
 from sesshu.protocol import Job
 from sesshu.signals import SignalRecorder
 
@@ -73,7 +82,11 @@ class Supervisor:
         self.outbox = Outbox()
         self.queue_info = QueueInfo(None, None)
         self.stopping = False
-        self.on_reload: Callable[[], None] | None = None
+        self.load_config: Callable[[], tuple[Config, list[Any]]] | None = None
+        self.on_config_applied: Callable[[Config], None] | None = None
+        self._proposed: Config | None = None
+        self.metrics: Metrics | None = None
+        self.received = 0
         self.on_reopen_logs: Callable[[], None] | None = None
         self._completions: queue.SimpleQueue[tuple[Lane, Any]] = queue.SimpleQueue()
         self.poller = Lane("sesshu-poller", lambda r: self._complete(self.poller, r))
@@ -129,6 +142,12 @@ class Supervisor:
         self._dispatch()
         self._send()
         self._poll()
+        if self.metrics is not None:
+            self.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
+
+    def in_flight(self) -> int:
+        """Received messages whose outcome is not decided yet."""
+        return self.received - sum(self.outcomes.counts.values())
 
     def _wait_timeout(self) -> float:
         now = self.clock()
@@ -160,10 +179,38 @@ class Supervisor:
         elif signum == signal.SIGTTOU:
             self.pool.size = max(1, self.pool.size - 1)
             log.info("SIGTTOU: workers now %d", self.pool.size)
-        elif signum == signal.SIGHUP and self.on_reload is not None:
-            self.on_reload()
+        elif signum == signal.SIGHUP:
+            self.reload()
         elif signum == signal.SIGUSR1 and self.on_reopen_logs is not None:
             self.on_reopen_logs()
+
+    def reload(self) -> None:
+        """Re-read the config file; apply it once its plugins load in a probe child."""
+        if self.load_config is None or self.stopping:
+            return
+        from sesshu.config import ConfigError  # noqa: PLC0415 - only reloads need it
+
+        try:
+            new, specs = self.load_config()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        if (new.queue, new.topic, new.region, new.endpoint_url) != (
+                self.config.queue, self.config.topic, self.config.region, self.config.endpoint_url):
+            log.warning("reload: bus.* changes take effect only after a restart")
+        log.info("SIGHUP: loading the plugins of %s in a probe worker", new.path)
+        self._proposed = new
+        self.pool.propose(specs, new.worker_count)
+
+    def _apply(self, new: Config) -> None:
+        old = self.config
+        self.config = replace(new, queue=old.queue, topic=old.topic, region=old.region,
+                              endpoint_url=old.endpoint_url)
+        self.parser = RequestParser(self.config.plugin_names)
+        if self.on_config_applied is not None:
+            self.on_config_applied(self.config)
+        log.info("reloaded: %d workers, plugins %s", self.config.worker_count,
+                 ", ".join(self.config.plugin_names))
 
     def begin_stop(self, graceful: bool) -> None:
         now = self.clock()
@@ -207,6 +254,7 @@ class Supervisor:
             self._outage(received.error)
             return
         self._recovered()
+        self.received += len(received.messages)
         for message in received.messages:
             ticket = Ticket(message)
             try:
@@ -240,15 +288,18 @@ class Supervisor:
     def _dispatch(self) -> None:
         if self.stopping:
             return
-        for child in self.pool.idle():
-            if not self.held:
-                break
+        idle = self.pool.idle()
+        while idle and self.held:
             ticket = self.held.popleft()
             request = ticket.request
             assert request is not None
             plugin = self.config.plugin(request.plugin)
-            timeout = plugin.timeout if plugin is not None else self.config.timeout
-            self.pool.assign(child, Job(next(self._job_ids), request.plugin, request.target), ticket, timeout)
+            if plugin is None:
+                self._retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
+                continue
+            timeout = plugin.timeout
+            job = Job(next(self._job_ids), request.plugin, request.target)
+            self.pool.assign(idle.pop(), job, ticket, timeout)
 
     def _on_pool_events(self, events: list[PoolEvent]) -> None:
         for event in events:
@@ -263,6 +314,13 @@ class Supervisor:
                     detail = event.detail
                 self._retry(ticket, event.reason, detail, pid=event.pid,
                             delay=0 if event.reason == "killed" else None)
+            elif isinstance(event, Reconfigured) and self._proposed is not None:
+                self._apply(self._proposed)
+                self._proposed = None
+            elif isinstance(event, ReconfigureFailed):
+                self._proposed = None
+                log.error("reload refused, keeping the running config: plugin %s failed to load: %s",
+                          event.plugin, event.error)
             elif isinstance(event, ChildBootFailed):
                 key = (event.plugin, event.error)
                 if key not in self._boot_errors_seen:

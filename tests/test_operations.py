@@ -1,0 +1,204 @@
+"""Operating sesshud: signals, reload, pidfile, metrics and logs, on a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from tests.harness.aws import Deployment, MotoServer, free_port, poll
+from tests.harness.daemon import Daemon, pid_alive, write_config
+from tests.test_daemon_e2e import Collector, publish
+
+
+def idle_workers(d: Daemon) -> int:
+    return [t for _, t in d.leftovers()].count("sesshud: worker idle")
+
+
+def busy_with(d: Daemon, target: str) -> bool:
+    return any(t.startswith("sesshud: worker chaos") and target in t for _, t in d.leftovers())
+
+
+def test_ttin_ttou_change_the_worker_count(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                           daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment), moto)
+    daemons.append(d.start())
+    poll(lambda: idle_workers(d) == 2, 30, what="2 workers")
+    d.send_signal(signal.SIGTTIN)
+    poll(lambda: len(d.workers()) == 3, 30, what="3 workers after TTIN")
+    # Signals of one kind coalesce while pending, so send each after the last took effect.
+    for expect, count in (("2", 1), ("1", 1), ("1", 2)):
+        d.send_signal(signal.SIGTTOU)
+        d.wait_log(rf"SIGTTOU: workers now {expect}", count=count)
+    poll(lambda: len(d.workers()) == 1, 30, what="never fewer than 1 worker")
+    publish(moto, deployment, "chaos", "chaos:echo:one")
+    Collector(moto, deployment.results_queue_url).wait(1)
+
+
+def test_hup_reloads_without_killing_a_running_job(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                   daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, plugin=["chaos", "http_robots"]), moto)
+    daemons.append(d.start())
+    poll(lambda: idle_workers(d) == 2, 30, what="2 workers")
+    publish(moto, deployment, "chaos", "chaos:sleep:3")
+    poll(lambda: busy_with(d, "chaos:sleep:3"), 30, what="the long job to start")
+    busy_pid = next(pid for pid, t in d.leftovers() if "chaos:sleep:3" in t)
+
+    # A broken config is refused, and the daemon runs on.
+    cfg_path.write_text(cfg_path.read_text().replace("count: 2", "count: 0"))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"reload refused, keeping the running config: workers.count")
+    # So is a config whose plugin cannot load (checked in a probe child).
+    doc = yaml.safe_load(cfg_path.read_text())
+    doc["workers"]["count"] = 3
+    doc["plugin"] = ["chaos", "broken"]
+    doc["plugin_path"].append(str(Path(__file__).parent / "broken_plugins"))
+    cfg_path.write_text(yaml.safe_dump(doc))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"reload refused, keeping the running config: plugin broken failed to load")
+
+    # A good one is applied: 3 workers, http_robots disabled; the running job survives.
+    doc["plugin"] = ["chaos"]
+    cfg_path.write_text(yaml.safe_dump(doc))
+    d.send_signal(signal.SIGHUP)
+    d.wait_log(r"reloaded: 3 workers, plugins chaos")
+    assert pid_alive(busy_pid)
+    results = Collector(moto, deployment.results_queue_url)
+    assert json.loads(results.wait(1)[0])["result"] == 3.0
+    poll(lambda: idle_workers(d) == 3, 30, what="3 workers of the new config")
+    publish(moto, deployment, "http_robots", "http://127.0.0.1:1/")
+    d.wait_log(r"rejected: request: plugin is not an enabled plugin; message")
+    assert d.proc is not None and d.proc.poll() is None
+
+
+def test_usr1_reopens_the_log_file(moto: MotoServer, deployment: Deployment, cfg_path: Path, tmp_path: Path,
+                                   daemons: list[Daemon]) -> None:
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    d = Daemon(write_config(cfg_path, moto, deployment, logging={"path": str(logdir), "name": "sesshu"}), moto)
+    daemons.append(d.start(wait_ready=False))
+    logfile = logdir / "sesshu.log"
+    poll(lambda: logfile.exists() and "started" in logfile.read_text(), 60, what="the log file")
+    rotated = logdir / "sesshu.log.1"
+    os.rename(logfile, rotated)
+    d.send_signal(signal.SIGUSR1)
+    poll(logfile.exists, 30, what="a new log file after USR1")
+    publish(moto, deployment, "chaos", "chaos:echo:after-rotate")
+    poll(lambda: "chaos:echo:after-rotate" in logfile.read_text(), 30, what="new lines in the new file")
+    assert "chaos:echo:after-rotate" not in rotated.read_text()
+    assert f"[{d.pid}]" in logfile.read_text()  # the text format shows the pid
+
+
+def test_quit_is_a_fast_stop_that_releases_the_message(moto: MotoServer, deployment: Deployment,
+                                                       cfg_path: Path, daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, workers={"timeout": 60}), moto)
+    daemons.append(d.start())
+    publish(moto, deployment, "chaos", "chaos:hang")
+    poll(lambda: busy_with(d, "chaos:hang"), 30, what="the job to start")
+    started = time.monotonic()
+    assert d.stop(signal.SIGQUIT) == 0
+    assert time.monotonic() - started < 10
+    poll(lambda: not d.leftovers(), 10, what="no process left behind")
+    # Released at once (visibility 0), though the queue's visibility timeout is 30 s.
+    sqs = moto.client("sqs")
+    got = poll(lambda: sqs.receive_message(QueueUrl=deployment.queue_url, WaitTimeSeconds=1).get("Messages"),
+               10, what="the released message")
+    assert "chaos:hang" in got[0]["Body"]
+
+
+def test_term_drains_and_releases_held_messages(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, workers={"count": 1, "prefetch": 3}), moto)
+    daemons.append(d.start())
+    poll(lambda: idle_workers(d) == 1, 30, what="1 worker")
+    for i in range(4):
+        publish(moto, deployment, "chaos", f"chaos:sleep:1.{i}")
+    poll(lambda: busy_with(d, "chaos:sleep:1."), 30, what="a job to start")
+    d.wait_log(r"bus requests|.*", count=1)
+    assert d.stop(signal.SIGTERM) == 0
+    log = d.log()
+    assert log.count("done: chaos chaos:sleep:1.") == 1
+    assert log.count("daemon stopping before it started") + log.count("received while stopping") >= 1
+    # Every message is accounted for: one result, the rest visible again right away.
+    assert len(Collector(moto, deployment.results_queue_url).wait(1)) == 1
+    sqs = moto.client("sqs")
+    seen: set[str] = set()
+
+    def all_back() -> bool:
+        for m in sqs.receive_message(QueueUrl=deployment.queue_url, MaxNumberOfMessages=10,
+                                     VisibilityTimeout=60).get("Messages", []):
+            seen.add(m["MessageId"])
+        return len(seen) == 3
+
+    poll(all_back, 20, what="3 released messages")
+
+
+def test_shutdown_timeout_kills_what_still_runs(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, workers={"timeout": 60, "shutdown_timeout": 1}), moto)
+    daemons.append(d.start())
+    publish(moto, deployment, "chaos", "chaos:hang")
+    poll(lambda: busy_with(d, "chaos:hang"), 30, what="the job to start")
+    assert d.stop(signal.SIGTERM, timeout=30) == 0
+    assert "killed at shutdown; message" in d.log()
+    poll(lambda: not d.leftovers(), 10, what="no process left behind")
+
+
+def test_pidfile(moto: MotoServer, deployment: Deployment, cfg_path: Path, tmp_path: Path,
+                 daemons: list[Daemon]) -> None:
+    pidfile = tmp_path / "sesshud.pid"
+    pidfile.write_text("999999\n")  # stale: no such process; taken over
+    write_config(cfg_path, moto, deployment)
+    d = Daemon(cfg_path, moto, "--pidfile", str(pidfile))
+    daemons.append(d.start())
+    poll(lambda: pidfile.exists() and pidfile.read_text().strip() == str(d.pid), 30, what="the pidfile")
+    second = Daemon(cfg_path.with_name("second.yaml"), moto, "--pidfile", str(pidfile))
+    second.config.write_text(cfg_path.read_text())
+    second.start(wait_ready=False)
+    assert second.wait() == 1
+    assert f"held by running process {d.pid}" in second.log()
+    assert d.stop() == 0
+    assert not pidfile.exists()
+
+
+def test_metrics_are_scraped_over_http(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                       daemons: list[Daemon]) -> None:
+    port = free_port()
+    d = Daemon(write_config(cfg_path, moto, deployment, metrics={"address": "127.0.0.1", "port": port}), moto)
+    daemons.append(d.start())
+    publish(moto, deployment, "chaos", "chaos:echo:m")
+    publish(moto, deployment, "chaos", "chaos:segv")
+    Collector(moto, deployment.results_queue_url).wait(1)
+    d.wait_log("killed by SIGSEGV")
+
+    def scrape() -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            return str(r.read().decode())
+
+    want = [
+        'sesshu_jobs_total{outcome="done",plugin="chaos",reason=""} 1.0',
+        'sesshu_jobs_total{outcome="retried",plugin="chaos",reason="crashed"} 1.0',
+        'sesshu_job_duration_seconds_count{plugin="chaos"} 1.0',
+        'sesshu_workers{state="configured"} 2.0',
+        'sesshu_worker_restarts_total{reason="crashed"} 1.0',
+        'sesshu_bus_requests_total{operation="receive_message"}',
+        'sesshu_messages_in_flight 0.0',
+    ]
+    poll(lambda: all(w in scrape() for w in want), 30, what="the metrics")
+    assert 'sesshu_bus_errors_total' in scrape()
+
+
+def test_json_logs_carry_the_job_fields(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                        daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, logging={"format": "json", "level": "info"}), moto)
+    daemons.append(d.start(wait_ready=False))
+    publish(moto, deployment, "chaos", "chaos:echo:json")
+    lines = d.wait_log(r'"outcome": "done"')
+    doc = json.loads(lines[0])
+    assert doc["plugin"] == "chaos" and doc["target"] == "chaos:echo:json"
+    assert doc["message_id"] and doc["worker_pid"] and doc["duration"] >= 0 and doc["pid"] == d.pid
