@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from sesshu.bus import BATCH_MAX, Bus, BusError, Delete, Message, Publish, Visibility
+from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, BusError, Delete, Message, Publish, Visibility
 
 
 @dataclass
 class Received:
     messages: list[Message]
     error: str | None = None
+    started: float = 0.0  # monotonic time the receive was sent: visibility runs from then
 
 
 @dataclass
@@ -36,21 +38,26 @@ class Sent:
     delete_failed: list[tuple[Any, str]] = field(default_factory=list)
     visibility_failed: list[tuple[Any, str]] = field(default_factory=list)
     error: str | None = None  # set when any call of the batch failed as a whole
+    error_code: str = ""
 
 
 class Lane:
     """One daemon thread running one bus call at a time."""
 
-    def __init__(self, name: str, done: Callable[[Any], None]) -> None:
+    def __init__(self, name: str, done: Callable[[Lane, Any], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._done = done
+        self._clock = clock
         self.busy = False
+        self.since = 0.0  # when the call under way was submitted
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     def submit(self, call: Callable[[], Any]) -> None:
         assert not self.busy
         self.busy = True
+        self.since = self._clock()
         self._jobs.put(call)
 
     def stop(self) -> None:
@@ -62,7 +69,7 @@ class Lane:
 
     def _run(self) -> None:
         while (call := self._jobs.get()) is not None:
-            self._done(call())
+            self._done(self, call())
 
 
 class Outbox:
@@ -70,24 +77,50 @@ class Outbox:
 
     def __init__(self) -> None:
         self.publishes: deque[tuple[Any, str]] = deque()  # (ticket, document)
+        self.uploads: deque[tuple[Any, str, str, str]] = deque()  # (ticket, document, key, pointer)
         self.deletes: deque[Any] = deque()  # tickets whose result was empty
         self.releases: deque[tuple[Any, int]] = deque()  # (ticket, visibility seconds)
+        # Heartbeat extensions, by ticket identity: one per ticket at most, and
+        # dropped as soon as the ticket's outcome is queued, so an extension
+        # can never land after (or in the same batch as) its release or delete.
+        self.extensions: dict[int, tuple[Any, int]] = {}
 
     def __len__(self) -> int:
-        return len(self.publishes) + len(self.deletes) + len(self.releases)
+        return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
+                + len(self.extensions))
 
-    def next_batch(self, bus: Bus) -> Callable[[], Sent] | None:
+    def settle(self, ticket: Any) -> None:
+        """The ticket's outcome is being queued: forget any pending extension."""
+        self.extensions.pop(id(ticket), None)
+
+    def next_batch(self, bus: Bus, s3: S3Target | None = None) -> Callable[[], Sent] | None:
         """The sender call for the next batch, or None when there is nothing to send."""
-        releases = _take(self.releases)
-        publishes = _take(self.publishes)
-        deletes = _take(self.deletes)
-        if not (releases or publishes or deletes):
+        visibility = [self.extensions.pop(k) for k in list(self.extensions)[:BATCH_MAX]]
+        visibility += _take(self.releases, BATCH_MAX - len(visibility))
+        publishes: list[tuple[Any, str]] = []
+        size = 0
+        # SNS caps a whole PublishBatch at 256 KiB, not just each message.
+        while self.publishes and len(publishes) < BATCH_MAX:
+            doc = self.publishes[0][1]
+            if publishes and size + len(doc) > SNS_MAX_BYTES:
+                break
+            size += len(doc)
+            publishes.append(self.publishes.popleft())
+        uploads = _take(self.uploads, 1) if len(publishes) < BATCH_MAX else []
+        deletes = _take(self.deletes, BATCH_MAX)
+        if not (visibility or publishes or uploads or deletes):
             return None
-        return lambda: send_batch(bus, releases, publishes, deletes)
+        return lambda: send_batch(bus, visibility, publishes, deletes, uploads, s3)
 
 
-def _take(items: deque[Any]) -> list[Any]:
-    return [items.popleft() for _ in range(min(len(items), BATCH_MAX))]
+@dataclass(frozen=True)
+class S3Target:
+    bucket: str
+    prefix: str
+
+
+def _take(items: deque[Any], n: int) -> list[Any]:
+    return [items.popleft() for _ in range(min(len(items), n))]
 
 
 def send_batch(
@@ -95,13 +128,25 @@ def send_batch(
     releases: list[tuple[Any, int]],
     publishes: list[tuple[Any, str]],
     deletes: list[Any],
+    uploads: list[tuple[Any, str, str, str]] | None = None,
+    s3: S3Target | None = None,
 ) -> Sent:
-    """Run one sender turn: releases, then publish-then-delete, then deletes.
+    """Run one sender turn: visibility changes, then publish-then-delete, then deletes.
 
     A message is deleted only if its own publish entry succeeded, in this
-    same turn, so a delete can never overtake its publish.
+    same turn, so a delete can never overtake its publish. An oversized
+    result is stored in S3 first, and only then is its pointer published.
     """
     sent = Sent()
+    publishes = list(publishes)
+    for ticket, document, key, pointer in uploads or []:
+        assert s3 is not None
+        try:
+            bus.put_object(s3.bucket, key, document)
+        except BusError as exc:
+            sent.publish_failed.append((ticket, f"S3 upload failed: {exc}"))
+            continue
+        publishes.append((ticket, pointer))
     if releases:
         entries = [Visibility(str(i), t.message.receipt_handle, s) for i, (t, s) in enumerate(releases)]
         failed = _guard(sent, lambda: bus.change_visibility(entries), entries)
@@ -130,7 +175,7 @@ def _guard(sent: Sent, call: Callable[[], dict[str, str]], entries: list[Any]) -
     try:
         return call()
     except BusError as exc:
-        sent.error = str(exc)
+        sent.error, sent.error_code = str(exc), exc.code
         return {e.entry_id: str(exc) for e in entries}
     except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
         sent.error = f"unexpected {type(exc).__name__}: {exc}"
@@ -138,9 +183,10 @@ def _guard(sent: Sent, call: Callable[[], dict[str, str]], entries: list[Any]) -
 
 
 def receive(bus: Bus, n: int, wait: int) -> Received:
+    started = time.monotonic()
     try:
-        return Received(bus.receive(n, wait))
+        return Received(bus.receive(n, wait), None, started)
     except BusError as exc:
-        return Received([], str(exc))
+        return Received([], str(exc), started)
     except Exception as exc:  # noqa: BLE001
-        return Received([], f"unexpected {type(exc).__name__}: {exc}")
+        return Received([], f"unexpected {type(exc).__name__}: {exc}", started)

@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -34,11 +35,17 @@ _RESET_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2"
                   "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGPIPE")
 
 
-def child_main(conn: Connection, specs: list[PluginSpec], max_result_bytes: int) -> None:
+def child_main(conn: Connection, specs: list[PluginSpec], max_result_bytes: int,
+               memory_limit_mib: int | None = None) -> None:
     """Entry point of a worker child; never returns."""
     code = 0
     try:
         _hygiene()
+        if memory_limit_mib:
+            # Address space, not RSS: the kernel enforces it at allocation
+            # time, so a runaway plugin gets a MemoryError (or dies) alone.
+            limit = memory_limit_mib * 1024 * 1024
+            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         plugins = _load_all(conn, specs)
         if plugins is None:
             code = 3
@@ -129,7 +136,10 @@ def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: i
         setproctitle("sesshud: worker idle")
         job = decode_job(conn.recv_bytes())
         setproctitle(f"sesshud: worker {job.plugin} {shorten(job.target)}")
-        conn.send_bytes(encode_child(run_job(plugins, job, max_result_bytes)))
+        result = run_job(plugins, job, max_result_bytes)
+        conn.send_bytes(encode_child(result))
+        if result.reason == "memory":
+            return  # the heap may be in a sorry state: let a fresh child take over
 
 
 def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> Result:
@@ -143,22 +153,27 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
         return Result(job.job_id, "rejected", f"invalid target: {_describe(exc)}")
     try:
         data = module.fetch(job.target)
+    except MemoryError:
+        return Result(job.job_id, "failed", "fetch ran out of memory (workers.memory_limit)", reason="memory")
     except BaseException as exc:  # noqa: BLE001
-        return Result(job.job_id, "failed", f"fetch raised {_describe(exc)}")
+        return Result(job.job_id, "failed", f"fetch raised {_describe(exc)}", reason="fetch_error")
     if data is None:
         return Result(job.job_id, "empty")
     try:
         payload = json.dumps(data, allow_nan=False, separators=(",", ":")).encode()
     except (TypeError, ValueError, RecursionError) as exc:
-        return Result(job.job_id, "failed", f"result is not JSON-serialisable: {_describe(exc)}")
+        return Result(job.job_id, "failed", f"result is not JSON-serialisable: {_describe(exc)}",
+                      reason="unserialisable")
+    except MemoryError:
+        return Result(job.job_id, "failed", "result ran out of memory (workers.memory_limit)", reason="memory")
     if len(payload) > max_result_bytes:
-        return Result(
-            job.job_id, "failed", f"result is {len(payload)} bytes, over the {max_result_bytes}-byte limit"
-        )
+        return Result(job.job_id, "failed",
+                      f"result is {len(payload)} bytes, over the {max_result_bytes}-byte limit", reason="too_large")
     return Result(job.job_id, "done", payload=payload)
 
 
 def shorten(text: str, limit: int = 60) -> str:
+    """Keep process titles and error texts to a readable length."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -63,6 +63,8 @@ SCHEMA: dict[str, Any] = {
             "timeout": {"type": "number", "min": 0.1, "max": 43200, "default": 30},
             "prefetch": {"type": "integer", "min": 0, "max": 100, "default": 0},
             "shutdown_timeout": {"type": "number", "min": 0, "max": 3600, "default": 30},
+            "memory_limit": {"type": "integer", "min": 64, "nullable": True, "default": None},
+            "max_jobs": {"type": "integer", "min": 1, "nullable": True, "default": None},
             "retry": {
                 "type": "dict",
                 "default": {},
@@ -101,7 +103,11 @@ SCHEMA: dict[str, Any] = {
             "output": {
                 "type": "dict",
                 "required": True,
-                "schema": {"topic": {"type": "string", "required": True, "empty": False}},
+                "schema": {
+                    "topic": {"type": "string", "required": True, "empty": False},
+                    "s3_bucket": {"type": "string", "nullable": True, "default": None, "empty": False},
+                    "s3_prefix": {"type": "string", "default": "sesshu/"},
+                },
             },
         },
     },
@@ -139,6 +145,10 @@ class Config:
     topic: str
     metrics_address: str | None = None
     metrics_port: int | None = None
+    memory_limit: int | None = None  # MiB of address space per child
+    max_jobs: int | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "sesshu/"
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -203,6 +213,10 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         topic=bus["output"]["topic"],
         metrics_address=(doc["metrics"] or {}).get("address"),
         metrics_port=(doc["metrics"] or {}).get("port"),
+        memory_limit=workers["memory_limit"],
+        max_jobs=workers["max_jobs"],
+        s3_bucket=bus["output"]["s3_bucket"],
+        s3_prefix=bus["output"]["s3_prefix"],
     )
 
 

@@ -32,7 +32,8 @@ from sesshu.supervisor import Supervisor
 log = logging.getLogger("sesshu.daemon")
 
 BOOT_CHECK_TIMEOUT = 60.0
-MAX_RESULT_BYTES = 256 * 1024
+MAX_RESULT_BYTES = 256 * 1024  # what fits the SNS topic
+S3_MAX_RESULT_BYTES = 32 * 1024 * 1024  # with bus.output.s3_bucket, results this large go to S3
 # Modules the shipped plugins use, imported once in the fork server.
 PRELOAD = ["sesshu.httpget", "bs4"]
 
@@ -87,10 +88,12 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
     handler = logs.setup(config.log_path, config.log_name, config.log_level, config.log_format)
     setproctitle(f"sesshud: master -c {config.path}")
     try:
-        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url)
+        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url,
+                        poll_seconds=config.poll_interval)
     except BusError as exc:
         raise ConfigError(f"bus.input.queue: cannot find queue {config.queue!r}: {exc}") from None
-    pool = Pool(ctx, specs, config.worker_count, MAX_RESULT_BYTES, time.monotonic)
+    pool = Pool(ctx, specs, config.worker_count, max_result_bytes(config), time.monotonic)
+    pool.max_jobs, pool.memory_limit_mib = config.max_jobs, config.memory_limit
     supervisor = Supervisor(config, bus, pool)
     supervisor.on_reopen_logs = lambda: logs.reopen(handler)
 
@@ -101,6 +104,7 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
     def applied(new: Config) -> None:
         nonlocal handler
         handler = logs.setup(new.log_path, new.log_name, new.log_level, new.log_format)
+        pool.max_jobs, pool.memory_limit_mib = new.max_jobs, new.memory_limit
 
     if config.metrics_port is not None:
         metrics = Metrics()
@@ -116,6 +120,7 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
     supervisor.load_config = load_again
     supervisor.on_config_applied = applied
     supervisor.queue_info = queue_info(bus, config)
+    supervisor.heartbeat = heartbeat_permitted(bus, config, supervisor.queue_info)
     if pidfile is not None:
         pidfile.write()
     log.info("started: %d workers, plugins %s, queue %s", config.worker_count,
@@ -137,8 +142,23 @@ def queue_info(bus: SqsSnsBus, config: Config) -> QueueInfo:
     if info.max_receive_count is None:
         log.warning("queue has no redrive policy: rejected messages are retried with backoff "
                     "instead of moving to a dead-letter queue")
+    return info
+
+
+def heartbeat_permitted(bus: SqsSnsBus, config: Config, info: QueueInfo) -> bool:
+    """Probe sqs:ChangeMessageVisibility; without it, no timeout may outlast the visibility timeout."""
+    if bus.visibility_permitted():
+        return True
     longest = max(p.timeout for p in config.plugins)
     if info.visibility_timeout is not None and longest >= info.visibility_timeout:
-        log.warning("a plugin timeout (%g s) is not below the queue's visibility timeout (%d s): "
-                    "its jobs may be received twice", longest, info.visibility_timeout)
-    return info
+        raise ConfigError(
+            f"workers.timeout: {longest:g} s is not below the queue's visibility timeout "
+            f"({info.visibility_timeout} s), and sqs:ChangeMessageVisibility is denied, so no "
+            "heartbeat can extend it")
+    log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and rejected or "
+                "retried messages wait out their visibility timeout")
+    return False
+
+
+def max_result_bytes(config: Config) -> int:
+    return S3_MAX_RESULT_BYTES if config.s3_bucket else MAX_RESULT_BYTES

@@ -58,11 +58,13 @@ class ChildProcess:
 
     @classmethod
     def launch(
-        cls, ctx: ForkServerContext, specs: list[PluginSpec], max_result_bytes: int, now: float
+        cls, ctx: ForkServerContext, specs: list[PluginSpec], max_result_bytes: int, now: float,
+        memory_limit_mib: int | None = None,
     ) -> ChildProcess:
         parent_end, child_end = ctx.Pipe(duplex=True)
         process = ctx.Process(
-            target=child_main, args=(child_end, specs, max_result_bytes), name="sesshud-worker"
+            target=child_main, args=(child_end, specs, max_result_bytes, memory_limit_mib),
+            name="sesshud-worker",
         )
         try:
             process.start()

@@ -31,6 +31,7 @@ class MemoryBus:
     published: list[str] = field(default_factory=list)
     dead: list[str] = field(default_factory=list)  # bodies moved by the "redrive policy"
     requests: Counter[str] = field(default_factory=Counter)
+    objects: dict[tuple[str, str], str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._messages: dict[str, _Stored] = {}
@@ -107,6 +108,10 @@ class MemoryBus:
                     stored.visible_at = time.monotonic() + e.seconds
             self._cond.notify_all()
         return failed
+
+    def put_object(self, bucket: str, key: str, body: str) -> None:
+        self.requests["put_object"] += 1
+        self.objects[(bucket, key)] = body
 
     def queue_info(self) -> QueueInfo:
         return QueueInfo(self.visibility_timeout, self.max_receive_count)

@@ -95,6 +95,7 @@ class Pool:
         self.generation = 0
         self.on_restart: Callable[[str], None] | None = None
         self.max_jobs: int | None = None  # recycle a child after this many jobs
+        self.memory_limit_mib: int | None = None
         self._proposal: tuple[ChildProcess, list[PluginSpec], int] | None = None
 
     # -- what the supervisor waits on ---------------------------------------
@@ -148,7 +149,8 @@ class Pool:
         now = self._clock()
         while self.live_count() < self.size and now >= self._respawn_at:
             try:
-                child = ChildProcess.launch(self._ctx, self.specs, self.max_result_bytes, now)
+                child = ChildProcess.launch(self._ctx, self.specs, self.max_result_bytes, now,
+                                            self.memory_limit_mib)
             except OSError as exc:
                 log.error("cannot start a worker child: %s; retrying", exc)
                 self._note_boot_failure(now)
@@ -168,6 +170,9 @@ class Pool:
 
     def idle(self) -> list[ChildProcess]:
         return [c for c in self.children if c.state is State.IDLE]
+
+    def running(self) -> list[RunningJob]:
+        return [c.running for c in self.children if c.running is not None and c.state is State.BUSY]
 
     def busy_count(self) -> int:
         return sum(1 for c in self.children if c.state is State.BUSY)
@@ -189,7 +194,8 @@ class Pool:
         """
         if self._proposal is not None:
             self._proposal[0].terminate(self._clock())
-        probe = ChildProcess.launch(self._ctx, specs, self.max_result_bytes, self._clock())
+        probe = ChildProcess.launch(self._ctx, specs, self.max_result_bytes, self._clock(),
+                                    self.memory_limit_mib)
         probe.generation = -1  # neither old nor new until it proves itself
         self.children.append(probe)
         self._proposal = (probe, specs, size)

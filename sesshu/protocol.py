@@ -40,6 +40,7 @@ class Result:
     status: Status
     error: str = ""
     payload: bytes = b""  # the plugin's result as JSON, for status "done"
+    reason: str = ""  # for "failed": fetch_error, unserialisable, too_large, memory
 
 
 ChildMessage = Ready | BootFailed | Result
@@ -60,7 +61,8 @@ def decode_job(frame: bytes) -> Job:
 
 def encode_child(msg: ChildMessage) -> bytes:
     if isinstance(msg, Result):
-        head = {"op": "result", "job": msg.job_id, "status": msg.status, "error": msg.error}
+        head = {"op": "result", "job": msg.job_id, "status": msg.status, "error": msg.error,
+                "reason": msg.reason}
         return json.dumps(head).encode() + b"\n" + msg.payload
     if isinstance(msg, BootFailed):
         return json.dumps({"op": "boot_failed", "plugin": msg.plugin, "error": msg.error}).encode()
@@ -76,7 +78,8 @@ def decode_child(frame: bytes) -> ChildMessage:
             status = doc["status"]
             if status not in ("done", "empty", "rejected", "failed"):
                 raise ValueError(status)
-            return Result(int(doc["job"]), status, str(doc.get("error", "")), payload)
+            return Result(int(doc["job"]), status, str(doc.get("error", "")), payload,
+                          str(doc.get("reason", "")))
         if op == "ready":
             return Ready()
         if op == "boot_failed":

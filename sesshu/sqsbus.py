@@ -32,18 +32,22 @@ class SqsSnsBus:
         *,
         region: str | None = None,
         endpoint_url: str | None = None,
+        poll_seconds: int = MAX_POLL,
     ) -> None:
         session = boto3.session.Session(region_name=region)
         # Receives get their own client: its read timeout must outlast the
-        # longest long poll (20 s), while every other call should give up on
-        # a hung endpoint much sooner.
+        # long poll, while every other call should give up on a hung
+        # endpoint much sooner.
         def config(read_timeout: int) -> BotoConfig:
             return BotoConfig(connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
                               retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=4)
 
-        self._receiver = session.client("sqs", endpoint_url=endpoint_url, config=config(MAX_POLL + 10))
+        self._receiver = session.client("sqs", endpoint_url=endpoint_url, config=config(poll_seconds + 10))
+        self.max_wait = poll_seconds
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
         self._sns = session.client("sns", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
+        self._session, self._endpoint_url = session, endpoint_url
+        self._s3: Any = None  # made on first use: most deployments never need it
         self.topic = topic
         self.requests: Counter[str] = Counter()
         self.on_call: Callable[[str, bool], None] | None = None  # (operation, ok), from any thread
@@ -74,7 +78,7 @@ class SqsSnsBus:
             "receive_message",
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max(1, min(max_messages, BATCH_MAX)),
-            WaitTimeSeconds=wait_seconds,
+            WaitTimeSeconds=min(wait_seconds, self.max_wait),
             MessageSystemAttributeNames=["ApproximateReceiveCount"],
         )
         return [
@@ -141,6 +145,22 @@ class SqsSnsBus:
                 max_receive = None
         visibility = attrs.get("VisibilityTimeout")
         return QueueInfo(int(visibility) if visibility is not None else None, max_receive)
+
+    def put_object(self, bucket: str, key: str, body: str) -> None:
+        if self._s3 is None:
+            self._s3 = self._session.client("s3", endpoint_url=self._endpoint_url, config=BotoConfig(
+                connect_timeout=CONNECT_TIMEOUT, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
+                s3={"addressing_style": "path"} if self._endpoint_url else None))
+        self._call(self._s3, "put_object", Bucket=bucket, Key=key, Body=body.encode(),
+                   ContentType="application/json")
+
+    def visibility_permitted(self) -> bool:
+        """Probe sqs:ChangeMessageVisibility with a receipt that cannot exist."""
+        try:
+            self.change_visibility([Visibility("probe", "sesshu-permission-probe", 0)])
+        except BusError as exc:
+            return "AccessDenied" not in exc.code and "AuthorizationError" not in exc.code
+        return True
 
     def check_topic(self) -> None:
         self._call(self._sns, "get_topic_attributes", TopicArn=self.topic)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import queue
 import random
 import signal
@@ -22,7 +23,7 @@ from multiprocessing.connection import wait
 from typing import Any, Callable
 
 from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
-from sesshu.busio import Lane, Outbox, Received, Sent, receive
+from sesshu.busio import Lane, Outbox, Received, S3Target, Sent, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, Request, RequestParser
 from sesshu.metrics import Metrics
@@ -43,6 +44,8 @@ log = logging.getLogger("sesshu.supervisor")
 
 MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
+STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
+DEFAULT_VISIBILITY = 30  # assumed when the queue's attributes cannot be read
 OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
 
 
@@ -54,6 +57,7 @@ class Ticket:
     request: Request | None = None
     duration: float | None = None  # plugin run time, once it ran
     pid: int | None = None  # the worker that ran it
+    visible_until: float = 0.0  # monotonic: when SQS may hand the message to someone else
 
 
 def retry_delay(receive_count: int, base: float, cap: float) -> int:
@@ -89,8 +93,10 @@ class Supervisor:
         self.received = 0
         self.on_reopen_logs: Callable[[], None] | None = None
         self._completions: queue.SimpleQueue[tuple[Lane, Any]] = queue.SimpleQueue()
-        self.poller = Lane("sesshu-poller", lambda r: self._complete(self.poller, r))
-        self.sender = Lane("sesshu-sender", lambda r: self._complete(self.sender, r))
+        self.poller = Lane("sesshu-poller", self._complete, clock)
+        self.sender = Lane("sesshu-sender", self._complete, clock)
+        self.heartbeat = True  # extend visibility of held and running messages
+        self._next_heartbeat = 0.0
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
         self._exit_deadline: float | None = None
@@ -140,7 +146,9 @@ class Supervisor:
         else:
             self.pool.maintain()
         self._dispatch()
+        self._heartbeat()
         self._send()
+        self._watchdog()
         self._poll()
         if self.metrics is not None:
             self.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
@@ -160,6 +168,14 @@ class Supervisor:
             if t2 is not None:
                 until.append(t2)
         return max(0.0, min(until) - now)
+
+    def _watchdog(self) -> None:
+        stalled = self.clock() - self.poller.since
+        if self.poller.busy and stalled > self.config.poll_interval + STALL_SLACK:
+            # A thread cannot be killed; abandon it. Whatever it receives
+            # later still arrives as a completion and is handled as usual.
+            log.error("polling has stalled for %.0f s; starting a new poller", stalled)
+            self.poller = Lane("sesshu-poller", self._complete, self.clock)
 
     def _complete(self, lane: Lane, result: Any) -> None:
         # Runs in a lane's thread: hand over and wake the loop, nothing more.
@@ -255,8 +271,9 @@ class Supervisor:
             return
         self._recovered()
         self.received += len(received.messages)
+        visible_until = received.started + self._visibility()
         for message in received.messages:
-            ticket = Ticket(message)
+            ticket = Ticket(message, visible_until=visible_until)
             try:
                 ticket.request = self.parser.parse(message.body)
             except Rejected as exc:
@@ -282,6 +299,30 @@ class Supervisor:
             log.warning("bus recovered after %.1f s", self.clock() - self._outage_since)
         self._outage_since = None
         self._outage_failures = 0
+
+    # -- visibility heartbeat ---------------------------------------------------
+
+    def _visibility(self) -> int:
+        return self.queue_info.visibility_timeout or DEFAULT_VISIBILITY
+
+    def _heartbeat(self) -> None:
+        """Extend, before it lapses, the visibility of every message held or running."""
+        now = self.clock()
+        if not self.heartbeat or now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + 1.0
+        vt = self._visibility()
+        margin = max(2.0, min(10.0, vt / 3))
+        due: list[tuple[Ticket, float | None]] = [(t, None) for t in self.held]
+        due += [(r.ticket, r.deadline) for r in self.pool.running()]
+        for ticket, deadline in due:
+            if ticket.visible_until - now > margin or id(ticket) in self.outbox.extensions:
+                continue
+            # Capped by the job's deadline: a job past it is killed and released anyway.
+            horizon = vt if deadline is None else min(vt, deadline - now + margin)
+            seconds = max(1, math.ceil(horizon))
+            ticket.visible_until = now + seconds
+            self.outbox.extensions[id(ticket)] = (ticket, seconds)
 
     # -- jobs -----------------------------------------------------------------
 
@@ -338,18 +379,25 @@ class Supervisor:
                 f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
                 f'"result":{result.payload.decode("ascii")}}}'
             )
-            if len(document) > SNS_MAX_BYTES:
-                self._retry(ticket, "too_large", f"result document is {len(document)} bytes, "
-                            f"over the topic's {SNS_MAX_BYTES}", pid=event.pid)
-                return
-            self.outbox.publishes.append((ticket, document))
+            self.outbox.settle(ticket)
+            if len(document) <= SNS_MAX_BYTES:
+                self.outbox.publishes.append((ticket, document))
+            elif self.config.s3_bucket:
+                key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
+                pointer = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+                           f'"result_s3":{json.dumps({"bucket": self.config.s3_bucket, "key": key})}}}')
+                self.outbox.uploads.append((ticket, document, key, pointer))
+            else:
+                self._retry(ticket, "too_large", f"result document is {len(document)} bytes, over the "
+                            f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
+                            pid=event.pid)
         elif result.status == "empty":
+            self.outbox.settle(ticket)
             self.outbox.deletes.append(ticket)
         elif result.status == "rejected":
             self._reject(ticket, result.error)
         else:
-            reason = "unserialisable" if "JSON-serialisable" in result.error else "fetch_error"
-            self._retry(ticket, reason, result.error, pid=event.pid)
+            self._retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid)
 
     # -- outcomes -------------------------------------------------------------
 
@@ -361,6 +409,7 @@ class Supervisor:
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
         delay = 0 if has_dlq else self._backoff(ticket)
+        self.outbox.settle(ticket)
         self.outbox.releases.append((ticket, delay))
 
     def _retry(self, ticket: Ticket, reason: str, detail: str, *,
@@ -371,13 +420,17 @@ class Supervisor:
                              duration=ticket.duration, pid=pid or ticket.pid)
         if delay is None:
             delay = self._backoff(ticket)
+        self.outbox.settle(ticket)
         self.outbox.releases.append((ticket, delay))
 
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
 
     def _send(self) -> None:
-        if not self.sender.busy and (call := self.outbox.next_batch(self.bus)) is not None:
+        if self.sender.busy:
+            return
+        s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
+        if (call := self.outbox.next_batch(self.bus, s3)) is not None:
             self.sender.submit(call)
 
     def _on_sent(self, sent: Sent) -> None:
@@ -393,6 +446,10 @@ class Supervisor:
                 self._record_deleted("empty", ticket, err)
         for ticket, err in sent.publish_failed:
             self._retry(ticket, "publish_error", f"publish failed: {err}")
+        if self.heartbeat and any("AccessDenied" in err for _, err in sent.visibility_failed):
+            self.heartbeat = False
+            log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
+                        "release of rejected or retried messages; grant it (see the README's IAM policy)")
         for ticket, err in sent.visibility_failed:
             log.warning("message %s: could not change its visibility (%s); it reappears "
                         "when its visibility timeout ends", ticket.message.message_id, err)
