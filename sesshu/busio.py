@@ -15,8 +15,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, BusError, Delete, Message, Publish, Visibility
 

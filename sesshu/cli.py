@@ -25,7 +25,6 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from sesshu.config import ConfigError, load
-
     from sesshu.pidfile import Pidfile, PidfileError
 
     try:

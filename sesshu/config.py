@@ -231,10 +231,7 @@ def _plugin_entry(entry: str | dict[str, Any], default_timeout: float) -> Plugin
 def _first_error(errors: Any, prefix: str = "") -> tuple[str, str]:
     """Flatten cerberus' nested error tree into its first ``(dotted.key, message)``."""
     for key in sorted(errors, key=str):
-        if isinstance(key, int):
-            here = f"{prefix}[{key}]"
-        else:
-            here = f"{prefix}.{key}" if prefix else str(key)
+        here = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
         for item in errors[key]:
             if isinstance(item, dict):
                 return _first_error(item, here)

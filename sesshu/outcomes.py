@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 log = logging.getLogger("sesshu.outcome")
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
-from typing import Any, Callable
+from typing import Any
 
 from sesshu.child import PluginSpec
 from sesshu.handle import ChildProcess, RunningJob, State

@@ -40,7 +40,7 @@ def shipped_dir() -> Path | None:
     spec = importlib.util.find_spec(SHIPPED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def discover(plugin_path: tuple[str, ...] | list[str]) -> dict[str, PluginSource]:

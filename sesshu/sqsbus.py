@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility
-
 
 CONNECT_TIMEOUT = 5
 READ_TIMEOUT = 10

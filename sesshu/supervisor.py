@@ -18,9 +18,10 @@ import random
 import signal
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
-from typing import Any, Callable
+from typing import Any
 
 from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
 from sesshu.busio import Lane, Outbox, Received, S3Target, Sent, receive
@@ -204,7 +205,7 @@ class Supervisor:
         """Re-read the config file; apply it once its plugins load in a probe child."""
         if self.load_config is None or self.stopping:
             return
-        from sesshu.config import ConfigError  # noqa: PLC0415 - only reloads need it
+        from sesshu.config import ConfigError
 
         try:
             new, specs = self.load_config()
@@ -401,10 +402,15 @@ class Supervisor:
 
     # -- outcomes -------------------------------------------------------------
 
-    def _reject(self, ticket: Ticket, detail: str) -> None:
+    def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
+                pid: int | None = None) -> None:
         req = ticket.request
-        self.outcomes.record("rejected", ticket.message.message_id, req and req.plugin,
-                             req and req.target, reason="invalid", detail=detail)
+        self.outcomes.record(outcome, ticket.message.message_id, req.plugin if req else None,
+                             req.target if req else None, reason=reason, detail=detail,
+                             duration=ticket.duration, pid=pid or ticket.pid)
+
+    def _reject(self, ticket: Ticket, detail: str) -> None:
+        self._record("rejected", ticket, reason="invalid", detail=detail)
         # With a DLQ, release at once so redrive moves it with the fewest
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
@@ -414,10 +420,7 @@ class Supervisor:
 
     def _retry(self, ticket: Ticket, reason: str, detail: str, *,
                pid: int | None = None, delay: int | None = None) -> None:
-        req = ticket.request
-        self.outcomes.record("retried", ticket.message.message_id, req and req.plugin,
-                             req and req.target, reason=reason, detail=detail,
-                             duration=ticket.duration, pid=pid or ticket.pid)
+        self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
         if delay is None:
             delay = self._backoff(ticket)
         self.outbox.settle(ticket)
@@ -455,10 +458,7 @@ class Supervisor:
                         "when its visibility timeout ends", ticket.message.message_id, err)
 
     def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
-        req = ticket.request
-        assert req is not None
-        self.outcomes.record(outcome, ticket.message.message_id, req.plugin, req.target,
-                             duration=ticket.duration, pid=ticket.pid)
+        self._record(outcome, ticket)
         if delete_error is not None:
             log.warning("message %s: delete failed (%s); it may be processed again",
                         ticket.message.message_id, delete_error)

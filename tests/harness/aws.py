@@ -4,7 +4,6 @@ the queues and topics a Sesshu deployment needs, for tests, demo and bench.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -12,11 +11,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
+
+from sesshu.provision import Deployment
+from sesshu.provision import provision as provision_deployment
 
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
@@ -65,9 +66,11 @@ class MotoServer:
         exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
         if exe is None:
             raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")
-        out = open(self._log_path, "wb") if self._log_path else subprocess.DEVNULL
+        log = open(self._log_path, "wb") if self._log_path else None  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
-                                      stdout=out, stderr=subprocess.STDOUT, env=aws_env())
+                                      stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, env=aws_env())
+        if log is not None:
+            log.close()  # the child holds its own copy of the fd
         poll(self._up, timeout=60, what="moto_server to answer")
         return self
 
@@ -95,41 +98,18 @@ class MotoServer:
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
         ).client(service, endpoint_url=self.url)
 
-    def __enter__(self) -> MotoServer:
+    def __enter__(self) -> MotoServer:  # noqa: PYI034 - start() returns the server
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
 
-@dataclass
-class Deployment:
-    """The resources of one Sesshu deployment (what ``sesshu provision`` makes)."""
-
-    queue_url: str
-    dlq_url: str
-    requests_topic: str
-    results_topic: str
-    results_queue_url: str
-
-
 def provision(server: MotoServer, name: str, *, visibility: int = 30, max_receive: int | None = 2,
               raw: bool = False) -> Deployment:
-    sqs, sns = server.client("sqs"), server.client("sns")
-    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
-    attrs = {"VisibilityTimeout": str(visibility)}
-    if max_receive is not None:
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        attrs["RedrivePolicy"] = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": max_receive})
-    queue_url = sqs.create_queue(QueueName=f"{name}-requests", Attributes=attrs)["QueueUrl"]
-    results_queue_url = sqs.create_queue(QueueName=f"{name}-results")["QueueUrl"]
-    requests_topic = sns.create_topic(Name=f"{name}-requests")["TopicArn"]
-    results_topic = sns.create_topic(Name=f"{name}-results")["TopicArn"]
-    for topic, url, is_raw in ((requests_topic, queue_url, raw), (results_topic, results_queue_url, True)):
-        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn,
-                      Attributes={"RawMessageDelivery": "true" if is_raw else "false"})
-    return Deployment(queue_url, dlq_url, requests_topic, results_topic, results_queue_url)
+    """The deployment ``sesshu provision`` would make, on ``server``."""
+    return provision_deployment(server.client("sqs"), server.client("sns"), name,
+                                visibility=visibility, max_receive=max_receive, raw=raw)
 
 
 def drain(server: MotoServer, queue_url: str, *, wait: int = 0) -> list[dict[str, Any]]:
