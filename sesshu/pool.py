@@ -33,6 +33,7 @@ class JobFinished:
     running: RunningJob
     result: Result
     pid: int
+    finished: float  # monotonic
 
 
 @dataclass(frozen=True)
@@ -270,7 +271,7 @@ class Pool:
                     self._fail_child(child, "protocol", "result for a job it does not hold", events)
                 return
             child.finish_job()
-            events.append(JobFinished(running, message, child.pid))
+            events.append(JobFinished(running, message, child.pid, self._clock()))
             if child.generation != self.generation:
                 child.close()  # a reload happened while it ran: it leaves now
             elif self.max_jobs is not None and child.jobs_done >= self.max_jobs:

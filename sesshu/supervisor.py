@@ -10,7 +10,6 @@ I/O happens in the bus lanes (``sesshu.busio``), so no chore blocks.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import math
 import queue
@@ -19,14 +18,14 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any
 
-from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
-from sesshu.busio import Lane, Outbox, Received, S3Target, Sent, receive
+from sesshu.bus import Bus, QueueInfo
+from sesshu.busio import Lane, Outbox, Received, receive
 from sesshu.config import Config
-from sesshu.messages import Rejected, Request, RequestParser
+from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
 from sesshu.outcomes import Outcomes, safe_target
 from sesshu.pool import (
@@ -39,6 +38,7 @@ from sesshu.pool import (
     ReconfigureFailed,
 )
 from sesshu.protocol import Job
+from sesshu.settle import Settler, Ticket
 from sesshu.signals import SignalRecorder
 
 log = logging.getLogger("sesshu.supervisor")
@@ -48,22 +48,6 @@ EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 DEFAULT_VISIBILITY = 30  # assumed when the queue's attributes cannot be read
 OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
-
-
-@dataclass(eq=False)
-class Ticket:
-    """The supervisor's record of one received message, until its outcome."""
-
-    message: Message
-    request: Request | None = None
-    duration: float | None = None  # plugin run time, once it ran
-    pid: int | None = None  # the worker that ran it
-    visible_until: float = 0.0  # monotonic: when SQS may hand the message to someone else
-
-
-def retry_delay(receive_count: int, base: float, cap: float) -> int:
-    """Seconds until a retried message comes back: doubling with each receive, capped."""
-    return int(min(base * 2 ** max(receive_count - 1, 0), cap))
 
 
 class Supervisor:
@@ -81,11 +65,9 @@ class Supervisor:
         self.pool = pool
         self.clock = clock
         self.signals = signals or SignalRecorder()
-        self.outcomes = Outcomes()
+        self.settle = Settler(config)
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
-        self.outbox = Outbox()
-        self.queue_info = QueueInfo(None, None)
         self.stopping = False
         self.load_config: Callable[[], tuple[Config, list[Any]]] | None = None
         self.on_config_applied: Callable[[Config], None] | None = None
@@ -96,7 +78,6 @@ class Supervisor:
         self._completions: queue.SimpleQueue[tuple[Lane, Any]] = queue.SimpleQueue()
         self.poller = Lane("sesshu-poller", self._complete, clock)
         self.sender = Lane("sesshu-sender", self._complete, clock)
-        self.heartbeat = True  # extend visibility of held and running messages
         self._next_heartbeat = 0.0
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
@@ -117,7 +98,7 @@ class Supervisor:
         finally:
             self.close()
             self.signals.uninstall()
-        log.info("stopped; outcomes: %s; bus requests: %s", self._summary(), self._requests())
+        log.info("stopped; outcomes: %s; bus requests: %s", self.settle.summary(), self._requests())
         return 0
 
     def tick(self) -> None:
@@ -139,7 +120,7 @@ class Supervisor:
             if isinstance(result, Received):
                 self._on_received(result)
             else:
-                self._on_sent(result)
+                self.settle.sent(result)
         self._on_pool_events(self.pool.collect(ready))
         self._on_pool_events(self.pool.enforce_deadlines())
         if self.stopping:
@@ -148,11 +129,37 @@ class Supervisor:
             self.pool.maintain()
         self._dispatch()
         self._heartbeat()
-        self._send()
+        if not self.sender.busy and (call := self.settle.next_send(self.bus)) is not None:
+            self.sender.submit(call)
         self._watchdog()
         self._poll()
         if self.metrics is not None:
             self.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
+
+    # The settler owns these; they are the supervisor's public face too.
+    @property
+    def outcomes(self) -> Outcomes:
+        return self.settle.outcomes
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.settle.outbox
+
+    @property
+    def queue_info(self) -> QueueInfo:
+        return self.settle.queue_info
+
+    @queue_info.setter
+    def queue_info(self, info: QueueInfo) -> None:
+        self.settle.queue_info = info
+
+    @property
+    def heartbeat(self) -> bool:
+        return self.settle.heartbeat
+
+    @heartbeat.setter
+    def heartbeat(self, on: bool) -> None:
+        self.settle.heartbeat = on
 
     def in_flight(self) -> int:
         """Received messages whose outcome is not decided yet."""
@@ -224,6 +231,7 @@ class Supervisor:
         self.config = replace(new, queue=old.queue, topic=old.topic, region=old.region,
                               endpoint_url=old.endpoint_url)
         self.parser = RequestParser(self.config.plugin_names)
+        self.settle.config = self.config
         if self.on_config_applied is not None:
             self.on_config_applied(self.config)
         log.info("reloaded: %d workers, plugins %s", self.config.worker_count,
@@ -237,7 +245,7 @@ class Supervisor:
             self.stopping = True
             self._drain_deadline = now + self.config.shutdown_timeout
         while self.held:
-            self._retry(self.held.popleft(), "shutdown", "daemon stopping before it started", delay=0)
+            self.settle.retry(self.held.popleft(), "shutdown", "daemon stopping before it started", delay=0)
         if not graceful:
             self._drain_deadline = now
         self._stopping_chores()
@@ -279,10 +287,10 @@ class Supervisor:
                 ticket.request = self.parser.parse(message.body)
             except Rejected as exc:
                 log.debug("rejected body of %s: %r", message.message_id, message.body[:2048])
-                self._reject(ticket, str(exc))
+                self.settle.reject(ticket, str(exc))
                 continue
             if self.stopping:
-                self._retry(ticket, "shutdown", "received while stopping", delay=0)
+                self.settle.retry(ticket, "shutdown", "received while stopping", delay=0)
             else:
                 self.held.append(ticket)
 
@@ -337,7 +345,7 @@ class Supervisor:
             assert request is not None
             plugin = self.config.plugin(request.plugin)
             if plugin is None:
-                self._retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
+                self.settle.retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
                 continue
             timeout = plugin.timeout
             job = Job(next(self._job_ids), request.plugin, request.target)
@@ -346,7 +354,7 @@ class Supervisor:
     def _on_pool_events(self, events: list[PoolEvent]) -> None:
         for event in events:
             if isinstance(event, JobFinished):
-                self._on_result(event)
+                self.settle.finished(event)
             elif isinstance(event, JobLost):
                 ticket: Ticket = event.running.ticket
                 job = event.running.job
@@ -354,7 +362,7 @@ class Supervisor:
                     detail = f"plugin {job.plugin} {event.detail} on {safe_target(job.target)}"
                 else:
                     detail = event.detail
-                self._retry(ticket, event.reason, detail, pid=event.pid,
+                self.settle.retry(ticket, event.reason, detail, pid=event.pid,
                             delay=0 if event.reason == "killed" else None)
             elif isinstance(event, Reconfigured) and self._proposed is not None:
                 self._apply(self._proposed)
@@ -369,103 +377,8 @@ class Supervisor:
                     self._boot_errors_seen.add(key)
                     log.error("worker %d cannot load plugin %s: %s", event.pid, event.plugin, event.error)
 
-    def _on_result(self, event: JobFinished) -> None:
-        ticket: Ticket = event.running.ticket
-        ticket.duration = self.clock() - event.running.started
-        ticket.pid = event.pid
-        result = event.result
-        if result.status == "done":
-            job = event.running.job
-            document = (
-                f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
-                f'"result":{result.payload.decode("ascii")}}}'
-            )
-            self.outbox.settle(ticket)
-            if len(document) <= SNS_MAX_BYTES:
-                self.outbox.publishes.append((ticket, document))
-            elif self.config.s3_bucket:
-                key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
-                pointer = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
-                           f'"result_s3":{json.dumps({"bucket": self.config.s3_bucket, "key": key})}}}')
-                self.outbox.uploads.append((ticket, document, key, pointer))
-            else:
-                self._retry(ticket, "too_large", f"result document is {len(document)} bytes, over the "
-                            f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
-                            pid=event.pid)
-        elif result.status == "empty":
-            self.outbox.settle(ticket)
-            self.outbox.deletes.append(ticket)
-        elif result.status == "rejected":
-            self._reject(ticket, result.error)
-        else:
-            self._retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid)
-
-    # -- outcomes -------------------------------------------------------------
-
-    def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
-                pid: int | None = None) -> None:
-        req = ticket.request
-        self.outcomes.record(outcome, ticket.message.message_id, req.plugin if req else None,
-                             req.target if req else None, reason=reason, detail=detail,
-                             duration=ticket.duration, pid=pid or ticket.pid)
-
-    def _reject(self, ticket: Ticket, detail: str) -> None:
-        self._record("rejected", ticket, reason="invalid", detail=detail)
-        # With a DLQ, release at once so redrive moves it with the fewest
-        # re-fetches; without one, back off instead of spinning on it.
-        has_dlq = self.queue_info.max_receive_count is not None
-        delay = 0 if has_dlq else self._backoff(ticket)
-        self.outbox.settle(ticket)
-        self.outbox.releases.append((ticket, delay))
-
-    def _retry(self, ticket: Ticket, reason: str, detail: str, *,
-               pid: int | None = None, delay: int | None = None) -> None:
-        self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
-        if delay is None:
-            delay = self._backoff(ticket)
-        self.outbox.settle(ticket)
-        self.outbox.releases.append((ticket, delay))
-
-    def _backoff(self, ticket: Ticket) -> int:
-        return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
-
-    def _send(self) -> None:
-        if self.sender.busy:
-            return
-        s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
-        if (call := self.outbox.next_batch(self.bus, s3)) is not None:
-            self.sender.submit(call)
-
-    def _on_sent(self, sent: Sent) -> None:
-        if sent.error is not None:
-            log.error("bus error while sending: %s", sent.error)
-        failed_deletes = {id(t): err for t, err in sent.delete_failed}
-        for ticket in sent.published:
-            self._record_deleted("done", ticket, failed_deletes.get(id(ticket)))
-        for ticket in sent.deleted:
-            self._record_deleted("empty", ticket, None)
-        for ticket, err in sent.delete_failed:
-            if ticket not in sent.published:
-                self._record_deleted("empty", ticket, err)
-        for ticket, err in sent.publish_failed:
-            self._retry(ticket, "publish_error", f"publish failed: {err}")
-        if self.heartbeat and any("AccessDenied" in err for _, err in sent.visibility_failed):
-            self.heartbeat = False
-            log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
-                        "release of rejected or retried messages; grant it (see the README's IAM policy)")
-        for ticket, err in sent.visibility_failed:
-            log.warning("message %s: could not change its visibility (%s); it reappears "
-                        "when its visibility timeout ends", ticket.message.message_id, err)
-
-    def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
-        self._record(outcome, ticket)
-        if delete_error is not None:
-            log.warning("message %s: delete failed (%s); it may be processed again",
-                        ticket.message.message_id, delete_error)
-
     def _requests(self) -> str:
         counts = getattr(self.bus, "requests", {})
         return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
 
-    def _summary(self) -> str:
-        return ", ".join(f"{o}={self.outcomes.total(o)}" for o in ("done", "empty", "rejected", "retried"))
+

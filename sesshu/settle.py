@@ -1,0 +1,142 @@
+"""Deciding each message's outcome, and queuing the bus work that carries it out.
+
+Every received message gets exactly one outcome (``sesshu.outcomes``), and
+this is the only place that records one: it is decided here from a job's
+result or loss, and, for done and empty, confirmed here once the sender
+reports the publish and delete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
+from sesshu.busio import Outbox, S3Target, Sent
+from sesshu.config import Config
+from sesshu.messages import Request
+from sesshu.outcomes import Outcomes
+from sesshu.pool import JobFinished
+
+log = logging.getLogger("sesshu.supervisor")
+
+
+@dataclass(eq=False)
+class Ticket:
+    """The supervisor's record of one received message, until its outcome."""
+
+    message: Message
+    request: Request | None = None
+    duration: float | None = None  # plugin run time, once it ran
+    pid: int | None = None  # the worker that ran it
+    visible_until: float = 0.0  # monotonic: when SQS may hand the message to someone else
+
+
+def retry_delay(receive_count: int, base: float, cap: float) -> int:
+    """Seconds until a retried message comes back: doubling with each receive, capped."""
+    return int(min(base * 2 ** max(receive_count - 1, 0), cap))
+
+
+class Settler:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.queue_info = QueueInfo(None, None)
+        self.outcomes = Outcomes()
+        self.outbox = Outbox()
+        self.heartbeat = True  # extend visibility of held and running messages
+
+    def finished(self, event: JobFinished) -> None:
+        """Decide what becomes of a message whose job ran to its end."""
+        ticket: Ticket = event.running.ticket
+        ticket.duration = event.finished - event.running.started
+        ticket.pid = event.pid
+        result = event.result
+        if result.status == "done":
+            job = event.running.job
+            document = (
+                f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+                f'"result":{result.payload.decode("ascii")}}}'
+            )
+            self.outbox.settle(ticket)
+            if len(document) <= SNS_MAX_BYTES:
+                self.outbox.publishes.append((ticket, document))
+            elif self.config.s3_bucket:
+                key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
+                pointer = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+                           f'"result_s3":{json.dumps({"bucket": self.config.s3_bucket, "key": key})}}}')
+                self.outbox.uploads.append((ticket, document, key, pointer))
+            else:
+                self.retry(ticket, "too_large", f"result document is {len(document)} bytes, over the "
+                            f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
+                            pid=event.pid)
+        elif result.status == "empty":
+            self.outbox.settle(ticket)
+            self.outbox.deletes.append(ticket)
+        elif result.status == "rejected":
+            self.reject(ticket, result.error)
+        else:
+            self.retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid)
+
+    def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
+                pid: int | None = None) -> None:
+        req = ticket.request
+        self.outcomes.record(outcome, ticket.message.message_id, req.plugin if req else None,
+                             req.target if req else None, reason=reason, detail=detail,
+                             duration=ticket.duration, pid=pid or ticket.pid)
+
+    def reject(self, ticket: Ticket, detail: str) -> None:
+        self._record("rejected", ticket, reason="invalid", detail=detail)
+        # With a DLQ, release at once so redrive moves it with the fewest
+        # re-fetches; without one, back off instead of spinning on it.
+        has_dlq = self.queue_info.max_receive_count is not None
+        delay = 0 if has_dlq else self._backoff(ticket)
+        self.outbox.settle(ticket)
+        self.outbox.releases.append((ticket, delay))
+
+    def retry(self, ticket: Ticket, reason: str, detail: str, *,
+               pid: int | None = None, delay: int | None = None) -> None:
+        self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
+        if delay is None:
+            delay = self._backoff(ticket)
+        self.outbox.settle(ticket)
+        self.outbox.releases.append((ticket, delay))
+
+    def _backoff(self, ticket: Ticket) -> int:
+        return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
+
+    def next_send(self, bus: Bus) -> Callable[[], Sent] | None:
+        s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
+        return self.outbox.next_batch(bus, s3)
+
+    def sent(self, sent: Sent) -> None:
+        """Record the outcomes a sender batch completed."""
+        if sent.error is not None:
+            log.error("bus error while sending: %s", sent.error)
+        failed_deletes = {id(t): err for t, err in sent.delete_failed}
+        for ticket in sent.published:
+            self._record_deleted("done", ticket, failed_deletes.get(id(ticket)))
+        for ticket in sent.deleted:
+            self._record_deleted("empty", ticket, None)
+        for ticket, err in sent.delete_failed:
+            if ticket not in sent.published:
+                self._record_deleted("empty", ticket, err)
+        for ticket, err in sent.publish_failed:
+            self.retry(ticket, "publish_error", f"publish failed: {err}")
+        if self.heartbeat and any("AccessDenied" in err for _, err in sent.visibility_failed):
+            self.heartbeat = False
+            log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
+                        "release of rejected or retried messages; grant it (see the README's IAM policy)")
+        for ticket, err in sent.visibility_failed:
+            log.warning("message %s: could not change its visibility (%s); it reappears "
+                        "when its visibility timeout ends", ticket.message.message_id, err)
+
+    def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
+        self._record(outcome, ticket)
+        if delete_error is not None:
+            log.warning("message %s: delete failed (%s); it may be processed again",
+                        ticket.message.message_id, delete_error)
+
+    def summary(self) -> str:
+        return ", ".join(f"{o}={self.outcomes.total(o)}" for o in ("done", "empty", "rejected", "retried"))
