@@ -24,6 +24,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    from sesshu import daemon
     from sesshu.config import ConfigError, load
     from sesshu.pidfile import Pidfile, PidfileError
 
@@ -32,8 +33,6 @@ def main(argv: list[str] | None = None) -> int:
         pidfile = Pidfile(args.pidfile) if args.pidfile and not args.check else None
         if pidfile is not None:
             pidfile.check()
-        from sesshu import daemon
-
         ctx, specs = daemon.prepare(config)
         if args.check:
             print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
@@ -45,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     except PidfileError as exc:
         print(f"sesshud: {exc}", file=sys.stderr)
         return 1
+    except daemon.BusUnreachable as exc:
+        print(f"sesshud: {exc}", file=sys.stderr)
+        return daemon.EX_TEMPFAIL
     except KeyboardInterrupt:
         return 0
 

@@ -32,6 +32,12 @@ from sesshu.supervisor import Supervisor
 log = logging.getLogger("sesshu.daemon")
 
 BOOT_CHECK_TIMEOUT = 60.0
+EX_TEMPFAIL = 75
+
+
+class BusUnreachable(Exception):
+    """SQS/SNS could not be reached at start-up: worth a retry, unlike a config error."""
+
 MAX_RESULT_BYTES = 256 * 1024  # what fits the SNS topic
 S3_MAX_RESULT_BYTES = 32 * 1024 * 1024  # with bus.output.s3_bucket, results this large go to S3
 # Modules the shipped plugins use, imported once in the fork server.
@@ -91,7 +97,11 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
         bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url,
                         poll_seconds=config.poll_interval)
     except BusError as exc:
-        raise ConfigError(f"bus.input.queue: cannot find queue {config.queue!r}: {exc}") from None
+        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
+            raise ConfigError(f"bus.input.queue: no queue {config.queue!r}: {exc}") from None
+        # Unreachable is not misconfigured: exit EX_TEMPFAIL so that a service
+        # manager restarts us, where a config error (1) must not restart-loop.
+        raise BusUnreachable(f"cannot reach the bus at start-up: {exc}") from None
     pool = Pool(ctx, specs, config.worker_count, max_result_bytes(config), time.monotonic)
     pool.max_jobs, pool.memory_limit_mib = config.max_jobs, config.memory_limit
     supervisor = Supervisor(config, bus, pool)

@@ -107,7 +107,7 @@ def test_bad_messages_are_rejected_into_the_dlq(moto: MotoServer, deployment: De
     assert sorted(got) == sorted(BAD_BODIES)
     log = d.log()
     for mid in ids:
-        assert f"rejected: " in log and f"message {mid} left for the dead-letter queue" in log
+        assert "rejected: " in log and f"message {mid} left for the dead-letter queue" in log
     # Never a whole body in the log at INFO: the 5000-character target does not appear.
     assert "x" * 3000 not in log
     assert d.proc is not None and d.proc.poll() is None  # bad input never crashes the supervisor
@@ -265,7 +265,16 @@ def test_missing_queue_is_a_config_error(moto: MotoServer, deployment: Deploymen
                          "output": {"topic": deployment.results_topic}})
     d = Daemon(cfg_path, moto).start(wait_ready=False)
     assert d.wait() == 1
-    assert "config error: bus.input.queue: cannot find queue 'no-such-queue'" in d.log()
+    assert "config error: bus.input.queue: no queue 'no-such-queue'" in d.log()
+
+
+def test_unreachable_bus_exits_tempfail(moto: MotoServer, deployment: Deployment, cfg_path: Path) -> None:
+    write_config(cfg_path, moto, deployment)
+    _edit(cfg_path, bus={"region": "us-east-1", "endpoint_url": "http://127.0.0.1:1",
+                         "input": {"queue": "q"}, "output": {"topic": deployment.results_topic}})
+    d = Daemon(cfg_path, moto).start(wait_ready=False)
+    assert d.wait(120) == 75  # EX_TEMPFAIL: a service manager may restart it
+    assert "cannot reach the bus at start-up" in d.log()
 
 
 def test_check_and_version(moto: MotoServer, deployment: Deployment, cfg_path: Path) -> None:
