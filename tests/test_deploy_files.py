@@ -285,3 +285,40 @@ def test_init_script_usage() -> None:
                             env={**os.environ, "SESSHUD_DEFAULTS": "/nonexistent"}, timeout=30, check=False)
     assert result.returncode == 2
     assert "Usage:" in result.stderr
+
+
+def test_init_script_runs_the_real_daemon(tmp_path: Path, moto: Any, deployment: Any,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """start, status, reload and stop with the real sesshud against the local SQS/SNS server."""
+    import yaml
+
+    from tests.harness.aws import aws_env
+    from tests.harness.daemon import SESSHUD, write_config
+    from tests.test_daemon_e2e import Collector, publish
+
+    init = InitScript(tmp_path, "root")
+    try:
+        config = write_config(tmp_path / "real.yaml", moto, deployment)
+        output = tmp_path / "sesshud.out"
+        init.defaults.write_text(
+            f"DAEMON={SESSHUD}\nCONFIG={config}\nPIDFILE={init.pidfile}\nUSER=root\n"
+            f"OUTPUT={output}\nSTOP_TIMEOUT=30\nSTART_TIMEOUT=60\n")
+        for key, value in aws_env(moto.url).items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        assert init("start").returncode == 0
+        assert init("status").returncode == 0
+        publish(moto, deployment, "chaos", "chaos:echo:init")
+        assert "chaos:echo:init" in Collector(moto, deployment.results_queue_url).wait(1)[0]
+        doc = yaml.safe_load(config.read_text())
+        doc["workers"]["count"] = 3
+        config.write_text(yaml.safe_dump(doc))
+        assert init("reload").returncode == 0
+        poll(lambda: "reloaded: 3 workers" in output.read_text(), 60, what="the reload")
+        pid = init.pid()
+        assert init("stop").returncode == 0
+        assert not alive(pid)
+        assert init("status").returncode == 3
+        assert "stopped; outcomes: done=1" in output.read_text()
+    finally:
+        init.close()
