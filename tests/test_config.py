@@ -1,0 +1,216 @@
+"""The config schema: the sample file, defaults, and errors that name their key."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from sesshu import config
+from sesshu.config import Config, ConfigError, PluginConfig, from_mapping, load
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "etc" / "sesshu.dist.yaml"
+
+MINIMAL: dict[str, Any] = {
+    "plugin": ["chaos"],
+    "bus": {"input": {"queue": "requests"}, "output": {"topic": "arn:aws:sns:us-east-1:1:results"}},
+}
+
+
+def with_changes(**changes: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(MINIMAL)
+    doc.update(changes)
+    return doc
+
+
+def error_of(doc: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        from_mapping(doc)
+    return str(info.value)
+
+
+def test_sample_config_validates_with_the_values_it_shows() -> None:
+    cfg = load(str(SAMPLE))
+    assert cfg.path == str(SAMPLE)
+    assert (cfg.log_name, cfg.log_path, cfg.log_level, cfg.log_format) == (
+        "sesshu", "/var/log/sesshu", "info", "text")
+    assert cfg.plugins == (
+        PluginConfig("http_robots", 30.0, {}),
+        PluginConfig("http_javascript", 30.0, {}),
+        PluginConfig("http_stylesheet", 20.0, {}),
+    )
+    assert cfg.plugin_names == ("http_robots", "http_javascript", "http_stylesheet")
+    assert cfg.plugin_path == ()
+    assert cfg.worker_count == 4
+    assert cfg.timeout == 30.0
+    assert cfg.prefetch == 0
+    assert cfg.shutdown_timeout == 30.0
+    assert (cfg.retry_delay, cfg.retry_max_delay) == (5.0, 900.0)
+    assert cfg.poll_interval == 20
+    assert cfg.region == "us-west-2"
+    assert cfg.endpoint_url is None
+    assert cfg.queue == "sesshu-requests"
+    assert cfg.topic == "arn:aws:sns:us-west-2:123456789012:sesshu-results"
+
+
+def test_sample_config_is_exactly_the_schema_document() -> None:
+    # Every key the sample shows is one the schema knows (no "unknown field").
+    raw = yaml.safe_load(SAMPLE.read_text())
+    assert set(raw) <= set(config.SCHEMA)
+    assert set(raw["workers"]) <= set(config.SCHEMA["workers"]["schema"])
+
+
+def test_defaults_fill_in_omitted_keys() -> None:
+    cfg = from_mapping(MINIMAL)
+    assert cfg == Config(
+        path="<config>", log_name="sesshu", log_path=None, log_level="info", log_format="text",
+        plugins=(PluginConfig("chaos", 30.0, {}),), plugin_path=(), worker_count=4, timeout=30.0,
+        prefetch=0, shutdown_timeout=30.0, retry_delay=5.0, retry_max_delay=900.0, poll_interval=20,
+        region=None, endpoint_url=None, queue="requests", topic="arn:aws:sns:us-east-1:1:results",
+    )
+
+
+def test_partial_sections_keep_their_other_defaults() -> None:
+    cfg = from_mapping(with_changes(workers={"count": 2, "retry": {"delay": 1}}, logging={"level": "DEBUG"}))
+    assert cfg.worker_count == 2
+    assert (cfg.retry_delay, cfg.retry_max_delay) == (1.0, 900.0)
+    assert cfg.poll_interval == 20
+    assert cfg.log_level == "debug"  # coerced to lower case
+    assert cfg.log_name == "sesshu"
+
+
+def test_from_mapping_does_not_change_its_input() -> None:
+    doc = with_changes(plugin=[{"name": "chaos"}])
+    before = copy.deepcopy(doc)
+    from_mapping(doc)
+    assert doc == before
+
+
+@pytest.mark.parametrize("changes, expected", [
+    ({"workers": {"count": 0}}, "workers.count: min value is 1"),
+    ({"workers": {"polling": {"interval": 0}}}, "workers.polling.interval: min value is 1"),
+    ({"workers": {"polling": {"interval": 99}}}, "workers.polling.interval: max value is 20"),
+    ({"workers": {"timeout": -1}}, "workers.timeout: min value is 0.1"),
+    ({"workers": {"count": "four"}}, "workers.count: must be of integer type"),
+    ({"workers": {"retry": {"delay": -1}}}, "workers.retry.delay: min value is 0"),
+    ({"plugin": [42]}, "plugin[0]: must be a plugin name or a mapping"),
+    ({"plugin": ["chaos", "a/b"]}, "plugin[1]: must be a plugin name or a mapping"),
+    ({"plugin": ["chaos", "a.b"]}, "plugin[1]: must be a plugin name or a mapping"),
+    ({"plugin": [{"name": "../x"}]}, "plugin[0]: must be a plugin name or a mapping"),
+    ({"plugin": [{"timeout": 3}]}, "plugin[0]: must be a plugin name or a mapping"),
+    ({"plugin": [{"name": "chaos", "colour": "red"}]}, "plugin[0]: must be a plugin name or a mapping"),
+    ({"plugin": [{"name": "chaos", "timeout": 0}]}, "plugin[0]: must be a plugin name or a mapping"),
+    ({"plugin": ["chaos", "chaos"]}, "plugin[1]: 'chaos' is listed twice"),
+    ({"plugin": ["chaos", {"name": "chaos", "timeout": 3}]}, "plugin[1]: 'chaos' is listed twice"),
+    ({"plugin": []}, "plugin: min length is 1"),
+    ({"plugin": "chaos"}, "plugin: must be of list type"),
+    ({"bus": None}, "bus: null value not allowed"),
+    ({"bus": {"output": {"topic": "t"}}}, "bus.input: required field"),
+    ({"bus": {"input": {}, "output": {"topic": "t"}}}, "bus.input.queue: required field"),
+    ({"bus": {"input": {"queue": ""}, "output": {"topic": "t"}}}, "bus.input.queue: empty values not allowed"),
+    ({"bus": {"input": {"queue": "q"}}}, "bus.output: required field"),
+    ({"colour": "red"}, "colour: unknown field"),
+    ({"logging": {"level": "bogus"}}, "logging.level: unallowed value bogus"),
+    ({"logging": {"format": "xml"}}, "logging.format: unallowed value xml"),
+    ({"logging": {"name": "a/b"}}, "logging.name: value does not match regex"),
+    ({"plugin_path": "/opt/plugins"}, "plugin_path: must be of list type"),
+])
+def test_schema_errors_name_their_key(changes: dict[str, Any], expected: str) -> None:
+    assert error_of(with_changes(**changes)).startswith(expected)
+
+
+def test_missing_bus_names_bus() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    del doc["bus"]
+    assert error_of(doc) == "bus: required field"
+
+
+def test_missing_plugin_names_plugin() -> None:
+    doc = copy.deepcopy(MINIMAL)
+    del doc["plugin"]
+    assert error_of(doc) == "plugin: required field"
+
+
+def test_plugin_mapping_entries_carry_timeout_and_options() -> None:
+    cfg = from_mapping(with_changes(
+        plugin=[{"name": "slow", "timeout": 120, "options": {"depth": 3, "agent": "x"}}, "quick",
+                {"name": "bare"}],
+        workers={"timeout": 7.5},
+    ))
+    assert cfg.plugins == (
+        PluginConfig("slow", 120.0, {"depth": 3, "agent": "x"}),
+        PluginConfig("quick", 7.5, {}),
+        PluginConfig("bare", 7.5, {}),
+    )
+    assert cfg.plugin("slow") == PluginConfig("slow", 120.0, {"depth": 3, "agent": "x"})
+    assert cfg.plugin("nope") is None
+    assert all(isinstance(p.timeout, float) for p in cfg.plugins)
+
+
+def test_per_plugin_timeout_defaults_to_the_workers_default() -> None:
+    cfg = from_mapping(with_changes(plugin=["a", {"name": "b", "options": {}}]))
+    assert [p.timeout for p in cfg.plugins] == [30.0, 30.0]
+
+
+def test_load_missing_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "absent.yaml"
+    with pytest.raises(ConfigError, match="cannot read config file") as info:
+        load(str(path))
+    assert str(path) in str(info.value)
+
+
+def test_load_broken_yaml_names_the_path_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("bus:\n  input: {queue: q}\nplugin: [chaos\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load(str(path))
+    assert str(info.value).startswith(f"{path}: ")
+    assert "at line" in str(info.value)
+
+
+@pytest.mark.parametrize("text", ["", "- chaos\n- robots\n", "just a string\n", "42\n"])
+def test_a_document_that_is_no_mapping(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load(str(path))
+    assert str(info.value) == f"{path}: the config must be a YAML mapping"
+
+
+def test_load_round_trips_a_written_config(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text(yaml.safe_dump(with_changes(workers={"count": 3, "prefetch": 2})))
+    cfg = load(str(path))
+    assert (cfg.path, cfg.worker_count, cfg.prefetch) == (str(path), 3, 2)
+
+
+def test_valid_plugin_name() -> None:
+    assert config.valid_plugin_name("http_robots")
+    assert config.valid_plugin_name("_private")
+    for bad in ("", "os.path", "a/b", "../x", "1abc", "a-b", "a b"):
+        assert not config.valid_plugin_name(bad), bad
+
+
+@pytest.mark.xfail(strict=True, reason="NaN passes every min/max rule: workers.timeout .nan disables "
+                   "the hard timeout and retry.delay .nan crashes the supervisor in int(nan)")
+@pytest.mark.parametrize("key", ["timeout", "shutdown_timeout"])
+def test_nan_is_rejected(key: str) -> None:
+    assert error_of(with_changes(workers={key: float("nan")})).startswith(f"workers.{key}:")
+
+
+@pytest.mark.xfail(strict=True, reason="NaN passes every min/max rule: 'delay: .nan' is accepted, and "
+                   "the first retry then raises ValueError in int(nan) inside the supervisor's loop")
+def test_nan_retry_delay_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "nan.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL) + "workers:\n  retry:\n    delay: .nan\n")
+    with pytest.raises(ConfigError, match=r"^workers\.retry\.delay: "):
+        load(str(path))
+
+
+@pytest.mark.xfail(strict=True, reason="cerberus' integer type accepts bool: 'count: yes' gives worker_count True")
+def test_boolean_worker_count_is_rejected() -> None:
+    assert error_of(with_changes(workers={"count": True})).startswith("workers.count:")

@@ -1,0 +1,89 @@
+"""Frames between the supervisor and a child: round trips and malformed frames."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sesshu.protocol import (
+    BootFailed,
+    Job,
+    ProtocolError,
+    Ready,
+    Result,
+    decode_child,
+    decode_job,
+    encode_child,
+    encode_job,
+)
+
+
+@pytest.mark.parametrize("job", [
+    Job(1, "chaos", "chaos:echo:x"),
+    Job(2**40, "http_robots", "https://example.com/path?q=1#frag"),
+    Job(3, "chaos", 'quotes " and \\ backslash\nnewline'),
+    Job(4, "chaos", "unicode: \u00e9\u4e2d\U0001f600"),
+    Job(5, "chaos", "x" * 10_000),
+])
+def test_job_round_trip(job: Job) -> None:
+    frame = encode_job(job)
+    assert b"\n" not in frame  # one line, whatever the target holds
+    assert decode_job(frame) == job
+
+
+@pytest.mark.parametrize("msg", [
+    Ready(),
+    BootFailed("chaos", "ImportError: no module named x"),
+    BootFailed("chaos", "multi\nline\nerror"),
+    Result(7, "done", payload=b'{"a":[1,2,3]}'),
+    Result(7, "done", payload=b'"line one\\nline two"'),
+    Result(8, "empty"),
+    Result(9, "rejected", "invalid target: ValueError: nope"),
+    Result(10, "failed", "fetch raised RuntimeError: boom\nsecond line", reason="fetch_error"),
+    Result(11, "failed", "result is 9 bytes, over the 8-byte limit", reason="too_large"),
+])
+def test_child_message_round_trip(msg: Ready | BootFailed | Result) -> None:
+    assert decode_child(encode_child(msg)) == msg
+
+
+def test_result_payload_bytes_are_kept_verbatim() -> None:
+    payload = json.dumps({"k": "v\n", "n": [1.5, None]}, separators=(",", ":")).encode()
+    frame = encode_child(Result(1, "done", payload=payload))
+    decoded = decode_child(frame)
+    assert isinstance(decoded, Result) and decoded.payload == payload
+
+
+@pytest.mark.parametrize("frame", [
+    b"",
+    b"not json",
+    b"\xff\xfe",
+    b"[1, 2]",
+    b'"ready"',
+    b"null",
+    b"{}",
+    b'{"op": "nonsense"}',
+    b'{"op": ["result"]}',
+    b'{"op": "result"}',
+    b'{"op": "result", "job": 1}',
+    b'{"op": "result", "job": 1, "status": "exploded"}',
+    b'{"op": "result", "job": "one", "status": "done"}',
+    b'{"op": "result", "job": null, "status": "done"}',
+    b'{"op": "result", "job": [], "status": "done"}',
+    b'{"op": "boot_failed", "plugin": "chaos"}',
+    b'{"op": "boot_failed", "error": "x"}',
+    b"\n{\"op\": \"ready\"}",
+])
+def test_malformed_child_frames_raise_protocol_error(frame: bytes) -> None:
+    with pytest.raises(ProtocolError):
+        decode_child(frame)
+
+
+@pytest.mark.xfail(strict=True, reason="decode_child accepts any payload bytes for a 'done' result; the "
+                   "supervisor then calls payload.decode('ascii'), which raises out of the main loop, "
+                   "or publishes a document that is not JSON")
+@pytest.mark.parametrize("payload", [b"\xff\xfe", b"", b"{not json"])
+def test_done_result_with_a_payload_that_is_not_json_is_a_protocol_error(payload: bytes) -> None:
+    frame = b'{"op": "result", "job": 1, "status": "done", "error": ""}\n' + payload
+    with pytest.raises(ProtocolError):
+        decode_child(frame)
