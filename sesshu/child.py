@@ -85,6 +85,19 @@ def _hygiene() -> None:
 def _die_with_parent() -> None:
     # The fork server, our parent, exits when sesshud dies; PDEATHSIG turns
     # that into our death even while a plugin is busy and not reading the pipe.
+    # multiprocessing hands every child a copy of the write end of the fork
+    # server's "alive" pipe; while any child holds it, the fork server never
+    # sees sesshud go, so it must be closed here.
+    from multiprocessing import forkserver
+
+    server: Any = forkserver._forkserver  # type: ignore[attr-defined]
+    alive_fd = getattr(server, "_forkserver_alive_fd", None)
+    if alive_fd is not None:
+        try:
+            os.close(alive_fd)
+        except OSError:
+            pass
+        server._forkserver_alive_fd = None
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)

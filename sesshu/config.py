@@ -7,6 +7,7 @@ message names the offending key, for a one-line exit.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,19 +24,12 @@ class ConfigError(Exception):
     """A configuration problem, phrased as ``key: what is wrong``."""
 
 
-_PLUGIN_ENTRY = {
-    "anyof": [
-        {"type": "string", "regex": PLUGIN_NAME},
-        {
-            "type": "dict",
-            "schema": {
-                "name": {"type": "string", "required": True, "regex": PLUGIN_NAME},
-                "timeout": {"type": "number", "min": 0.1, "max": 43200},
-                "options": {"type": "dict", "default": {}},
-            },
-        },
-    ]
+_PLUGIN_MAPPING: dict[str, Any] = {
+    "name": {"type": "string", "required": True, "regex": PLUGIN_NAME},
+    "timeout": {"type": "number", "min": 0.1, "max": 43200},
+    "options": {"type": "dict", "default": {}},
 }
+_PLUGIN_ENTRY = {"anyof": [{"type": "string", "regex": PLUGIN_NAME}, {"type": "dict", "schema": _PLUGIN_MAPPING}]}
 
 SCHEMA: dict[str, Any] = {
     "logging": {
@@ -185,6 +179,7 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         key, message = _first_error(v.errors)
         raise ConfigError(f"{key}: {message}")
     doc = v.document
+    _check_numbers(doc, SCHEMA)
     workers, bus, logs = doc["workers"], doc["bus"], doc["logging"]
     plugins = tuple(_plugin_entry(e, workers["timeout"]) for e in doc["plugin"])
     seen: set[str] = set()
@@ -220,6 +215,24 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
     )
 
 
+def _check_numbers(doc: Any, schema: dict[str, Any], prefix: str = "") -> None:
+    """What cerberus lets through: NaN and infinities pass min/max, and a bool is an integer."""
+    for key, rules in schema.items():
+        value = doc.get(key) if isinstance(doc, dict) else None
+        here = f"{prefix}.{key}" if prefix else key
+        if rules.get("type") in ("integer", "number"):
+            if isinstance(value, bool):
+                raise ConfigError(f"{here}: must be a number, not {str(value).lower()}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{here}: must be a finite number")
+        elif rules.get("type") == "dict" and isinstance(value, dict) and "schema" in rules:
+            _check_numbers(value, rules["schema"], here)
+    if schema is SCHEMA:
+        for i, entry in enumerate(doc.get("plugin", [])):
+            if isinstance(entry, dict):
+                _check_numbers(entry, _PLUGIN_MAPPING, f"plugin[{i}]")
+
+
 def _plugin_entry(entry: str | dict[str, Any], default_timeout: float) -> PluginConfig:
     if isinstance(entry, str):
         return PluginConfig(entry, float(default_timeout), {})
@@ -230,7 +243,7 @@ def _plugin_entry(entry: str | dict[str, Any], default_timeout: float) -> Plugin
 
 def _first_error(errors: Any, prefix: str = "") -> tuple[str, str]:
     """Flatten cerberus' nested error tree into its first ``(dotted.key, message)``."""
-    for key in sorted(errors, key=str):
+    for key in sorted(errors, key=lambda k: (isinstance(k, int), k if isinstance(k, int) else str(k))):
         here = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
         for item in errors[key]:
             if isinstance(item, dict):

@@ -75,7 +75,8 @@ def _errors(errors: dict[str, Any]) -> str:
     parts = []
     for key in sorted(errors):
         messages = [m for m in errors[key] if isinstance(m, str)]
-        if key == "plugin" and any(m.startswith("unallowed value") for m in messages):
-            messages = ["is not an enabled plugin"]
+        # cerberus echoes the offending value; it came from the sender, so never repeat it.
+        if any(m.startswith("unallowed value") for m in messages):
+            messages = ["is not an enabled plugin" if key == "plugin" else "has a value that is not allowed"]
         parts.append(f"{key} {'; '.join(messages) or 'is invalid'}")
     return ", ".join(parts)

@@ -19,7 +19,8 @@ from typing import Any
 log = logging.getLogger("sesshu.outcome")
 
 OUTCOMES = ("done", "empty", "rejected", "retried")
-_USERINFO = re.compile(r"(?<=://)[^/@\s]*@")
+# Up to the authority's last "@", as URL parsers split it: a password may hold "@".
+_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
 
 
 def safe_target(target: str, limit: int = 200) -> str:

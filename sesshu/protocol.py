@@ -78,6 +78,12 @@ def decode_child(frame: bytes) -> ChildMessage:
             status = doc["status"]
             if status not in ("done", "empty", "rejected", "failed"):
                 raise ValueError(status)
+            if status == "done":
+                # The parent splices these bytes into the published document:
+                # they must be the JSON the child claims, whatever the plugin did.
+                if not payload.isascii():
+                    raise ValueError("result payload is not ASCII JSON")
+                json.loads(payload)
             return Result(int(doc["job"]), status, str(doc.get("error", "")), payload,
                           str(doc.get("reason", "")))
         if op == "ready":

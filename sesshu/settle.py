@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +37,7 @@ class Ticket:
 
 def retry_delay(receive_count: int, base: float, cap: float) -> int:
     """Seconds until a retried message comes back: doubling with each receive, capped."""
-    return int(min(base * 2 ** max(receive_count - 1, 0), cap))
+    return math.ceil(min(base * 2.0 ** max(receive_count - 1, 0), cap))
 
 
 class Settler:
@@ -91,7 +92,7 @@ class Settler:
         # With a DLQ, release at once so redrive moves it with the fewest
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
-        delay = 0 if has_dlq else self._backoff(ticket)
+        delay = 0 if has_dlq else max(1, self._backoff(ticket))
         self.outbox.settle(ticket)
         self.outbox.releases.append((ticket, delay))
 

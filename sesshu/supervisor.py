@@ -98,6 +98,10 @@ class Supervisor:
         finally:
             self.close()
             self.signals.uninstall()
+            # A lane still running may yet write a wake-up: close the pipe only
+            # once neither can, or the write could land on a reused fd.
+            if self.sender.join(5.0) and self.poller.join(0.1):
+                self.signals.close()
         log.info("stopped; outcomes: %s; bus requests: %s", self.settle.summary(), self._requests())
         return 0
 

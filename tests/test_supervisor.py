@@ -219,8 +219,6 @@ def test_rejected_without_a_dead_letter_queue_backs_off(rigs: Callable[..., Rig]
     rig.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="retry_delay() truncates with int(): a retry.delay below 1 s "
-                   "releases a rejected message with visibility 0 when there is no DLQ, a hot loop")
 def test_rejected_without_a_dead_letter_queue_never_released_at_once(rigs: Callable[..., Rig]) -> None:
     bus = RecordingBus()
     rig = rigs(bus, make_config(retry={"delay": 0.5, "max_delay": 4}))
@@ -502,8 +500,6 @@ def test_safe_target_bounds_the_length() -> None:
     assert len(text) == 200 and text.endswith("...") and "u:p" not in text
 
 
-@pytest.mark.xfail(strict=True, reason="the userinfo pattern stops at the first '@', so a password holding "
-                   "a literal '@' leaks its tail (URL parsers split at the last '@' of the authority)")
 def test_safe_target_hides_a_password_containing_an_at_sign() -> None:
     assert safe_target("https://user:p@ssw0rd@example.com/") == "https://***@example.com/"
 
@@ -529,9 +525,6 @@ def fetch(target):
 '''
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="a 'done' result whose payload is not ASCII JSON reaches payload.decode('ascii') "
-                   "in the supervisor's loop: a plugin can crash the daemon instead of only its child")
 def test_a_forged_result_frame_costs_only_the_child(rigs: Callable[..., Rig], tmp_path: Path) -> None:
     (tmp_path / "forger.py").write_text(FORGER)
     config = from_mapping({
