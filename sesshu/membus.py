@@ -10,7 +10,9 @@ import itertools
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sesshu.bus import BATCH_MAX, Delete, Message, Publish, QueueInfo, Visibility
 
@@ -86,18 +88,18 @@ class MemoryBus:
 
     def delete(self, entries: list[Delete]) -> dict[str, str]:
         self.requests["delete_message_batch"] += 1
-        failed = {}
-        with self._cond:
-            for e in entries:
-                stored = self._find(e.receipt_handle)
-                if stored is None:
-                    failed[e.entry_id] = "ReceiptHandleIsInvalid"
-                else:
-                    del self._messages[stored.message_id]
-        return failed
+        return self._each(entries, lambda stored, e: self._messages.pop(stored.message_id))
 
     def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
         self.requests["change_message_visibility_batch"] += 1
+
+        def change(stored: _Stored, e: Visibility) -> None:
+            stored.visible_at = time.monotonic() + e.seconds
+
+        return self._each(entries, change)
+
+    def _each(self, entries: Sequence[Delete | Visibility], act: Callable[[_Stored, Any], object]) -> dict[str, str]:
+        """Apply ``act`` to each entry's message; report stale receipts per entry, as SQS does."""
         failed = {}
         with self._cond:
             for e in entries:
@@ -105,7 +107,7 @@ class MemoryBus:
                 if stored is None:
                     failed[e.entry_id] = "ReceiptHandleIsInvalid"
                 else:
-                    stored.visible_at = time.monotonic() + e.seconds
+                    act(stored, e)
             self._cond.notify_all()
         return failed
 

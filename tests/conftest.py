@@ -10,6 +10,7 @@ import pytest
 
 from tests.harness.aws import Deployment, MotoServer, provision
 from tests.harness.daemon import Daemon
+from tests.harness.site import FixtureSite
 
 
 @pytest.fixture(scope="session")
@@ -35,3 +36,10 @@ def daemons() -> Iterator[list[Daemon]]:
 @pytest.fixture
 def cfg_path(tmp_path: Path) -> Path:
     return tmp_path / "sesshu.yaml"
+
+
+@pytest.fixture
+def site() -> Iterator[FixtureSite]:
+    """A fresh loopback fixture web site."""
+    with FixtureSite() as s:
+        yield s

@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from sesshu_plugins.http_javascript import fetch, script_sources, validate
+from sesshu_plugins.http_javascript import fetch, script_sources
 
 from sesshu.httpget import USER_AGENT
-from tests.harness.site import FixtureSite, Route, refused_url
-
-
-@pytest.fixture
-def site() -> Iterator[FixtureSite]:
-    with FixtureSite() as s:
-        yield s
-
+from tests.harness.site import FixtureSite, Route
 
 # --- script_sources -------------------------------------------------------------
 
@@ -111,31 +101,6 @@ def test_empty_and_non_html_input() -> None:
 # --- validate -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "target", ["http://example.com/", "HTTPS://example.com:8443/p?q"]
-)
-def test_validate_accepts(target: str) -> None:
-    validate(target)
-
-
-@pytest.mark.parametrize(
-    "target",
-    [
-        "",
-        "example.com",
-        "http://",
-        "ftp://example.com/",
-        "javascript:alert(1)",
-        "file:///etc/passwd",
-        "http://example.com/a b",
-        "\thttp://example.com/",
-    ],
-)
-def test_validate_rejects(target: str) -> None:
-    with pytest.raises(ValueError):
-        validate(target)
-
-
 # --- fetch ----------------------------------------------------------------------
 
 
@@ -164,19 +129,3 @@ def test_fetch_follows_redirect(site: FixtureSite) -> None:
     assert fetch(site.url + "/old") == ["n.js"]
 
 
-@pytest.mark.parametrize(
-    "route",
-    [
-        Route(status=404, body=b'<script src="x.js"></script>'),
-        Route(status=500),
-        Route(body=b""),
-    ],
-)
-def test_fetch_failures_are_none(site: FixtureSite, route: Route) -> None:
-    site.route("/", route)
-    assert fetch(site.url + "/") is None
-
-
-def test_fetch_connection_refused_is_none() -> None:
-    with refused_url() as url:
-        assert fetch(url + "/") is None

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from sesshu_plugins import http_robots
-from sesshu_plugins.http_robots import fetch, parse_robots, robots_url, validate
+from sesshu_plugins.http_robots import fetch, parse_robots
 
 from sesshu.httpget import USER_AGENT
-from tests.harness.site import FixtureSite, Route, refused_url
-
-
-@pytest.fixture
-def site() -> Iterator[FixtureSite]:
-    with FixtureSite() as s:
-        yield s
-
+from tests.harness.site import FixtureSite, Route
 
 # --- parse_robots -------------------------------------------------------------
 
@@ -46,102 +37,6 @@ def test_parse_strips_comments() -> None:
 def test_parse_empty_values_are_kept_in_order() -> None:
     text = "Disallow: /a\nDisallow:\nAllow:   \nDisallow: # nothing\nAllow: /b\n"
     assert parse_robots(text) == ["/a", "", "", "", "/b"]
-
-
-@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
-def test_parse_line_endings(newline: str) -> None:
-    text = newline.join(["User-agent: *", "Disallow: /a", "Allow: /b", ""])
-    assert parse_robots(text) == ["/a", "/b"]
-
-
-def test_parse_mixed_line_endings() -> None:
-    assert parse_robots("Disallow: /a\r\nDisallow: /b\rDisallow: /c\n") == [
-        "/a",
-        "/b",
-        "/c",
-    ]
-
-
-def test_parse_only_line_breaks_split_lines() -> None:
-    # Form feed and NEL are not line breaks in robots.txt.
-    assert parse_robots("Disallow: /a\x0cb\x85c\n") == ["/a\x0cb\x85c"]
-
-
-def test_parse_bom() -> None:
-    assert parse_robots("\ufeffDisallow: /a\nAllow: /b") == ["/a", "/b"]
-
-
-def test_parse_ignores_other_directives_and_garbage() -> None:
-    text = (
-        "User-agent: *\n"
-        "Sitemap: https://example.com/sitemap.xml\n"
-        "Crawl-delay: 10\n"
-        "Host: example.com\n"
-        "Noindex: /n\n"
-        "Disallow /no-colon\n"
-        "Disallowed: /typo\n"
-        "X-Disallow: /prefixed\n"
-        "<html><body>not robots</body></html>\n"
-        ":\n"
-        "\n"
-        "Disallow: /kept"
-    )
-    assert parse_robots(text) == ["/kept"]
-
-
-def test_parse_values_kept_as_written() -> None:
-    text = "Disallow: /*.php$\nAllow: /a:b/c?d=e\nDisallow: *\nDisallow: /%E2%82%AC/é\n"
-    assert parse_robots(text) == ["/*.php$", "/a:b/c?d=e", "*", "/%E2%82%AC/é"]
-
-
-def test_parse_empty_text() -> None:
-    assert parse_robots("") == []
-    assert parse_robots("\n\r\n") == []
-
-
-# --- robots_url -----------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("target", "expected"),
-    [
-        ("http://example.com", "http://example.com/robots.txt"),
-        ("https://example.com/a/b?q=1#f", "https://example.com/robots.txt"),
-        ("HTTP://example.com:8080/x", "http://example.com:8080/robots.txt"),
-        ("http://user:pw@example.com:81/", "http://example.com:81/robots.txt"),
-        ("http://[::1]:8443/deep/", "http://[::1]:8443/robots.txt"),
-    ],
-)
-def test_robots_url(target: str, expected: str) -> None:
-    assert robots_url(target) == expected
-
-
-# --- validate -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "target", ["http://example.com", "https://example.com:8443/x?y"]
-)
-def test_validate_accepts(target: str) -> None:
-    validate(target)
-
-
-@pytest.mark.parametrize(
-    "target",
-    [
-        "",
-        "example.com",
-        "http://",
-        "ftp://example.com/",
-        "javascript:alert(1)",
-        "file:///etc/passwd",
-        "http://exa mple.com/",
-        "http://example.com/ x",
-    ],
-)
-def test_validate_rejects(target: str) -> None:
-    with pytest.raises(ValueError):
-        validate(target)
 
 
 # --- fetch ----------------------------------------------------------------------
@@ -189,22 +84,8 @@ def test_fetch_follows_redirect(site: FixtureSite) -> None:
     assert fetch(site.url + "/x") == ["/r"]
 
 
-@pytest.mark.parametrize(
-    "route",
-    [Route(status=404, body=b"Disallow: /x\n"), Route(status=500), Route(body=b"")],
-)
-def test_fetch_failures_are_none(site: FixtureSite, route: Route) -> None:
-    site.route("/robots.txt", route)
-    assert fetch(site.url) is None
-
-
 def test_fetch_missing_is_none(site: FixtureSite) -> None:
     assert fetch(site.url) is None
-
-
-def test_fetch_connection_refused_is_none() -> None:
-    with refused_url() as url:
-        assert fetch(url + "/a/b") is None
 
 
 def test_fetch_truncated_body_still_parsed(
