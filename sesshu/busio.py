@@ -90,6 +90,10 @@ class Outbox:
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
                 + len(self.extensions))
 
+    def urgent(self) -> bool:
+        """Visibility changes and uploads never wait for a fuller batch."""
+        return bool(self.releases or self.extensions or self.uploads)
+
     def settle(self, ticket: Any) -> None:
         """The ticket's outcome is being queued: forget any pending extension."""
         self.extensions.pop(id(ticket), None)

@@ -22,7 +22,7 @@ from dataclasses import replace
 from multiprocessing.connection import wait
 from typing import Any
 
-from sesshu.bus import Bus, QueueInfo
+from sesshu.bus import BATCH_MAX, Bus, QueueInfo
 from sesshu.busio import Lane, Outbox, Received, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, RequestParser
@@ -47,6 +47,7 @@ MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 DEFAULT_VISIBILITY = 30  # assumed when the queue's attributes cannot be read
+LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
 OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
 
 
@@ -79,6 +80,7 @@ class Supervisor:
         self.poller = Lane("sesshu-poller", self._complete, clock)
         self.sender = Lane("sesshu-sender", self._complete, clock)
         self._next_heartbeat = 0.0
+        self._pending_since: float | None = None  # when results began waiting for the sender
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
         self._exit_deadline: float | None = None
@@ -133,8 +135,7 @@ class Supervisor:
             self.pool.maintain()
         self._dispatch()
         self._heartbeat()
-        if not self.sender.busy and (call := self.settle.next_send(self.bus)) is not None:
-            self.sender.submit(call)
+        self._send()
         self._watchdog()
         self._poll()
         if self.metrics is not None:
@@ -176,10 +177,34 @@ class Supervisor:
             until.append(t)
         if not self.poller.busy and not self.stopping and self._poll_after > now:
             until.append(self._poll_after)
+        if self._pending_since is not None and not self.sender.busy:
+            until.append(self._pending_since + LINGER)
         for t2 in (self._drain_deadline, self._exit_deadline):
             if t2 is not None:
                 until.append(t2)
         return max(0.0, min(until) - now)
+
+    def _send(self) -> None:
+        """Hand the sender its next batch, lingering briefly while a fuller batch is sure to come.
+
+        Results and deletes wait up to LINGER only while jobs are still
+        running (so more results are on their way) and the batch is not full.
+        When nothing else is in flight, they go at once: light load never
+        pays for batching.
+        """
+        outbox = self.outbox
+        waiting = len(outbox.publishes) + len(outbox.deletes)
+        if waiting and self._pending_since is None:
+            self._pending_since = self.clock()
+        if self.sender.busy:
+            return
+        if (waiting and waiting < BATCH_MAX and not outbox.urgent() and not self.stopping
+                and self.pool.busy_count() > 0 and self._pending_since is not None
+                and self.clock() - self._pending_since < LINGER):
+            return
+        if (call := self.settle.next_send(self.bus)) is not None:
+            self.sender.submit(call)
+            self._pending_since = None
 
     def _watchdog(self) -> None:
         stalled = self.clock() - self.poller.since
@@ -274,9 +299,14 @@ class Supervisor:
         if self.stopping or self.poller.busy or self.clock() < self._poll_after:
             return
         want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
-        if want > 0:
-            n, wait_s = min(want, 10), self.config.poll_interval
-            self.poller.submit(lambda: receive(self.bus, n, wait_s))
+        if want <= 0:
+            return
+        # While held messages keep the workers busy, wait until a full batch
+        # can be asked for: each receive is a billed request.
+        if self.held and want < min(BATCH_MAX, self.pool.size + self.config.prefetch):
+            return
+        n, wait_s = min(want, BATCH_MAX), self.config.poll_interval
+        self.poller.submit(lambda: receive(self.bus, n, wait_s))
 
     def _on_received(self, received: Received) -> None:
         if received.error is not None:

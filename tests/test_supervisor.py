@@ -100,7 +100,9 @@ class Rig:
         deadline = time.monotonic() + timeout
         while not (value := condition()):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+                raise TimeoutError(f"timed out after {timeout} s waiting for {what} (held "
+                                   f"{len(self.sup.held)}, busy {self.pool.busy_count()}, "
+                                   f"polling {self.sup.poller.busy})")
             self.sup.tick()
             if check is not None:
                 check()
@@ -296,27 +298,27 @@ def test_held_messages_never_exceed_idle_children_plus_prefetch(rigs: Callable[.
 def test_begin_stop_releases_held_messages_and_stops_receiving(rigs: Callable[..., Rig]) -> None:
     bus = RecordingBus()
     rig = rigs(bus, make_config(count=2, prefetch=2))
+    rig.tick_until(rig.full_strength, "two idle workers")
     ids = [bus.send(request("chaos:sleep:1.5")) for _ in range(4)]
-    rig.tick_until(lambda: len(rig.sup.held) == 2 and rig.pool.busy_count() == 2 and not rig.sup.poller.busy,
-                   "two running jobs and two held messages")
+    # How many are held depends on how the receives fell; at least one is.
+    rig.tick_until(lambda: rig.sup.held and rig.pool.busy_count() == 2 and not rig.sup.poller.busy,
+                   "two running jobs and a held message")
     held = {t.message.message_id for t in rig.sup.held}
     receives = len(bus.asked)
     rig.stop()
     assert len(bus.asked) == receives  # no receive after begin_stop
     for mid in held:
         assert bus.released(mid) == [0]
-    running = set(ids) - held
     assert {document(d)["target"] for d in bus.published} == {"chaos:sleep:1.5"}
     assert len(bus.published) == 2  # the running jobs finished: a graceful stop
-    for mid in running:
+    for mid in set(ids) - held:
         assert bus.released(mid) == []
-    assert rig.sup.outcomes.counts == {("chaos", "done"): 2, ("chaos", "retried"): 2}
-    assert rig.sup.outcomes.reasons == {"retried:shutdown": 2}
+    assert rig.sup.outcomes.counts == {("chaos", "done"): 2, ("chaos", "retried"): len(held)}
+    assert rig.sup.outcomes.reasons == {"retried:shutdown": len(held)}
     assert not rig.sup.held and not rig.pool.children
     # The released messages are visible again at once; they had been received once.
-    back = bus.receive(10, 0)
-    assert {m.message_id for m in back} == held
-    assert {m.receive_count for m in back} == {2}
+    back = {m.message_id: m.receive_count for m in bus.receive(10, 0)}
+    assert held <= set(back) and {back[mid] for mid in held} == {2}
 
 
 def test_outcome_counts_of_a_mixed_batch(rigs: Callable[..., Rig]) -> None:
