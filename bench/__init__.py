@@ -1,0 +1,1 @@
+"""Sesshu's benchmarks: ``python -m bench.run`` (see docs/benchmarks.md)."""

@@ -1,0 +1,150 @@
+"""The SQS/SNS server the benchmarks run against: moto, on loopback.
+
+Stock moto spends most of each SQS request on bookkeeping that grows with
+the queue: every message's visibility is checked through a datetime-based
+``unix_time()`` (about 8 us a call), ``ReceiveMessage`` recomputes *all*
+queue attributes once per returned message (to read the retention period),
+and ``GetQueueAttributes`` recomputes them once per requested name. With a
+few hundred messages queued that costs tens of milliseconds a request, so
+the server, not the client, would be what a throughput figure measures.
+
+:func:`patch_moto` replaces exactly those three hot spots with code that
+computes the same values (``time.time()`` for the clock, one attribute read
+for the retention period, one attribute pass per request), so SQS semantics
+are kept. ``python -m bench.motoserver --port P`` runs moto's threaded
+server in this process with the patch applied; ``--stock`` runs it as is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from typing import Any
+
+from bench.common import free_port, quiet_env, wait_until
+
+
+def patch_moto() -> None:
+    import moto.core.utils as core_utils
+    import moto.sns.models as sns_models
+    import moto.sqs.models as sqs_models
+
+    slow_unix_time = core_utils.unix_time
+
+    def unix_time(dt: Any = None) -> float:
+        return time.time() if dt is None else slow_unix_time(dt)
+
+    def unix_time_millis(dt: Any = None) -> float:
+        return unix_time(dt) * 1000.0
+
+    for module in (core_utils, sqs_models, sns_models):
+        if hasattr(module, "unix_time"):
+            module.unix_time = unix_time  # type: ignore[attr-defined]
+        if hasattr(module, "unix_time_millis"):
+            module.unix_time_millis = unix_time_millis  # type: ignore[attr-defined]
+
+    backend = sqs_models.SQSBackend
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        queue = self.get_queue(queue_name)
+        retain_until = queue.message_retention_period + message.sent_timestamp / 1000
+        return bool(retain_until > unix_time())
+
+    slow_get_attributes = backend.get_queue_attributes
+
+    def get_queue_attributes(self: Any, queue_name: str, attribute_names: list[str]) -> dict[str, Any]:
+        queue = self.get_queue(queue_name)
+        valid = {*queue.BASE_ATTRIBUTES, *queue.FIFO_ATTRIBUTES, *queue.KMS_ATTRIBUTES}
+        if not attribute_names or "All" in attribute_names or not valid.issuperset(attribute_names):
+            # Empty answer, every attribute, or moto's own error: unchanged.
+            return slow_get_attributes(self, queue_name, attribute_names)  # type: ignore[no-any-return]
+        current = queue.attributes  # one pass over the queue, not one per name
+        return {n: current[n] for n in attribute_names if current.get(n) is not None}
+
+    backend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+    backend.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
+
+
+class MotoProcess:
+    """A moto server in a child process on a free 127.0.0.1 port."""
+
+    def __init__(self, stock: bool = False, log_path: str | None = None) -> None:
+        self.stock = stock
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def description(self) -> str:
+        import moto
+
+        how = "stock" if self.stock else "with bench/motoserver.py's hot-spot patch"
+        return f"moto {moto.__version__} threaded werkzeug server, {how}, in its own process"
+
+    def start(self) -> MotoProcess:
+        cmd = [sys.executable, "-m", "bench.motoserver", "--port", str(self.port)]
+        if self.stock:
+            cmd.append("--stock")
+        if self._log_path:
+            with open(self._log_path, "ab") as out:
+                self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=quiet_env())
+        else:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=quiet_env())
+        wait_until(self._up, 60, "the moto server to answer")
+        return self
+
+    def _up(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"moto server exited with {self.proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        """Forget every queue, topic and stored notification (frees memory between stages)."""
+        req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(req, timeout=30):
+            pass
+
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--port", type=int, required=True)
+    p.add_argument("--stock", action="store_true", help="run moto unpatched")
+    args = p.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    if not args.stock:
+        patch_moto()
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
+    server.start()
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+if __name__ == "__main__":
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    main()

@@ -1,0 +1,1 @@
+"""Plugins used only by the benchmarks (loaded by sesshud through plugin_path)."""

@@ -1,0 +1,82 @@
+"""Writing docs/benchmarks.md from the sections of one run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.common import Section, table
+
+METHOD = """\
+- **Counting requests**: `bench/proxy.py`, a counting HTTP proxy between sesshud and the server, counts every
+  request that goes over the wire (retries included) by its `X-Amz-Target` header (SQS, JSON protocol) or
+  `Action=` field (SNS, query protocol). The daemon's own count, from its exit line, is shown beside it.
+- **Feeding**: stock moto pays for every SQS request in proportion to the queue's depth, so no queue is ever
+  pre-filled: a feeder keeps about 50 messages waiting and a job counts as completed once its message is gone
+  from the queue (sent minus visible minus in flight), the same measure for every contender.
+- **Server**: moto's threaded werkzeug server closes every HTTP connection after one request, so every request
+  of every client pays a TCP connect and a server thread; this weighs on both sides of each comparison alike
+  (real SQS keeps connections alive). `bench/motoserver.py` patches three moto hot spots with code computing the
+  same values (a datetime-based clock called twice per queued message per scan; all queue attributes recomputed
+  per received message and per requested name); `--stock-moto` runs it unpatched.
+- **Processes**: sesshud, the raw boto3 loop (`bench/rawloop.py`), Celery and the server each run as their own
+  process; CPU per job is read from `/proc` (psutil) over each measuring window."""
+
+
+def _met(value: bool | None) -> str:
+    if value is None:
+        return "-"
+    return "yes" if value else "**no**"
+
+
+def render(sections: list[Section], facts: dict[str, str], server: str, command: str,
+           total_seconds: float, failures: list[str]) -> str:
+    out = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`python -m bench.run`); do not edit by hand. Everything runs on "
+        "loopback: sesshud as a subprocess against a moto SQS/SNS server, plugins from `bench/plugins/`. "
+        "The machine is shared and noisy, so each figure is a ratio against something measured side "
+        "by side in the same run, or is shown next to such a baseline.",
+        "",
+        "## Run",
+        "",
+        table(["", ""], [
+            ["date", facts["date"]],
+            ["command", f"`{command}` ({total_seconds:.0f} s)"],
+            ["machine", f"{facts['nproc']} CPUs, {facts['cpu']}, {facts['os']}"],
+            ["load average", facts["load"]],
+            ["Python", facts["python"]],
+            ["versions", f"boto3 {facts['boto3']}, botocore {facts['botocore']}, moto {facts['moto']}, "
+                         f"pebble {facts['pebble']}, psutil {facts['psutil']}, celery {facts['celery']}, "
+                         f"sesshu {facts['sesshu']}"],
+            ["server", server],
+        ]),
+        "",
+        "## How",
+        "",
+        METHOD,
+        "",
+        "## Summary",
+        "",
+    ]
+    rows = []
+    for s in sections:
+        for f in s.figures:
+            rows.append([f"{s.title}: {f.name}", f.measured, f.target or "-", _met(f.met), f.note])
+    out.append(table(["figure", "measured", "target", "met?", "notes"], rows))
+    if failures:
+        out += ["", "Measurements that failed in this run:", ""]
+        out += [f"- {f}" for f in failures]
+    for s in sections:
+        if s.details:
+            out += ["", f"## {s.title}", "", f"({s.seconds:.0f} s)", ""]
+            for block in s.details:
+                out += [block, ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)

@@ -1,0 +1,167 @@
+"""End-to-end throughput: sesshud (4 workers, no-op plugin) versus a raw boto3 loop.
+
+Both run as subprocesses against the same moto server, fed by the same
+:class:`~bench.feeder.Feeder` (about 50 messages always waiting), and are
+timed the same way: messages completed (sent and gone from the queue) over a
+fixed window after a warm-up. Rounds alternate which side goes first. CPU
+time of every process involved is sampled over each window, to show where
+the time goes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import psutil
+
+from bench.common import Bench, Figure, Section, check, median, progress, quiet_env, table
+from bench.feeder import Body, Feeder, make_queue, make_topic, request
+from bench.proxy import CountingProxy
+from bench.sesshud import Sesshud, stop_all, write_config
+
+TARGET = 0.8
+
+
+class CpuMeter:
+    """CPU seconds used by processes (and, optionally, their descendants) over a window."""
+
+    def __init__(self, roots: dict[str, tuple[int, bool]]) -> None:
+        self.roots = roots
+        self.start: dict[str, float] = {}
+
+    def _sample(self) -> dict[str, float]:
+        out = {}
+        for name, (pid, tree) in self.roots.items():
+            total = 0.0
+            try:
+                root = psutil.Process(pid)
+                procs = [root, *(root.children(recursive=True) if tree else [])]
+            except psutil.Error:
+                procs = []
+            for proc in procs:
+                try:
+                    t = proc.cpu_times()
+                    total += t.user + t.system
+                except psutil.Error:
+                    pass
+            out[name] = total
+        return out
+
+    def begin(self) -> None:
+        self.start = self._sample()
+
+    def end(self) -> dict[str, float]:
+        now = self._sample()
+        return {k: now[k] - self.start.get(k, 0.0) for k in now}
+
+
+def _fresh(bench: Bench, name: str) -> tuple[str, str]:
+    tag = uuid.uuid4().hex[:6]
+    return make_queue(bench.moto.url, f"{name}-{tag}"), make_topic(bench.moto.url, f"{name}-out-{tag}")
+
+
+def _measure(feeder: Feeder, meter: CpuMeter, warmup: float, window: float,
+             proxy: CountingProxy | None = None) -> dict[str, Any]:
+    time.sleep(warmup)
+    before = proxy.counts() if proxy else {}
+    meter.begin()
+    rate, jobs = feeder.rate(0.0, window)
+    cpu = meter.end()
+    out: dict[str, Any] = {"rate": rate, "jobs": jobs, "cpu": cpu}
+    if proxy:
+        after = proxy.counts()
+        for key in ("requests", "entries"):
+            a, b = after[key], before[key]
+            out[key] = {op: n - b.get(op, 0) for op, n in a.items() if n - b.get(op, 0)}
+    return out
+
+
+def raw_round(bench: Bench, warmup: float, window: float) -> dict[str, Any]:
+    queue, topic = _fresh(bench, "tp-raw")
+    feeder = Feeder(bench.moto.url, queue, noop_body()).start()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.rawloop", "--endpoint", bench.moto.url,
+                             "--queue", queue, "--topic", topic], env=quiet_env())
+    try:
+        meter = CpuMeter({"moto": (bench.moto.pid(), False), "raw loop": (proc.pid, False)})
+        return _measure(feeder, meter, warmup, window)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        feeder.stop()
+
+
+def noop_body(size: int = 64) -> Body:
+    return lambda i: request("noop", f"n:{size}:{i}")
+
+
+def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: CountingProxy | None = None,
+                  workers: int = 4, plugins: list[Any] | None = None, body: Body | None = None,
+                  visible: int = 50, name: str = "tp-sesshud", **settings: Any) -> dict[str, Any]:
+    """Throughput of one fresh daemon; also used by the scaling and I/O measurements.
+
+    With ``proxy`` the daemon talks through it (and the requests it made in
+    the window are reported) while the feeder still talks to moto directly.
+    """
+    queue, topic = _fresh(bench, name)
+    config = write_config(bench.tmp / f"{name}-{uuid.uuid4().hex[:6]}.yaml",
+                          endpoint=proxy.url if proxy else bench.moto.url,
+                          queue=queue, topic=topic, plugins=plugins, workers=workers, **settings)
+    daemon = Sesshud(config).start()
+    feeder: Feeder | None = None
+    try:
+        daemon.wait_idle_workers(workers)
+        feeder = Feeder(bench.moto.url, queue, body or noop_body(), visible=visible).start()
+        meter = CpuMeter({"moto": (bench.moto.pid(), False), "sesshud master": (daemon.pid, False),
+                          "sesshud children": (daemon.pid, True)})
+        result = _measure(feeder, meter, warmup, window, proxy)
+        result["cpu"]["sesshud children"] -= result["cpu"]["sesshud master"]
+        result["daemon"] = daemon
+        return result
+    finally:
+        if feeder is not None:
+            feeder.stop()
+        stop_all([daemon])
+
+
+def _cpu_row(label: str, r: dict[str, Any]) -> list[Any]:
+    jobs = max(1, r["jobs"])
+    parts = ", ".join(f"{k} {1000 * v / jobs:.2f}" for k, v in r["cpu"].items())
+    return [label, f"{r['rate']:.0f}", r["jobs"], parts]
+
+
+def run(bench: Bench) -> Section:
+    section = Section("Throughput")
+    rounds, warmup, window = bench.size(2, 1), bench.size(2.0, 1.5), bench.size(12.0, 4.0)
+    raw: list[dict[str, Any]] = []
+    ses: list[dict[str, Any]] = []
+    for i in range(rounds):
+        order = ("raw", "sesshud") if i % 2 == 0 else ("sesshud", "raw")
+        for side in order:
+            progress(f"throughput round {i + 1}/{rounds}: {side}")
+            if side == "raw":
+                raw.append(raw_round(bench, warmup, window))
+                progress(f"  -> raw loop {raw[-1]['rate']:.0f} jobs/s")
+            else:
+                ses.append(sesshud_round(bench, warmup, window))
+                progress(f"  -> sesshud {ses[-1]['rate']:.0f} jobs/s")
+    r_raw, r_ses = median([r["rate"] for r in raw]), median([r["rate"] for r in ses])
+    ratio = r_ses / r_raw
+    note = f"sesshud {r_ses:.0f} jobs/s vs raw loop {r_raw:.0f} jobs/s (median of {rounds})"
+    moto_ses = median([1000 * r["cpu"]["moto"] / max(1, r["jobs"]) for r in ses])
+    moto_raw = median([1000 * r["cpu"]["moto"] / max(1, r["jobs"]) for r in raw])
+    if not check(ratio, at_least=TARGET):
+        note += (f". The server is the bottleneck: it spends {moto_ses:.1f} ms of CPU per sesshud job vs "
+                 f"{moto_raw:.1f} ms per raw job ({moto_ses / moto_raw:.1f}x), because sesshud sends more "
+                 f"requests per job (see Requests per job)")
+    section.figures.append(Figure("sesshud / raw batched boto3 loop, no-op, 4 workers", f"{ratio:.2f}x",
+                                  f">= {TARGET}x", check(ratio, at_least=TARGET), note))
+    rows = [_cpu_row(f"raw loop, round {i + 1}", r) for i, r in enumerate(raw)]
+    rows += [_cpu_row(f"sesshud, round {i + 1}", r) for i, r in enumerate(ses)]
+    section.details.append(
+        f"Windows of {window:g} s after {warmup:g} s of warm-up; ~50 messages kept waiting.\n\n"
+        + table(["run", "jobs/s", "jobs in window", "CPU ms per job, by process"], rows))
+    return section
