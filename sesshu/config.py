@@ -55,7 +55,7 @@ SCHEMA: dict[str, Any] = {
         "schema": {
             "count": {"type": "integer", "min": 1, "max": 256, "default": 4},
             "timeout": {"type": "number", "min": 0.1, "max": 43200, "default": 30},
-            "prefetch": {"type": "integer", "min": 0, "max": 100, "default": 0},
+            "prefetch": {"type": "integer", "min": 0, "max": 100, "default": 10},
             "shutdown_timeout": {"type": "number", "min": 0, "max": 3600, "default": 30},
             "memory_limit": {"type": "integer", "min": 64, "nullable": True, "default": None},
             "max_jobs": {"type": "integer", "min": 1, "nullable": True, "default": None},

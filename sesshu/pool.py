@@ -113,7 +113,9 @@ class Pool:
     def next_wakeup(self) -> float | None:
         times = [c.running.deadline for c in self.children if c.running and c.state is State.BUSY]
         times += [c.kill_at for c in self.children if c.kill_at is not None]
-        if self.live_count() < self.size:
+        # Only a respawn still ahead is worth waking for: maintain() runs
+        # every turn anyway, and a past time would make the loop spin.
+        if self.live_count() < self.size and self._respawn_at > self._clock():
             times.append(self._respawn_at)
         return min(times) if times else None
 

@@ -299,8 +299,8 @@ class Supervisor:
         if self.stopping or self.poller.busy or self.clock() < self._poll_after:
             return
         want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
-        if want <= 0:
-            return
+        if want <= 0 or len(self.outbox) >= 2 * BATCH_MAX:
+            return  # backpressure: results waiting to be sent come first
         # While held messages keep the workers busy, wait until a full batch
         # can be asked for: each receive is a billed request.
         if self.held and want < min(BATCH_MAX, self.pool.size + self.config.prefetch):

@@ -47,7 +47,7 @@ def test_sample_config_validates_with_the_values_it_shows() -> None:
     assert cfg.plugin_path == ()
     assert cfg.worker_count == 4
     assert cfg.timeout == 30.0
-    assert cfg.prefetch == 0
+    assert cfg.prefetch == 10
     assert cfg.shutdown_timeout == 30.0
     assert (cfg.retry_delay, cfg.retry_max_delay) == (5.0, 900.0)
     assert cfg.poll_interval == 20
@@ -69,7 +69,7 @@ def test_defaults_fill_in_omitted_keys() -> None:
     assert cfg == Config(
         path="<config>", log_name="sesshu", log_path=None, log_level="info", log_format="text",
         plugins=(PluginConfig("chaos", 30.0, {}),), plugin_path=(), worker_count=4, timeout=30.0,
-        prefetch=0, shutdown_timeout=30.0, retry_delay=5.0, retry_max_delay=900.0, poll_interval=20,
+        prefetch=10, shutdown_timeout=30.0, retry_delay=5.0, retry_max_delay=900.0, poll_interval=20,
         region=None, endpoint_url=None, queue="requests", topic="arn:aws:sns:us-east-1:1:results",
     )
 
