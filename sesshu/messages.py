@@ -14,7 +14,6 @@ from typing import Any
 
 from cerberus import Validator
 
-
 MAX_BODY_BYTES = 256 * 1024
 MAX_TARGET_CHARS = 2048
 

@@ -44,12 +44,14 @@ class SignalRecorder:
         except BlockingIOError:
             pass  # the pipe is full, so a wake-up is already pending
 
-    def drain(self) -> list[int]:
-        try:
-            while os.read(self.wake_r, 4096):
+    def drain(self, readable: bool = True) -> list[int]:
+        """Signals recorded since the last call; empties the wake-up pipe if it is readable."""
+        if readable:
+            try:
+                while os.read(self.wake_r, 4096):
+                    pass
+            except BlockingIOError:
                 pass
-        except BlockingIOError:
-            pass
         out = []
         while self.pending:
             out.append(self.pending.popleft())

@@ -14,12 +14,12 @@ import logging
 import math
 import queue
 import random
+import selectors
 import signal
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from multiprocessing.connection import wait
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
@@ -81,6 +81,8 @@ class Supervisor:
         self.sender = Lane("sesshu-sender", self._complete, clock)
         self._next_heartbeat = 0.0
         self._pending_since: float | None = None  # when results began waiting for the sender
+        self._selector: selectors.BaseSelector = selectors.DefaultSelector()
+        self._watched: tuple[Any, ...] = ()
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
         self._exit_deadline: float | None = None
@@ -109,16 +111,25 @@ class Supervisor:
 
     def tick(self) -> None:
         """One loop turn: the single bounded wait, then the chores."""
-        ready = set(wait([self.signals.wake_r, *self.pool.waitables()], self._wait_timeout()))
+        watched = (self.signals.wake_r, *self.pool.waitables())
+        if watched != self._watched:
+            # Children come and go rarely; most turns reuse the selector as it is.
+            self._selector.close()
+            self._selector = selectors.DefaultSelector()
+            for obj in watched:
+                self._selector.register(obj, selectors.EVENT_READ)
+            self._watched = watched
+        ready = {key.fileobj for key, _ in self._selector.select(self._wait_timeout())}
         self.turn(ready)
 
     def close(self) -> None:
+        self._selector.close()
         self._on_pool_events(self.pool.kill_all())
         self.poller.stop()
         self.sender.stop()
 
     def turn(self, ready: set[Any]) -> None:
-        for signum in self.signals.drain():
+        for signum in self.signals.drain(self.signals.wake_r in ready):
             self._on_signal(signum)
         while not self._completions.empty():
             lane, result = self._completions.get_nowait()
