@@ -81,11 +81,18 @@ class ChildProcess:
     def sentinel(self) -> int:
         return self.process.sentinel
 
-    def assign(self, running: RunningJob) -> None:
+    def assign(self, running: RunningJob) -> bool:
+        """Send the child a job; False if its pipe is broken (it died since it went idle)."""
         assert self.conn is not None and self.state is State.IDLE
+        try:
+            self.conn.send_bytes(encode_job(running.job))
+        except OSError:
+            self.close(retire=False)
+            self.signal_group(signal.SIGKILL)
+            return False
         self.running = running
         self.state = State.BUSY
-        self.conn.send_bytes(encode_job(running.job))
+        return True
 
     def finish_job(self) -> RunningJob | None:
         running, self.running = self.running, None

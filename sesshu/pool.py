@@ -184,9 +184,10 @@ class Pool:
     def live_count(self) -> int:
         return sum(1 for c in self.children if c.state is not State.STOPPING)
 
-    def assign(self, child: ChildProcess, job: Job, ticket: Any, timeout: float) -> None:
+    def assign(self, child: ChildProcess, job: Job, ticket: Any, timeout: float) -> bool:
+        """Hand a job to an idle child; False if the child turned out dead (the job never left)."""
         now = self._clock()
-        child.assign(RunningJob(job, ticket, now, now + timeout))
+        return child.assign(RunningJob(job, ticket, now, now + timeout))
 
     # -- reconfiguring ----------------------------------------------------------
 
@@ -274,7 +275,10 @@ class Pool:
                 return
             child.finish_job()
             events.append(JobFinished(running, message, child.pid, self._clock()))
-            if child.generation != self.generation:
+            if message.reason == "memory":
+                child.close()  # it leaves after a MemoryError; give it no further job
+                self._count_restart("memory")
+            elif child.generation != self.generation:
                 child.close()  # a reload happened while it ran: it leaves now
             elif self.max_jobs is not None and child.jobs_done >= self.max_jobs:
                 child.close()

@@ -369,6 +369,11 @@ class Supervisor:
         margin = max(2.0, min(10.0, vt / 3))
         due: list[tuple[Ticket, float | None]] = [(t, None) for t in self.held]
         due += [(r.ticket, r.deadline) for r in self.pool.running()]
+        # Finished results still waiting for the sender (an outage) stay locked
+        # too; an extension always goes out before, or with, their delete.
+        outbox = self.outbox
+        due += [(t, None) for t, _ in outbox.publishes] + [(t, None) for t in outbox.deletes]
+        due += [(u[0], None) for u in outbox.uploads]
         for ticket, deadline in due:
             if ticket.visible_until - now > margin or id(ticket) in self.outbox.extensions:
                 continue
@@ -394,7 +399,8 @@ class Supervisor:
                 continue
             timeout = plugin.timeout
             job = Job(next(self._job_ids), request.plugin, request.target)
-            self.pool.assign(idle.pop(), job, ticket, timeout)
+            if not self.pool.assign(idle.pop(), job, ticket, timeout):
+                self.held.appendleft(ticket)  # that child died meanwhile; the job goes to another
 
     def _on_pool_events(self, events: list[PoolEvent]) -> None:
         for event in events:

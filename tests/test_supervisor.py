@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -539,4 +541,25 @@ def test_a_forged_result_frame_costs_only_the_child(rigs: Callable[..., Rig], tm
     bus.send(request("anything", plugin="forger"))
     rig.tick_until(lambda: rig.sup.outcomes.total("retried") == 1, "the forged result to be refused")
     assert bus.published == []
+    rig.stop()
+
+
+def test_assigning_to_a_child_that_died_while_idle_gives_the_job_back(rigs: Callable[..., Rig]) -> None:
+    """The OOM killer or an operator may kill an idle worker between the wait and the dispatch."""
+    from sesshu.protocol import Job
+
+    bus = RecordingBus()
+    rig = rigs(bus, make_config())
+    rig.tick_until(rig.full_strength, "two idle workers")
+    victim = rig.pool.idle()[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.process.join(10)  # dead, but the supervisor has not noticed yet
+    assert rig.pool.assign(victim, Job(1, "chaos", "chaos:echo:x"), object(), 5) is False
+    assert victim.running is None
+    # The loop then reaps it and the pool recovers; a real job still runs.
+    mid = bus.send(request("chaos:echo:after"))
+    rig.tick_until(lambda: bus.published, "the next job to be published")
+    assert document(bus.published[0])["result"]["echo"] == "after"
+    assert bus.depth() == 0 and mid
+    rig.tick_until(rig.full_strength, "the pool back at full strength")
     rig.stop()

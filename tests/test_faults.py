@@ -1,0 +1,358 @@
+"""Faults, end to end: a real sesshud, a real moto server, real sockets and signals.
+
+Network faults are played by a TCP proxy between the daemon and moto
+(``tests.harness.proxy``). Requests are published straight to moto, so
+producers keep working while the daemon's path to the bus is broken. The
+guarantee under test is always the same: every request ends with its
+result published, or in the dead-letter queue; none is lost, and a message
+is never deleted without its result having been published.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tests.harness.aws import Deployment, MotoServer, drain, poll, provision, queue_depth
+from tests.harness.daemon import Daemon, write_config
+from tests.harness.proxy import TcpProxy
+
+DONE = re.compile(r"INFO sesshu\.outcome: done: (\S+) (.+?): result published.*; message (\S+) deleted")
+RETRIED = re.compile(r"WARNING sesshu\.outcome: retried: (\S+) (.+?): (.*); message (\S+) will be retried")
+
+
+# -- helpers ----------------------------------------------------------------------
+
+
+def fresh(moto: MotoServer, prefix: str, **kwargs: Any) -> Deployment:
+    return provision(moto, f"{prefix}{uuid.uuid4().hex[:8]}", **kwargs)
+
+
+def configure(path: Path, moto: MotoServer, dep: Deployment, *, endpoint: str | None = None,
+              s3_bucket: str | None = None, **overrides: Any) -> Path:
+    """write_config, with the bus pointed at ``endpoint`` (a proxy) and an optional S3 bucket."""
+    output: dict[str, Any] = {"topic": dep.results_topic}
+    if s3_bucket:
+        output["s3_bucket"] = s3_bucket
+    bus = {"region": "us-east-1", "endpoint_url": endpoint or moto.url,
+           "input": {"queue": dep.queue_url}, "output": output}
+    return write_config(path, moto, dep, bus=bus, **overrides)
+
+
+def publish_all(moto: MotoServer, dep: Deployment, targets: list[str], plugin: str = "chaos") -> None:
+    sns = moto.client("sns")
+    for i in range(0, len(targets), 10):
+        entries = [{"Id": str(n), "Message": json.dumps({"plugin": plugin, "target": t})}
+                   for n, t in enumerate(targets[i:i + 10])]
+        reply = sns.publish_batch(TopicArn=dep.requests_topic, PublishBatchRequestEntries=entries)
+        assert not reply.get("Failed"), reply["Failed"]
+
+
+class Inbox:
+    """Everything that arrived on a queue (drained as it goes), by target."""
+
+    def __init__(self, moto: MotoServer, queue_url: str, envelope: bool = False) -> None:
+        self.moto, self.queue_url, self.envelope = moto, queue_url, envelope
+        self.docs: list[dict[str, Any]] = []
+
+    def refresh(self) -> Counter[str]:
+        for m in drain(self.moto, self.queue_url):
+            body = json.loads(m["Body"])
+            # Dead letters are the original requests, in their SNS envelope.
+            self.docs.append(json.loads(body["Message"]) if self.envelope else body)
+        return self.counts()
+
+    def counts(self) -> Counter[str]:
+        return Counter(d["target"] for d in self.docs)
+
+    def wait_for(self, targets: list[str] | set[str], timeout: float = 90.0) -> Counter[str]:
+        want = set(targets)
+        poll(lambda: want <= set(self.refresh()), timeout, interval=0.2,
+             what=f"{len(want)} targets on {self.queue_url} (missing: {sorted(want - set(self.counts()))[:5]})")
+        return self.counts()
+
+
+def done_lines(*daemons: Daemon) -> list[tuple[str, str]]:
+    """(target, message id) of every "done:" line in the daemons' logs."""
+    return [(m.group(2), m.group(3)) for d in daemons for m in DONE.finditer(d.log())]
+
+
+def worker_titles(d: Daemon) -> list[str]:
+    return [title for _, title in d.leftovers() if title.startswith("sesshud: worker")]
+
+
+def wait_until(moment: float) -> None:
+    """Let a fault last until ``moment`` (monotonic): a condition, polled."""
+    poll(lambda: time.monotonic() >= moment, timeout=max(0.0, moment - time.monotonic()) + 5,
+         what="the fault to have lasted long enough")
+
+
+def assert_all_accounted(moto: MotoServer, dep: Deployment, results: Inbox, expected: list[str],
+                         daemons: list[Daemon]) -> None:
+    """Every expected target has a result, the input queue is empty, and every
+    "done:" line stands for a result that really arrived (none deleted unpublished)."""
+    counts = results.refresh()
+    assert set(expected) <= set(counts), sorted(set(expected) - set(counts))
+    done = Counter(t for t, _ in done_lines(*daemons))
+    for target in expected:
+        assert counts[target] >= done[target] >= 1, (target, counts[target], done[target])
+    assert queue_depth(moto, dep.queue_url) == 0
+
+
+def outage_lines(d: Daemon) -> tuple[int, int]:
+    log = d.log()
+    return (log.count("ERROR sesshu.supervisor: bus outage: "),
+            log.count("WARNING sesshu.supervisor: bus recovered after"))
+
+
+# -- network faults -----------------------------------------------------------------
+
+
+def test_refused_connections_lose_nothing(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "refuse", visibility=5, max_receive=5)
+    with TcpProxy(moto.port) as proxy:
+        d = Daemon(configure(cfg_path, moto, dep, endpoint=proxy.url), moto)
+        daemons.append(d.start())
+        results = Inbox(moto, dep.results_queue_url)
+        before = [f"chaos:echo:before-{i}" for i in range(10)]
+        during = [f"chaos:echo:during-{i}" for i in range(10)]
+        after = [f"chaos:echo:after-{i}" for i in range(10)]
+        publish_all(moto, dep, before)
+        poll(lambda: results.refresh(), 30, what="a first result")  # mid-run, not before it
+
+        proxy.mode = "refuse"
+        outage_ends = time.monotonic() + 5
+        publish_all(moto, dep, during)
+        d.wait_log(r"ERROR sesshu\.supervisor: bus outage: ", timeout=30)
+        wait_until(outage_ends)
+        assert d.proc is not None and d.proc.poll() is None
+        assert outage_lines(d) == (1, 0)
+        proxy.mode = "pass"
+
+        d.wait_log(r"bus recovered after \d+\.\d s", timeout=60)
+        publish_all(moto, dep, after)
+        results.wait_for(before + during + after, timeout=120)
+        assert d.stop() == 0
+    assert outage_lines(d) == (1, 1)
+    assert_all_accounted(moto, dep, results, before + during + after, [d])
+    assert drain(moto, dep.dlq_url) == []
+    assert "outcomes: done=" in d.log()
+
+
+def test_half_open_endpoint_loses_nothing_and_deadlines_hold(moto: MotoServer, cfg_path: Path,
+                                                             daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "hang", visibility=30, max_receive=3)
+    with TcpProxy(moto.port) as proxy:
+        d = Daemon(configure(cfg_path, moto, dep, endpoint=proxy.url, workers={"timeout": 2}), moto)
+        daemons.append(d.start())
+        results = Inbox(moto, dep.results_queue_url)
+        before = [f"chaos:echo:before-{i}" for i in range(10)]
+        during = [f"chaos:echo:during-{i}" for i in range(10)]
+        after = [f"chaos:echo:after-{i}" for i in range(10)]
+        publish_all(moto, dep, before)
+        results.wait_for(before, timeout=60)
+        publish_all(moto, dep, ["chaos:hang"])
+        poll(lambda: "sesshud: worker chaos chaos:hang" in worker_titles(d), 30, what="chaos:hang to start")
+
+        proxy.mode = "hang"
+        hang_began = time.monotonic()
+        publish_all(moto, dep, during)
+        # The loop keeps enforcing deadlines while every bus call is stuck.
+        d.wait_log(r"timed out after 2 s on chaos:hang", timeout=10)
+        assert proxy.mode == "hang" and time.monotonic() - hang_began < 12
+        wait_until(hang_began + 12)
+        assert d.proc is not None and d.proc.poll() is None
+        proxy.mode = "pass"
+
+        publish_all(moto, dep, after)
+        results.wait_for(before + during + after, timeout=120)
+        # chaos:hang keeps timing out until the redrive policy dead-letters it.
+        dead = Inbox(moto, dep.dlq_url, envelope=True)
+        assert dead.wait_for(["chaos:hang"], timeout=90) == Counter({"chaos:hang": 1})
+        assert d.stop() == 0
+    outages, recoveries = outage_lines(d)
+    # A 12-second hang may end inside botocore's retries of one call: then no outage shows.
+    assert outages <= 1 and recoveries == outages
+    assert_all_accounted(moto, dep, results, before + during + after, [d])
+    assert "chaos:hang" not in results.counts()
+
+
+def test_parent_sigkill_takes_busy_children_along(moto: MotoServer, cfg_path: Path,
+                                                  daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "orphan", visibility=5, max_receive=2)
+    d = Daemon(configure(cfg_path, moto, dep, workers={"count": 2, "timeout": 60}), moto)
+    daemons.append(d.start())
+    publish_all(moto, dep, ["chaos:sleep:30"])
+    poll(lambda: "sesshud: worker chaos chaos:sleep:30" in worker_titles(d), 30, what="the job to start")
+    assert d.proc is not None
+    d.proc.kill()
+    d.proc.wait(10)
+    # No worker (nor the fork server) outlives its master, busy or idle.
+    poll(lambda: not d.leftovers(), 10, what=f"the killed daemon's children to exit: {d.leftovers()}")
+
+
+def test_parent_sigkill_loses_nothing(moto: MotoServer, tmp_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "kill", visibility=5, max_receive=3)
+    first = Daemon(configure(tmp_path / "first.yaml", moto, dep, workers={"count": 3, "timeout": 60}), moto)
+    daemons.append(first.start())
+    long = ["chaos:sleep:30", "chaos:sleep:30.0"]
+    quick = [f"chaos:sleep:0.5{i:03d}" for i in range(12)]
+    publish_all(moto, dep, long)
+    poll(lambda: sum("chaos:sleep:30" in t for t in worker_titles(first)) == 2, 60, what="both long jobs running")
+    publish_all(moto, dep, quick)
+    poll(lambda: any("chaos:sleep:0.5" in t for t in worker_titles(first)), 60, interval=0.02,
+         what="a quick job running")
+    assert first.proc is not None
+    first.proc.kill()
+    first.proc.wait(10)
+    poll(lambda: not first.leftovers(), 10, what=f"the killed daemon's children to exit: {first.leftovers()}")
+
+    # A new daemon on the same queue picks up what the dead one held, once its
+    # visibility lapses. It gives long jobs 2 s: they time out into the DLQ.
+    second = Daemon(configure(tmp_path / "second.yaml", moto, dep, workers={"count": 2, "timeout": 2}), moto)
+    daemons.append(second.start())
+    results = Inbox(moto, dep.results_queue_url)
+    dead = Inbox(moto, dep.dlq_url, envelope=True)
+    results.wait_for(quick, timeout=90)
+    assert set(dead.wait_for(long, timeout=90)) == set(long)
+    assert second.stop() == 0
+    assert "stopped; outcomes" not in first.log()
+    assert_all_accounted(moto, dep, results, quick, [first, second])
+    assert not set(long) & set(results.counts())
+
+
+def test_two_daemons_share_one_queue(moto: MotoServer, tmp_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "share", visibility=30)
+    pair = [Daemon(configure(tmp_path / f"{name}.yaml", moto, dep, workers={"count": 2}), moto)
+            for name in ("left", "right")]
+    for d in pair:
+        daemons.append(d.start())
+    targets = [f"chaos:sleep:0.2{i:03d}" for i in range(40)]
+    publish_all(moto, dep, targets)
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for(targets, timeout=120)
+    for d in pair:
+        assert d.stop() == 0
+    counts = results.refresh()
+    assert counts == Counter({t: 1 for t in targets})
+    per_daemon = [len(done_lines(d)) for d in pair]
+    assert sum(per_daemon) == 40 and all(per_daemon), per_daemon
+    assert sorted(t for t, _ in done_lines(*pair)) == sorted(targets)
+    assert queue_depth(moto, dep.queue_url) == 0
+
+
+def test_heartbeat_keeps_a_long_job_invisible(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "beat", visibility=3, max_receive=2)
+    d = Daemon(configure(cfg_path, moto, dep, workers={"timeout": 20}), moto)
+    daemons.append(d.start())
+    publish_all(moto, dep, ["chaos:sleep:8"])
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for(["chaos:sleep:8"], timeout=60)
+    assert d.stop() == 0
+    assert results.refresh() == Counter({"chaos:sleep:8": 1})
+    assert [t for t, _ in done_lines(d)] == ["chaos:sleep:8"]
+    log = d.log()
+    assert "retried:" not in log and "could not change its visibility" not in log
+    assert "outcomes: done=1, empty=0, rejected=0, retried=0" in log
+    assert drain(moto, dep.dlq_url) == []
+
+
+# -- results too large for SNS ----------------------------------------------------------
+
+
+def test_large_result_goes_to_s3(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "s3")
+    bucket = f"sesshu-{uuid.uuid4().hex[:10]}"
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    d = Daemon(configure(cfg_path, moto, dep, s3_bucket=bucket), moto)
+    daemons.append(d.start())
+    publish_all(moto, dep, ["chaos:big:400000", "chaos:echo:small"])
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for(["chaos:big:400000", "chaos:echo:small"], timeout=60)
+    docs = {doc["target"]: doc for doc in results.docs}
+    pointer = docs["chaos:big:400000"]
+    assert set(pointer) == {"target", "plugin", "result_s3"}
+    assert pointer["plugin"] == "chaos" and pointer["result_s3"]["bucket"] == bucket
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=pointer["result_s3"]["key"])["Body"].read())
+    assert stored == {"target": "chaos:big:400000", "plugin": "chaos", "result": "x" * 400000}
+    # Small results still go out inline.
+    assert set(docs["chaos:echo:small"]) == {"target", "plugin", "result"}
+    assert d.stop() == 0
+    assert "outcomes: done=2, empty=0, rejected=0, retried=0" in d.log()
+
+
+def test_large_result_without_s3_is_dead_lettered(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "big", visibility=30, max_receive=2)
+    d = Daemon(configure(cfg_path, moto, dep), moto)
+    daemons.append(d.start())
+    # 400000 is over the child's own limit; 262100 fits it, but not once wrapped in the document.
+    targets = ["chaos:big:400000", "chaos:big:262100"]
+    publish_all(moto, dep, targets)
+    dead = Inbox(moto, dep.dlq_url, envelope=True)
+    assert dead.wait_for(targets, timeout=90) == Counter(dict.fromkeys(targets, 1))
+    assert d.stop() == 0
+    retried = [(m.group(2), m.group(3)) for m in RETRIED.finditer(d.log())]
+    for target in targets:
+        reasons = [why for t, why in retried if t == target]
+        assert len(reasons) == 2 and all("bytes, over the" in why for why in reasons), retried
+    assert not Inbox(moto, dep.results_queue_url).refresh()
+    assert "done:" not in d.log()
+
+
+# -- worker limits ------------------------------------------------------------------------
+
+
+def test_memory_limit_fails_only_the_hog(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "mem", visibility=30, max_receive=1)
+    d = Daemon(configure(cfg_path, moto, dep, plugin=["chaos", "hog"],
+                         workers={"count": 2, "memory_limit": 200, "timeout": 30}), moto)
+    daemons.append(d.start())
+    poll(lambda: len(d.workers()) == 2, 30, what="2 workers")
+    before = set(d.workers())
+    publish_all(moto, dep, ["hog:grow"], plugin="hog")
+    d.wait_log(r"retried: hog hog:grow: ", timeout=60)
+    # The hog's worker leaves (or was killed); the other one was never touched.
+    poll(lambda: len(d.workers()) == 2 and len(before & set(d.workers())) == 1, 30,
+         what="the pool back at full strength, with one original worker")
+    dead = Inbox(moto, dep.dlq_url, envelope=True)
+    assert dead.wait_for(["hog:grow"], timeout=60) == Counter({"hog:grow": 1})
+    publish_all(moto, dep, ["chaos:echo:after"])
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for(["chaos:echo:after"], timeout=60)
+    assert d.stop() == 0
+    assert "outcomes: done=1, empty=0, rejected=0, retried=1" in d.log()
+
+
+def test_memory_failure_takes_no_other_job_down(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "memnext", visibility=30, max_receive=5)
+    d = Daemon(configure(cfg_path, moto, dep, plugin=["chaos", "hog"],
+                         workers={"count": 1, "prefetch": 1, "memory_limit": 200, "timeout": 30}), moto)
+    daemons.append(d.start())
+    publish_all(moto, dep, ["hog:grow:2"], plugin="hog")
+    poll(lambda: "sesshud: worker hog hog:grow:2" in worker_titles(d), 30, what="the hog to start")
+    # Prefetched while the hog runs: it waits in the parent for the only worker.
+    publish_all(moto, dep, ["chaos:echo:next"])
+    d.wait_log(r"done: chaos chaos:echo:next", timeout=60)  # fails at once if the daemon dies
+    log = d.log()
+    assert "retried: chaos chaos:echo:next" not in log
+    assert "idle worker" not in log
+
+
+def test_max_jobs_recycles_the_worker(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "recycle")
+    d = Daemon(configure(cfg_path, moto, dep, workers={"count": 1, "max_jobs": 2}), moto)
+    daemons.append(d.start())
+    targets = [f"chaos:echo:{i}" for i in range(5)]
+    publish_all(moto, dep, targets)
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for(targets, timeout=60)
+    assert d.stop() == 0
+    pids = Counter(doc["result"]["pid"] for doc in results.docs)
+    # One worker at a time, two jobs each: three workers served five jobs.
+    assert sorted(pids.values()) == [1, 2, 2], pids
