@@ -563,3 +563,50 @@ def test_assigning_to_a_child_that_died_while_idle_gives_the_job_back(rigs: Call
     assert bus.depth() == 0 and mid
     rig.tick_until(rig.full_strength, "the pool back at full strength")
     rig.stop()
+
+
+def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    """A receive that outlives all its timeouts (a half-open socket) must not stop the daemon."""
+    import threading
+
+    import sesshu.supervisor as supervisor_module
+
+    monkeypatch.setattr(supervisor_module, "STALL_SLACK", 0.5)
+    caplog.set_level(logging.ERROR, logger="sesshu.supervisor")
+    stuck = threading.Event()
+    release = threading.Event()
+    bus = RecordingBus()
+
+    def hang_first(max_messages: int) -> None:
+        if not stuck.is_set():
+            stuck.set()
+            release.wait(30)  # the first receive hangs, as on a half-open connection
+
+    bus.on_receive = hang_first
+    rig = rigs(bus, make_config())
+    rig.tick_until(stuck.is_set, "the first receive to hang")
+    first = rig.sup.poller
+    bus.send(request("chaos:echo:through"))
+    rig.tick_until(lambda: bus.published, "a result through a new poller")
+    assert rig.sup.poller is not first
+    assert "polling has stalled" in caplog.text
+    release.set()
+    rig.stop()
+
+
+def test_denied_visibility_permission_refuses_long_timeouts() -> None:
+    from sesshu.bus import QueueInfo
+    from sesshu.config import ConfigError
+    from sesshu.daemon import heartbeat_permitted
+
+    class Denied:
+        def visibility_permitted(self) -> bool:
+            return False
+
+    short, long = make_config(timeout=20), make_config(timeout=45)
+    info = QueueInfo(visibility_timeout=30, max_receive_count=3)
+    assert heartbeat_permitted(Denied(), short, info) is False  # type: ignore[arg-type]
+    denied = r"^workers\.timeout: 45 s is not below .*sqs:ChangeMessageVisibility is denied"
+    with pytest.raises(ConfigError, match=denied):
+        heartbeat_permitted(Denied(), long, info)  # type: ignore[arg-type]
