@@ -43,6 +43,8 @@ class SignalRecorder:
             os.write(self.wake_w, b"\0")
         except BlockingIOError:
             pass  # the pipe is full, so a wake-up is already pending
+        except OSError:
+            pass  # the loop has ended and closed the pipe: nobody is left to wake
 
     def drain(self, readable: bool = True) -> list[int]:
         """Signals recorded since the last call; empties the wake-up pipe if it is readable."""

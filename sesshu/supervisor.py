@@ -83,6 +83,7 @@ class Supervisor:
         self._pending_since: float | None = None  # when results began waiting for the sender
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
         self._watched: tuple[Any, ...] = ()
+        self._abandoned: list[Lane] = []  # stalled pollers: they may still complete
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
         self._exit_deadline: float | None = None
@@ -104,7 +105,8 @@ class Supervisor:
             self.signals.uninstall()
             # A lane still running may yet write a wake-up: close the pipe only
             # once neither can, or the write could land on a reused fd.
-            if self.sender.join(5.0) and self.poller.join(0.1):
+            lanes = [self.poller, *self._abandoned]
+            if self.sender.join(5.0) and all(lane.join(0.1) for lane in lanes):
                 self.signals.close()
         log.info("stopped; outcomes: %s; bus requests: %s", self.settle.summary(), self._requests())
         return 0
@@ -125,8 +127,8 @@ class Supervisor:
     def close(self) -> None:
         self._selector.close()
         self._on_pool_events(self.pool.kill_all())
-        self.poller.stop()
-        self.sender.stop()
+        for lane in (self.poller, self.sender, *self._abandoned):
+            lane.stop()
 
     def turn(self, ready: set[Any]) -> None:
         for signum in self.signals.drain(self.signals.wake_r in ready):
@@ -223,6 +225,7 @@ class Supervisor:
             # A thread cannot be killed; abandon it. Whatever it receives
             # later still arrives as a completion and is handled as usual.
             log.error("polling has stalled for %.0f s; starting a new poller", stalled)
+            self._abandoned.append(self.poller)
             self.poller = Lane("sesshu-poller", self._complete, self.clock)
 
     def _complete(self, lane: Lane, result: Any) -> None:
