@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import socket
 import statistics
 import sys
 import time
@@ -22,9 +21,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tests.harness.aws import REGION as REGION  # re-exported for the bench modules
+from tests.harness.aws import aws_env
+from tests.harness.aws import free_port as free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_PLUGINS = ROOT / "bench" / "plugins"
-REGION = "us-east-1"
 T = TypeVar("T")
 
 
@@ -69,18 +71,9 @@ def progress(message: str) -> None:
 # -- processes and waiting ----------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def quiet_env(endpoint: str | None = None) -> dict[str, str]:
-    """The environment for child processes: fake credentials, no real AWS settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
-    if endpoint:
-        env["AWS_ENDPOINT_URL"] = endpoint
+    """The tests' environment for child processes (fake credentials), plus this checkout on PYTHONPATH."""
+    env = aws_env(endpoint)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     return env
 
