@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tests.harness.aws import REGION as REGION  # re-exported for the bench modules
-from tests.harness.aws import aws_env
+from tests.harness.aws import aws_env, poll
 from tests.harness.aws import free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,15 +79,8 @@ def quiet_env(endpoint: str | None = None) -> dict[str, str]:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.02) -> Any:
-    """Poll ``condition`` until it is truthy; return its value or raise TimeoutError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+    """Poll ``condition`` until it is truthy (the tests' ``poll``, with the bench's finer interval)."""
+    return poll(condition, timeout, interval, what)
 
 
 # -- statistics ---------------------------------------------------------------

@@ -130,7 +130,7 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
     supervisor.load_config = load_again
     supervisor.on_config_applied = applied
     supervisor.queue_info = queue_info(bus, config)
-    supervisor.heartbeat = heartbeat_permitted(bus, config, supervisor.queue_info)
+    supervisor.settle.heartbeat = heartbeat_permitted(bus, config, supervisor.queue_info)
     if pidfile is not None:
         pidfile.write()
     log.info("started: %d workers, plugins %s, queue %s", config.worker_count,

@@ -23,6 +23,8 @@ from sesshu.pool import JobFinished
 
 log = logging.getLogger("sesshu.supervisor")
 
+DEFAULT_VISIBILITY = 30  # seconds, assumed when the queue's attributes cannot be read
+
 
 @dataclass(eq=False)
 class Ticket:
@@ -138,6 +140,35 @@ class Settler:
         if delete_error is not None:
             log.warning("message %s: delete failed (%s); it may be processed again",
                         ticket.message.message_id, delete_error)
+
+    # -- the visibility heartbeat ---------------------------------------------
+
+    def visibility(self) -> int:
+        return self.queue_info.visibility_timeout or DEFAULT_VISIBILITY
+
+    def extend_visibility(self, now: float, live: list[tuple[Ticket, float | None]]) -> None:
+        """Queue an extension for every message whose visibility is about to lapse.
+
+        ``live`` holds the held and running messages, with the running job's
+        deadline. Finished results still waiting for the sender (an outage)
+        are kept locked too; an extension always goes out before, or with,
+        their delete, and none is queued once a release is.
+        """
+        if not self.heartbeat:
+            return
+        vt = self.visibility()
+        margin = max(2.0, min(10.0, vt / 3))
+        outbox = self.outbox
+        due = [*live, *((t, None) for t, _ in outbox.publishes), *((t, None) for t in outbox.deletes),
+               *((u[0], None) for u in outbox.uploads)]
+        for ticket, deadline in due:
+            if ticket.visible_until - now > margin or id(ticket) in outbox.extensions:
+                continue
+            # Capped by the job's deadline: a job past it is killed and released anyway.
+            horizon = vt if deadline is None else min(vt, deadline - now + margin)
+            seconds = max(1, math.ceil(horizon))
+            ticket.visible_until = now + seconds
+            outbox.extensions[id(ticket)] = (ticket, seconds)
 
     def summary(self) -> str:
         return ", ".join(f"{o}={self.outcomes.total(o)}" for o in ("done", "empty", "rejected", "retried"))

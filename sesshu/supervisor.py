@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
 import queue
 import random
 import selectors
@@ -23,7 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
-from sesshu.busio import Lane, Outbox, Received, receive
+from sesshu.busio import Lane, Received, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
@@ -46,7 +45,6 @@ log = logging.getLogger("sesshu.supervisor")
 MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
-DEFAULT_VISIBILITY = 30  # assumed when the queue's attributes cannot be read
 LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
 OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
 
@@ -147,7 +145,11 @@ class Supervisor:
         else:
             self.pool.maintain()
         self._dispatch()
-        self._heartbeat()
+        now = self.clock()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + 1.0
+            running = [(r.ticket, r.deadline) for r in self.pool.running()]
+            self.settle.extend_visibility(now, [*((t, None) for t in self.held), *running])
         self._send()
         self._watchdog()
         self._poll()
@@ -160,24 +162,12 @@ class Supervisor:
         return self.settle.outcomes
 
     @property
-    def outbox(self) -> Outbox:
-        return self.settle.outbox
-
-    @property
     def queue_info(self) -> QueueInfo:
         return self.settle.queue_info
 
     @queue_info.setter
     def queue_info(self, info: QueueInfo) -> None:
         self.settle.queue_info = info
-
-    @property
-    def heartbeat(self) -> bool:
-        return self.settle.heartbeat
-
-    @heartbeat.setter
-    def heartbeat(self, on: bool) -> None:
-        self.settle.heartbeat = on
 
     def in_flight(self) -> int:
         """Received messages whose outcome is not decided yet."""
@@ -205,7 +195,7 @@ class Supervisor:
         When nothing else is in flight, they go at once: light load never
         pays for batching.
         """
-        outbox = self.outbox
+        outbox = self.settle.outbox
         waiting = len(outbox.publishes) + len(outbox.deletes)
         if waiting and self._pending_since is None:
             self._pending_since = self.clock()
@@ -299,7 +289,7 @@ class Supervisor:
             self._on_pool_events(self.pool.kill_all())
 
     def finished(self) -> bool:
-        if not self.stopping or self.pool.children or self.outbox or self.sender.busy:
+        if not self.stopping or self.pool.children or self.settle.outbox or self.sender.busy:
             return False
         if not self.poller.busy:
             return True
@@ -313,7 +303,7 @@ class Supervisor:
         if self.stopping or self.poller.busy or self.clock() < self._poll_after:
             return
         want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
-        if want <= 0 or len(self.outbox) >= 2 * BATCH_MAX:
+        if want <= 0 or len(self.settle.outbox) >= 2 * BATCH_MAX:
             return  # backpressure: results waiting to be sent come first
         # While held messages keep the workers busy, wait until a full batch
         # can be asked for: each receive is a billed request.
@@ -328,7 +318,7 @@ class Supervisor:
             return
         self._recovered()
         self.received += len(received.messages)
-        visible_until = received.started + self._visibility()
+        visible_until = received.started + self.settle.visibility()
         for message in received.messages:
             ticket = Ticket(message, visible_until=visible_until)
             try:
@@ -356,35 +346,6 @@ class Supervisor:
             log.warning("bus recovered after %.1f s", self.clock() - self._outage_since)
         self._outage_since = None
         self._outage_failures = 0
-
-    # -- visibility heartbeat ---------------------------------------------------
-
-    def _visibility(self) -> int:
-        return self.queue_info.visibility_timeout or DEFAULT_VISIBILITY
-
-    def _heartbeat(self) -> None:
-        """Extend, before it lapses, the visibility of every message held or running."""
-        now = self.clock()
-        if not self.heartbeat or now < self._next_heartbeat:
-            return
-        self._next_heartbeat = now + 1.0
-        vt = self._visibility()
-        margin = max(2.0, min(10.0, vt / 3))
-        due: list[tuple[Ticket, float | None]] = [(t, None) for t in self.held]
-        due += [(r.ticket, r.deadline) for r in self.pool.running()]
-        # Finished results still waiting for the sender (an outage) stay locked
-        # too; an extension always goes out before, or with, their delete.
-        outbox = self.outbox
-        due += [(t, None) for t, _ in outbox.publishes] + [(t, None) for t in outbox.deletes]
-        due += [(u[0], None) for u in outbox.uploads]
-        for ticket, deadline in due:
-            if ticket.visible_until - now > margin or id(ticket) in self.outbox.extensions:
-                continue
-            # Capped by the job's deadline: a job past it is killed and released anyway.
-            horizon = vt if deadline is None else min(vt, deadline - now + margin)
-            seconds = max(1, math.ceil(horizon))
-            ticket.visible_until = now + seconds
-            self.outbox.extensions[id(ticket)] = (ticket, seconds)
 
     # -- jobs -----------------------------------------------------------------
 
