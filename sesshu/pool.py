@@ -25,6 +25,7 @@ log = logging.getLogger("sesshu.pool")
 
 BACKOFF_FIRST = 0.1
 BACKOFF_MAX = 30.0
+MIN_UPTIME = 5.0  # an idle child dying sooner than this counts towards the crash-loop backoff
 FRAME_SLACK = 64 * 1024  # header room on top of the largest result
 
 
@@ -254,7 +255,6 @@ class Pool:
             child.ready = True
             if child.state is State.STARTING:
                 child.state = State.IDLE
-                self._boot_failures = 0
             if self._proposal is not None and child is self._proposal[0]:
                 self._commit(events)
             elif child.generation != self.generation:
@@ -274,6 +274,7 @@ class Pool:
                     self._fail_child(child, "protocol", "result for a job it does not hold", events)
                 return
             child.finish_job()
+            self._boot_failures = 0  # a child that finishes a job is proof the plugins work
             events.append(JobFinished(running, message, child.pid, self._clock()))
             if message.reason == "memory":
                 child.close()  # it leaves after a MemoryError; give it no further job
@@ -314,7 +315,13 @@ class Pool:
             self._count_restart("boot_failed")
         else:
             log.error("idle worker %d %s", pid, how)
-            self._note_boot_failure(self._clock())
+            now = self._clock()
+            # Saying Ready proves little (a plugin's import may doom the
+            # process later): only a child that lasted counts as healthy.
+            if now - child.spawned < MIN_UPTIME:
+                self._note_boot_failure(now)
+            else:
+                self._boot_failures = 0
             self._count_restart("crashed")
 
     def _note_boot_failure(self, now: float) -> None:

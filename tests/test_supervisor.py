@@ -611,3 +611,21 @@ def test_denied_visibility_permission_refuses_long_timeouts() -> None:
     denied = r"^workers\.timeout: 45 s is not below .*sqs:ChangeMessageVisibility is denied"
     with pytest.raises(ConfigError, match=denied):
         heartbeat_permitted(Denied(), long, info)  # type: ignore[arg-type]
+
+
+def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., Rig],
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="sesshu.pool")
+    rig = rigs(RecordingBus(), make_config(plugin=["doomed"]))
+    seen: set[int] = set()
+
+    def watch() -> None:
+        seen.update(c.pid for c in rig.pool.children)
+
+    window = time.monotonic() + 4.0
+    rig.tick_until(lambda: time.monotonic() > window, "a 4 s window", timeout=10, check=watch)
+    # Each worker lives 0.3 s: without backoff, two workers would start about 26 times in 4 s.
+    # The backoff (0.1 s, doubling) allows about 6.
+    assert 3 <= len(seen) <= 10, seen
+    assert "workers keep dying at start-up; next start in" in caplog.text
+    rig.stop()
