@@ -11,7 +11,9 @@ batches of ten.
 
 from __future__ import annotations
 
+import logging
 import queue
+import random
 import threading
 import time
 from collections import deque
@@ -20,6 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, BusError, Delete, Message, Publish, Visibility
+
+log = logging.getLogger("sesshu.supervisor")
 
 
 @dataclass
@@ -195,3 +199,43 @@ def receive(bus: Bus, n: int, wait: int) -> Received:
         return Received([], str(exc), started)
     except Exception as exc:  # noqa: BLE001
         return Received([], f"unexpected {type(exc).__name__}: {exc}", started)
+
+
+class BusHealth:
+    """Outages, seen from the loop: log once when one starts and once when it ends.
+
+    A failing receive also sets ``poll_after``: exponential backoff with
+    jitter, so a fleet of hosts does not hammer a recovering endpoint in step.
+    """
+
+    BASE, MAX = 1.0, 30.0
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self.poll_after = 0.0
+        self._receive_down: float | None = None
+        self._failures = 0
+        self._send_down: float | None = None
+
+    def receive_failed(self, error: str) -> None:
+        now = self._clock()
+        if self._receive_down is None:
+            self._receive_down = now
+            log.error("bus outage: %s; retrying with backoff", error)
+        self._failures += 1
+        delay = min(self.BASE * 2 ** (self._failures - 1), self.MAX)
+        self.poll_after = now + delay * random.uniform(0.5, 1.0)
+
+    def received(self) -> None:
+        if self._receive_down is not None:
+            log.warning("bus recovered after %.1f s", self._clock() - self._receive_down)
+        self._receive_down = None
+        self._failures = 0
+
+    def sent(self, error: str | None) -> None:
+        if error is not None and self._send_down is None:
+            self._send_down = self._clock()
+            log.error("bus outage while sending: %s; results stay undeleted and are retried", error)
+        elif error is None and self._send_down is not None:
+            log.warning("sending recovered after %.1f s", self._clock() - self._send_down)
+            self._send_down = None

@@ -8,7 +8,10 @@ supervisor are imported inside :func:`main`.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+
+EX_SOFTWARE = 70
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         return daemon.EX_TEMPFAIL
     except KeyboardInterrupt:
         return 0
+    except Exception:
+        # A bug, not a config error: exit EX_SOFTWARE (not 1), so that a
+        # service manager restarts us; the messages we held reappear.
+        logging.getLogger("sesshu").exception("sesshud crashed")
+        return EX_SOFTWARE
 
 
 if __name__ == "__main__":

@@ -115,8 +115,6 @@ class Settler:
 
     def sent(self, sent: Sent) -> None:
         """Record the outcomes a sender batch completed."""
-        if sent.error is not None:
-            log.error("bus error while sending: %s", sent.error)
         failed_deletes = {id(t): err for t, err in sent.delete_failed}
         for ticket in sent.published:
             self._record_deleted("done", ticket, failed_deletes.get(id(ticket)))

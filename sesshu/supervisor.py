@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
-import random
 import selectors
 import signal
 import time
@@ -22,7 +21,7 @@ from dataclasses import replace
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
-from sesshu.busio import Lane, Received, receive
+from sesshu.busio import BusHealth, Lane, Received, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
@@ -46,7 +45,6 @@ MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
-OUTAGE_BASE, OUTAGE_MAX = 1.0, 30.0
 
 
 class Supervisor:
@@ -85,9 +83,7 @@ class Supervisor:
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
         self._exit_deadline: float | None = None
-        self._poll_after = 0.0
-        self._outage_since: float | None = None
-        self._outage_failures = 0
+        self.health = BusHealth(clock)
         self._boot_errors_seen: set[tuple[str, str]] = set()
 
     # -- the loop -------------------------------------------------------------
@@ -137,6 +133,7 @@ class Supervisor:
             if isinstance(result, Received):
                 self._on_received(result)
             else:
+                self.health.sent(result.error)
                 self.settle.sent(result)
         self._on_pool_events(self.pool.collect(ready))
         self._on_pool_events(self.pool.enforce_deadlines())
@@ -178,8 +175,8 @@ class Supervisor:
         until = [now + MAX_WAIT]
         if (t := self.pool.next_wakeup()) is not None:
             until.append(t)
-        if not self.poller.busy and not self.stopping and self._poll_after > now:
-            until.append(self._poll_after)
+        if not self.poller.busy and not self.stopping and self.health.poll_after > now:
+            until.append(self.health.poll_after)
         if self._pending_since is not None and not self.sender.busy:
             until.append(self._pending_since + LINGER)
         for t2 in (self._drain_deadline, self._exit_deadline):
@@ -300,7 +297,7 @@ class Supervisor:
     # -- receiving ------------------------------------------------------------
 
     def _poll(self) -> None:
-        if self.stopping or self.poller.busy or self.clock() < self._poll_after:
+        if self.stopping or self.poller.busy or self.clock() < self.health.poll_after:
             return
         want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
         if want <= 0 or len(self.settle.outbox) >= 2 * BATCH_MAX:
@@ -314,9 +311,9 @@ class Supervisor:
 
     def _on_received(self, received: Received) -> None:
         if received.error is not None:
-            self._outage(received.error)
+            self.health.receive_failed(received.error)
             return
-        self._recovered()
+        self.health.received()
         self.received += len(received.messages)
         visible_until = received.started + self.settle.visibility()
         for message in received.messages:
@@ -331,21 +328,6 @@ class Supervisor:
                 self.settle.retry(ticket, "shutdown", "received while stopping", delay=0)
             else:
                 self.held.append(ticket)
-
-    def _outage(self, error: str) -> None:
-        now = self.clock()
-        if self._outage_since is None:
-            self._outage_since = now
-            log.error("bus outage: %s; retrying with backoff", error)
-        self._outage_failures += 1
-        delay = min(OUTAGE_BASE * 2 ** (self._outage_failures - 1), OUTAGE_MAX)
-        self._poll_after = now + delay * random.uniform(0.5, 1.0)
-
-    def _recovered(self) -> None:
-        if self._outage_since is not None:
-            log.warning("bus recovered after %.1f s", self.clock() - self._outage_since)
-        self._outage_since = None
-        self._outage_failures = 0
 
     # -- jobs -----------------------------------------------------------------
 
