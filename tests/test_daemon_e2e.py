@@ -10,33 +10,13 @@ from typing import Any
 
 import pytest
 
-from tests.harness.aws import Deployment, MotoServer, drain, poll, provision
+from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish
 from tests.harness.daemon import Daemon, pid_alive, write_config
 from tests.harness.site import FixtureSite, Route
 
 
-def publish(moto: MotoServer, dep: Deployment, plugin: str, target: str) -> None:
-    moto.client("sns").publish(TopicArn=dep.requests_topic,
-                               Message=json.dumps({"plugin": plugin, "target": target}))
-
-
 def send_raw(moto: MotoServer, dep: Deployment, body: str) -> str:
     return str(moto.client("sqs").send_message(QueueUrl=dep.queue_url, MessageBody=body)["MessageId"])
-
-
-class Collector:
-    """Accumulates what arrives on a queue (results or DLQ)."""
-
-    def __init__(self, moto: MotoServer, queue_url: str) -> None:
-        self.moto, self.queue_url, self.items = moto, queue_url, []  # type: ignore[var-annotated]
-
-    def bodies(self) -> list[str]:
-        self.items.extend(drain(self.moto, self.queue_url))
-        return [m["Body"] for m in self.items]
-
-    def wait(self, n: int, timeout: float = 60.0) -> list[str]:
-        return list(poll(lambda: self.bodies() if len(self.bodies()) >= n else None, timeout,
-                         interval=0.2, what=f"{n} messages on {self.queue_url}"))
 
 
 def docs(bodies: list[str]) -> dict[str, Any]:
@@ -47,7 +27,7 @@ def test_outcomes_done_empty_rejected(moto: MotoServer, deployment: Deployment, 
                                       daemons: list[Daemon]) -> None:
     d = Daemon(write_config(cfg_path, moto, deployment), moto)
     daemons.append(d.start())
-    results = Collector(moto, deployment.results_queue_url)
+    results = Inbox(moto, deployment.results_queue_url)
     publish(moto, deployment, "chaos", "chaos:echo:hello")
     publish(moto, deployment, "chaos", "chaos:none")
     publish(moto, deployment, "chaos", "chaos:modules")
@@ -71,7 +51,7 @@ def test_raw_delivery(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -
     daemons.append(d.start())
     publish(moto, dep, "chaos", "chaos:echo:raw")
     send_raw(moto, dep, json.dumps({"plugin": "chaos", "target": "chaos:echo:direct"}))
-    got = docs(Collector(moto, dep.results_queue_url).wait(2))
+    got = docs(Inbox(moto, dep.results_queue_url).wait(2))
     assert got["chaos:echo:raw"]["result"]["echo"] == "raw"
     assert got["chaos:echo:direct"]["result"]["echo"] == "direct"
 
@@ -102,7 +82,7 @@ def test_bad_messages_are_rejected_into_the_dlq(moto: MotoServer, deployment: De
     d = Daemon(write_config(cfg_path, moto, deployment), moto)
     daemons.append(d.start())
     ids = {send_raw(moto, deployment, body): body for body in BAD_BODIES}
-    dlq = Collector(moto, deployment.dlq_url)
+    dlq = Inbox(moto, deployment.dlq_url)
     got = dlq.wait(len(BAD_BODIES), timeout=90)
     assert sorted(got) == sorted(BAD_BODIES)
     log = d.log()
@@ -111,7 +91,7 @@ def test_bad_messages_are_rejected_into_the_dlq(moto: MotoServer, deployment: De
     # Never a whole body in the log at INFO: the 5000-character target does not appear.
     assert "x" * 3000 not in log
     assert d.proc is not None and d.proc.poll() is None  # bad input never crashes the supervisor
-    assert not Collector(moto, deployment.results_queue_url).bodies()
+    assert not Inbox(moto, deployment.results_queue_url).bodies()
 
 
 def test_malformed_message_reaches_dlq_within_10s(moto: MotoServer, cfg_path: Path,
@@ -121,7 +101,7 @@ def test_malformed_message_reaches_dlq_within_10s(moto: MotoServer, cfg_path: Pa
     daemons.append(d.start())
     sent = time.monotonic()
     send_raw(moto, dep, "{broken")
-    Collector(moto, dep.dlq_url).wait(1, timeout=30)
+    Inbox(moto, dep.dlq_url).wait(1, timeout=30)
     assert time.monotonic() - sent < 10
 
 
@@ -140,9 +120,9 @@ def test_crashes_lose_nothing_and_leave_no_orphans(moto: MotoServer, cfg_path: P
         publish(moto, dep, "chaos", t)
     publish(moto, dep, "chaos", "chaos:echo:survivor")
     # Every crashing message is retried, then dead-lettered by the redrive policy: none is lost.
-    dead = Collector(moto, dep.dlq_url).wait(len(targets), timeout=120)
+    dead = Inbox(moto, dep.dlq_url).wait(len(targets), timeout=120)
     assert sorted(json.loads(json.loads(b)["Message"])["target"] for b in dead) == sorted(targets)
-    results = docs(Collector(moto, dep.results_queue_url).wait(1))
+    results = docs(Inbox(moto, dep.results_queue_url).wait(1))
     assert results["chaos:echo:survivor"]["result"]["echo"] == "survivor"
     log = d.log()
     assert "killed by SIGSEGV" in log
@@ -157,7 +137,7 @@ def test_crashes_lose_nothing_and_leave_no_orphans(moto: MotoServer, cfg_path: P
     # The pool is back at full strength and still works.
     poll(lambda: len(d.workers()) == 3, 30, what="pool back at 3 workers")
     publish(moto, dep, "chaos", "chaos:echo:after")
-    assert "chaos:echo:after" in docs(Collector(moto, dep.results_queue_url).wait(1))
+    assert "chaos:echo:after" in docs(Inbox(moto, dep.results_queue_url).wait(1))
     assert d.stop() == 0
     poll(lambda: not d.leftovers(), 10, what="no process left behind")
 
@@ -171,7 +151,7 @@ def test_sigterm_lets_the_running_job_finish(moto: MotoServer, deployment: Deplo
          what="the job to start")
     assert d.stop(signal.SIGTERM) == 0
     assert "done: chaos chaos:sleep:1.5" in d.log()
-    got = Collector(moto, deployment.results_queue_url).wait(1)
+    got = Inbox(moto, deployment.results_queue_url).wait(1)
     assert json.loads(got[0])["result"] == 1.5
     poll(lambda: not d.leftovers(), 10, what="no process left behind")
 
@@ -211,7 +191,7 @@ def test_shipped_plugins_against_a_fixture_site(moto: MotoServer, deployment: De
         publish(moto, deployment, "http_javascript", f"{site.url}/page")
         publish(moto, deployment, "http_stylesheet", f"{site.url}/page")
         publish(moto, deployment, "http_robots", f"{site.url.replace('127.0.0.1', '127.0.0.1:1')}")
-        got = {(doc["plugin"]): doc for doc in map(json.loads, Collector(moto, deployment.results_queue_url).wait(3))}
+        got = {(doc["plugin"]): doc for doc in map(json.loads, Inbox(moto, deployment.results_queue_url).wait(3))}
         assert got["http_robots"]["result"] == ["/private", "/public"]
         assert got["http_javascript"]["result"] == ["/app.js"]
         assert got["http_stylesheet"]["result"] == ["/a.css"]
@@ -230,7 +210,7 @@ def test_entry_point_plugin(moto: MotoServer, deployment: Deployment, cfg_path: 
                env={"PYTHONPATH": str(site)})
     daemons.append(d.start())
     publish(moto, deployment, "ep_echo", "anything")
-    got = json.loads(Collector(moto, deployment.results_queue_url).wait(1)[0])
+    got = json.loads(Inbox(moto, deployment.results_queue_url).wait(1)[0])
     assert got == {"target": "anything", "plugin": "ep_echo", "result": {"ep": "anything"}}
 
 

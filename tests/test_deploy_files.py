@@ -292,9 +292,8 @@ def test_init_script_runs_the_real_daemon(tmp_path: Path, moto: Any, deployment:
     """start, status, reload and stop with the real sesshud against the local SQS/SNS server."""
     import yaml
 
-    from tests.harness.aws import aws_env
+    from tests.harness.aws import Inbox, aws_env, publish
     from tests.harness.daemon import SESSHUD, write_config
-    from tests.test_daemon_e2e import Collector, publish
 
     init = InitScript(tmp_path, "root")
     try:
@@ -309,7 +308,7 @@ def test_init_script_runs_the_real_daemon(tmp_path: Path, moto: Any, deployment:
         assert init("start").returncode == 0
         assert init("status").returncode == 0
         publish(moto, deployment, "chaos", "chaos:echo:init")
-        assert "chaos:echo:init" in Collector(moto, deployment.results_queue_url).wait(1)[0]
+        assert "chaos:echo:init" in Inbox(moto, deployment.results_queue_url).wait(1)[0]
         doc = yaml.safe_load(config.read_text())
         doc["workers"]["count"] = 3
         config.write_text(yaml.safe_dump(doc))

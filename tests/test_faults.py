@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from tests.harness.aws import Deployment, MotoServer, drain, poll, provision, queue_depth
+from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish, queue_depth
 from tests.harness.daemon import Daemon, write_config
 from tests.harness.proxy import TcpProxy
 
@@ -44,46 +44,9 @@ def configure(path: Path, moto: MotoServer, dep: Deployment, *, endpoint: str | 
     return write_config(path, moto, dep, bus=bus, **overrides)
 
 
-def publish_all(moto: MotoServer, dep: Deployment, targets: list[str], plugin: str = "chaos") -> None:
-    sns = moto.client("sns")
-    for i in range(0, len(targets), 10):
-        entries = [{"Id": str(n), "Message": json.dumps({"plugin": plugin, "target": t})}
-                   for n, t in enumerate(targets[i:i + 10])]
-        reply = sns.publish_batch(TopicArn=dep.requests_topic, PublishBatchRequestEntries=entries)
-        assert not reply.get("Failed"), reply["Failed"]
-
-
-class Inbox:
-    """Everything that arrived on a queue (drained as it goes), by target."""
-
-    def __init__(self, moto: MotoServer, queue_url: str, envelope: bool = False) -> None:
-        self.moto, self.queue_url, self.envelope = moto, queue_url, envelope
-        self.docs: list[dict[str, Any]] = []
-
-    def refresh(self) -> Counter[str]:
-        for m in drain(self.moto, self.queue_url):
-            body = json.loads(m["Body"])
-            # Dead letters are the original requests, in their SNS envelope.
-            self.docs.append(json.loads(body["Message"]) if self.envelope else body)
-        return self.counts()
-
-    def counts(self) -> Counter[str]:
-        return Counter(d["target"] for d in self.docs)
-
-    def wait_for(self, targets: list[str] | set[str], timeout: float = 90.0) -> Counter[str]:
-        want = set(targets)
-        poll(lambda: want <= set(self.refresh()), timeout, interval=0.2,
-             what=f"{len(want)} targets on {self.queue_url} (missing: {sorted(want - set(self.counts()))[:5]})")
-        return self.counts()
-
-
 def done_lines(*daemons: Daemon) -> list[tuple[str, str]]:
     """(target, message id) of every "done:" line in the daemons' logs."""
     return [(m.group(2), m.group(3)) for d in daemons for m in DONE.finditer(d.log())]
-
-
-def worker_titles(d: Daemon) -> list[str]:
-    return [title for _, title in d.leftovers() if title.startswith("sesshud: worker")]
 
 
 def wait_until(moment: float) -> None:
@@ -122,12 +85,12 @@ def test_refused_connections_lose_nothing(moto: MotoServer, cfg_path: Path, daem
         before = [f"chaos:echo:before-{i}" for i in range(10)]
         during = [f"chaos:echo:during-{i}" for i in range(10)]
         after = [f"chaos:echo:after-{i}" for i in range(10)]
-        publish_all(moto, dep, before)
+        publish(moto, dep, "chaos", *before)
         poll(lambda: results.refresh(), 30, what="a first result")  # mid-run, not before it
 
         proxy.mode = "refuse"
         outage_ends = time.monotonic() + 5
-        publish_all(moto, dep, during)
+        publish(moto, dep, "chaos", *during)
         d.wait_log(r"ERROR sesshu\.supervisor: bus outage: ", timeout=30)
         wait_until(outage_ends)
         assert d.proc is not None and d.proc.poll() is None
@@ -135,7 +98,7 @@ def test_refused_connections_lose_nothing(moto: MotoServer, cfg_path: Path, daem
         proxy.mode = "pass"
 
         d.wait_log(r"bus recovered after \d+\.\d s", timeout=60)
-        publish_all(moto, dep, after)
+        publish(moto, dep, "chaos", *after)
         results.wait_for(before + during + after, timeout=120)
         assert d.stop() == 0
     assert outage_lines(d) == (1, 1)
@@ -154,14 +117,14 @@ def test_half_open_endpoint_loses_nothing_and_deadlines_hold(moto: MotoServer, c
         before = [f"chaos:echo:before-{i}" for i in range(10)]
         during = [f"chaos:echo:during-{i}" for i in range(10)]
         after = [f"chaos:echo:after-{i}" for i in range(10)]
-        publish_all(moto, dep, before)
+        publish(moto, dep, "chaos", *before)
         results.wait_for(before, timeout=60)
-        publish_all(moto, dep, ["chaos:hang"])
-        poll(lambda: "sesshud: worker chaos chaos:hang" in worker_titles(d), 30, what="chaos:hang to start")
+        publish(moto, dep, "chaos", "chaos:hang")
+        poll(lambda: "sesshud: worker chaos chaos:hang" in d.worker_titles(), 30, what="chaos:hang to start")
 
         proxy.mode = "hang"
         hang_began = time.monotonic()
-        publish_all(moto, dep, during)
+        publish(moto, dep, "chaos", *during)
         # The loop keeps enforcing deadlines while every bus call is stuck.
         d.wait_log(r"timed out after 2 s on chaos:hang", timeout=10)
         assert proxy.mode == "hang" and time.monotonic() - hang_began < 12
@@ -169,7 +132,7 @@ def test_half_open_endpoint_loses_nothing_and_deadlines_hold(moto: MotoServer, c
         assert d.proc is not None and d.proc.poll() is None
         proxy.mode = "pass"
 
-        publish_all(moto, dep, after)
+        publish(moto, dep, "chaos", *after)
         results.wait_for(before + during + after, timeout=120)
         # chaos:hang keeps timing out until the redrive policy dead-letters it.
         dead = Inbox(moto, dep.dlq_url, envelope=True)
@@ -187,8 +150,8 @@ def test_parent_sigkill_takes_busy_children_along(moto: MotoServer, cfg_path: Pa
     dep = fresh(moto, "orphan", visibility=5, max_receive=2)
     d = Daemon(configure(cfg_path, moto, dep, workers={"count": 2, "timeout": 60}), moto)
     daemons.append(d.start())
-    publish_all(moto, dep, ["chaos:sleep:30"])
-    poll(lambda: "sesshud: worker chaos chaos:sleep:30" in worker_titles(d), 30, what="the job to start")
+    publish(moto, dep, "chaos", "chaos:sleep:30")
+    poll(lambda: "sesshud: worker chaos chaos:sleep:30" in d.worker_titles(), 30, what="the job to start")
     assert d.proc is not None
     d.proc.kill()
     d.proc.wait(10)
@@ -202,10 +165,10 @@ def test_parent_sigkill_loses_nothing(moto: MotoServer, tmp_path: Path, daemons:
     daemons.append(first.start())
     long = ["chaos:sleep:30", "chaos:sleep:30.0"]
     quick = [f"chaos:sleep:0.5{i:03d}" for i in range(12)]
-    publish_all(moto, dep, long)
-    poll(lambda: sum("chaos:sleep:30" in t for t in worker_titles(first)) == 2, 60, what="both long jobs running")
-    publish_all(moto, dep, quick)
-    poll(lambda: any("chaos:sleep:0.5" in t for t in worker_titles(first)), 60, interval=0.02,
+    publish(moto, dep, "chaos", *long)
+    poll(lambda: sum("chaos:sleep:30" in t for t in first.worker_titles()) == 2, 60, what="both long jobs running")
+    publish(moto, dep, "chaos", *quick)
+    poll(lambda: any("chaos:sleep:0.5" in t for t in first.worker_titles()), 60, interval=0.02,
          what="a quick job running")
     assert first.proc is not None
     first.proc.kill()
@@ -233,7 +196,7 @@ def test_two_daemons_share_one_queue(moto: MotoServer, tmp_path: Path, daemons: 
     for d in pair:
         daemons.append(d.start())
     targets = [f"chaos:sleep:0.2{i:03d}" for i in range(40)]
-    publish_all(moto, dep, targets)
+    publish(moto, dep, "chaos", *targets)
     results = Inbox(moto, dep.results_queue_url)
     results.wait_for(targets, timeout=120)
     for d in pair:
@@ -250,7 +213,7 @@ def test_heartbeat_keeps_a_long_job_invisible(moto: MotoServer, cfg_path: Path, 
     dep = fresh(moto, "beat", visibility=3, max_receive=2)
     d = Daemon(configure(cfg_path, moto, dep, workers={"timeout": 20}), moto)
     daemons.append(d.start())
-    publish_all(moto, dep, ["chaos:sleep:8"])
+    publish(moto, dep, "chaos", "chaos:sleep:8")
     results = Inbox(moto, dep.results_queue_url)
     results.wait_for(["chaos:sleep:8"], timeout=60)
     assert d.stop() == 0
@@ -272,7 +235,7 @@ def test_large_result_goes_to_s3(moto: MotoServer, cfg_path: Path, daemons: list
     s3.create_bucket(Bucket=bucket)
     d = Daemon(configure(cfg_path, moto, dep, s3_bucket=bucket), moto)
     daemons.append(d.start())
-    publish_all(moto, dep, ["chaos:big:400000", "chaos:echo:small"])
+    publish(moto, dep, "chaos", "chaos:big:400000", "chaos:echo:small")
     results = Inbox(moto, dep.results_queue_url)
     results.wait_for(["chaos:big:400000", "chaos:echo:small"], timeout=60)
     docs = {doc["target"]: doc for doc in results.docs}
@@ -293,7 +256,7 @@ def test_large_result_without_s3_is_dead_lettered(moto: MotoServer, cfg_path: Pa
     daemons.append(d.start())
     # 400000 is over the child's own limit; 262100 fits it, but not once wrapped in the document.
     targets = ["chaos:big:400000", "chaos:big:262100"]
-    publish_all(moto, dep, targets)
+    publish(moto, dep, "chaos", *targets)
     dead = Inbox(moto, dep.dlq_url, envelope=True)
     assert dead.wait_for(targets, timeout=90) == Counter(dict.fromkeys(targets, 1))
     assert d.stop() == 0
@@ -315,14 +278,14 @@ def test_memory_limit_fails_only_the_hog(moto: MotoServer, cfg_path: Path, daemo
     daemons.append(d.start())
     poll(lambda: len(d.workers()) == 2, 30, what="2 workers")
     before = set(d.workers())
-    publish_all(moto, dep, ["hog:grow"], plugin="hog")
+    publish(moto, dep, "hog", "hog:grow")
     d.wait_log(r"retried: hog hog:grow: ", timeout=60)
     # The hog's worker leaves (or was killed); the other one was never touched.
     poll(lambda: len(d.workers()) == 2 and len(before & set(d.workers())) == 1, 30,
          what="the pool back at full strength, with one original worker")
     dead = Inbox(moto, dep.dlq_url, envelope=True)
     assert dead.wait_for(["hog:grow"], timeout=60) == Counter({"hog:grow": 1})
-    publish_all(moto, dep, ["chaos:echo:after"])
+    publish(moto, dep, "chaos", "chaos:echo:after")
     results = Inbox(moto, dep.results_queue_url)
     results.wait_for(["chaos:echo:after"], timeout=60)
     assert d.stop() == 0
@@ -334,10 +297,10 @@ def test_memory_failure_takes_no_other_job_down(moto: MotoServer, cfg_path: Path
     d = Daemon(configure(cfg_path, moto, dep, plugin=["chaos", "hog"],
                          workers={"count": 1, "prefetch": 1, "memory_limit": 200, "timeout": 30}), moto)
     daemons.append(d.start())
-    publish_all(moto, dep, ["hog:grow:2"], plugin="hog")
-    poll(lambda: "sesshud: worker hog hog:grow:2" in worker_titles(d), 30, what="the hog to start")
+    publish(moto, dep, "hog", "hog:grow:2")
+    poll(lambda: "sesshud: worker hog hog:grow:2" in d.worker_titles(), 30, what="the hog to start")
     # Prefetched while the hog runs: it waits in the parent for the only worker.
-    publish_all(moto, dep, ["chaos:echo:next"])
+    publish(moto, dep, "chaos", "chaos:echo:next")
     d.wait_log(r"done: chaos chaos:echo:next", timeout=60)  # fails at once if the daemon dies
     log = d.log()
     assert "retried: chaos chaos:echo:next" not in log
@@ -349,7 +312,7 @@ def test_max_jobs_recycles_the_worker(moto: MotoServer, cfg_path: Path, daemons:
     d = Daemon(configure(cfg_path, moto, dep, workers={"count": 1, "max_jobs": 2}), moto)
     daemons.append(d.start())
     targets = [f"chaos:echo:{i}" for i in range(5)]
-    publish_all(moto, dep, targets)
+    publish(moto, dep, "chaos", *targets)
     results = Inbox(moto, dep.results_queue_url)
     results.wait_for(targets, timeout=60)
     assert d.stop() == 0

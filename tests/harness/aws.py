@@ -4,6 +4,7 @@ the queues and topics a Sesshu deployment needs, for tests, demo and bench.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +135,62 @@ def queue_depth(server: MotoServer, queue_url: str) -> int:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+
+def publish(server: MotoServer, dep: Deployment, plugin: str, *targets: str) -> None:
+    """Publish one request per target to the requests topic, as Panorama does (batches of 10)."""
+    sns = server.client("sns")
+    for i in range(0, len(targets), 10):
+        entries = [{"Id": str(n), "Message": json.dumps({"plugin": plugin, "target": t})}
+                   for n, t in enumerate(targets[i:i + 10])]
+        reply = sns.publish_batch(TopicArn=dep.requests_topic, PublishBatchRequestEntries=entries)
+        assert not reply.get("Failed"), reply["Failed"]
+
+
+class Inbox:
+    """Everything that arrives on a queue (results, or dead letters), drained as it goes.
+
+    ``envelope``: the bodies are SNS envelopes (dead-lettered requests), and
+    ``docs`` holds the requests inside them.
+    """
+
+    def __init__(self, server: MotoServer, queue_url: str, envelope: bool = False) -> None:
+        self.server, self.queue_url, self.envelope = server, queue_url, envelope
+        self.raw: list[str] = []
+
+    def bodies(self) -> list[str]:
+        """Every body received so far, after draining what is there now."""
+        self.raw.extend(m["Body"] for m in drain(self.server, self.queue_url))
+        return list(self.raw)
+
+    @property
+    def docs(self) -> list[dict[str, Any]]:
+        """The bodies that are JSON documents (a dead letter may be anything)."""
+        out = []
+        for body in self.raw:
+            try:
+                doc = json.loads(body)
+                out.append(json.loads(doc["Message"]) if self.envelope else doc)
+            except (ValueError, KeyError, TypeError):
+                continue
+        return [d for d in out if isinstance(d, dict)]
+
+    def refresh(self) -> Counter[str]:
+        self.bodies()
+        return self.counts()
+
+    def counts(self) -> Counter[str]:
+        """How many documents arrived for each target."""
+        return Counter(d["target"] for d in self.docs)
+
+    def wait(self, n: int, timeout: float = 60.0) -> list[str]:
+        """Wait for at least ``n`` bodies in all; return them."""
+        return list(poll(lambda: self.bodies() if len(self.bodies()) >= n else None, timeout,
+                         interval=0.2, what=f"{n} messages on {self.queue_url}"))
+
+    def wait_for(self, targets: list[str] | set[str], timeout: float = 90.0) -> Counter[str]:
+        """Wait until every target has arrived at least once."""
+        want = set(targets)
+        poll(lambda: want <= set(self.refresh()), timeout, interval=0.2,
+             what=f"{len(want)} targets on {self.queue_url} (missing: {sorted(want - set(self.counts()))[:5]})")
+        return self.counts()

@@ -12,7 +12,8 @@ from typing import Any
 
 import yaml
 
-from tests.harness.aws import Deployment, MotoServer, aws_env, poll
+from sesshu.provision import Deployment
+from tests.harness.aws import MotoServer, aws_env, poll
 
 ROOT = Path(__file__).resolve().parents[2]
 TEST_PLUGINS = ROOT / "tests" / "plugins"
@@ -99,6 +100,10 @@ class Daemon:
     def workers(self) -> list[int]:
         """Live processes of this daemon whose title says they are workers."""
         return [pid for pid, title in session_processes(self.pid) if title.startswith("sesshud: worker")]
+
+    def worker_titles(self) -> list[str]:
+        """What each worker says it is doing: "sesshud: worker idle", or its plugin and target."""
+        return [title for _, title in session_processes(self.pid) if title.startswith("sesshud: worker")]
 
     def leftovers(self) -> list[tuple[int, str]]:
         return session_processes(self.pid)
