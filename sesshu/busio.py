@@ -43,7 +43,6 @@ class Sent:
     delete_failed: list[tuple[Any, str]] = field(default_factory=list)
     visibility_failed: list[tuple[Any, str]] = field(default_factory=list)
     error: str | None = None  # set when any call of the batch failed as a whole
-    error_code: str = ""
 
 
 class Lane:
@@ -98,9 +97,28 @@ class Outbox:
         """Visibility changes and uploads never wait for a fuller batch."""
         return bool(self.releases or self.extensions or self.uploads)
 
-    def settle(self, ticket: Any) -> None:
-        """The ticket's outcome is being queued: forget any pending extension."""
+    # Queuing a ticket's outcome drops its pending extension, here and only
+    # here, so no caller can forget it and let an extension follow a release.
+
+    def publish(self, ticket: Any, document: str) -> None:
         self.extensions.pop(id(ticket), None)
+        self.publishes.append((ticket, document))
+
+    def upload(self, ticket: Any, document: str, key: str, pointer: str) -> None:
+        self.extensions.pop(id(ticket), None)
+        self.uploads.append((ticket, document, key, pointer))
+
+    def delete(self, ticket: Any) -> None:
+        self.extensions.pop(id(ticket), None)
+        self.deletes.append(ticket)
+
+    def release(self, ticket: Any, seconds: int) -> None:
+        self.extensions.pop(id(ticket), None)
+        self.releases.append((ticket, seconds))
+
+    def waiting(self) -> list[Any]:
+        """Tickets whose result is queued for publishing or deleting: still to keep locked."""
+        return [t for t, _ in self.publishes] + [u[0] for u in self.uploads] + list(self.deletes)
 
     def next_batch(self, bus: Bus, s3: S3Target | None = None) -> Callable[[], Sent] | None:
         """The sender call for the next batch, or None when there is nothing to send."""
@@ -184,7 +202,7 @@ def _guard(sent: Sent, call: Callable[[], dict[str, str]], entries: list[Any]) -
     try:
         return call()
     except BusError as exc:
-        sent.error, sent.error_code = str(exc), exc.code
+        sent.error = str(exc)
         return {e.entry_id: str(exc) for e in entries}
     except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
         sent.error = f"unexpected {type(exc).__name__}: {exc}"

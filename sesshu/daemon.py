@@ -10,6 +10,7 @@ instead of crash-looping.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from multiprocessing.connection import wait
 from multiprocessing.context import ForkServerContext
@@ -79,7 +80,7 @@ def check_plugins_import(ctx: ForkServerContext, config: Config, specs: list[Plu
         child.close()
         child.process.join(5.0)
         if child.process.exitcode is None:
-            child.signal_group(9)
+            child.signal_group(signal.SIGKILL)
             child.process.join(5.0)
 
 

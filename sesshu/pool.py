@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
@@ -145,7 +146,7 @@ class Pool:
                 child.terminate(now)
                 self._count_restart("timeout")
             if child.kill_at is not None and now >= child.kill_at:
-                child.signal_group(9)
+                child.signal_group(signal.SIGKILL)
                 child.kill_at = None
         return events
 
@@ -233,7 +234,7 @@ class Pool:
             if running is not None:
                 events.append(JobLost(running, "killed", "killed at shutdown", child.pid))
             child.close()
-            child.signal_group(9)
+            child.signal_group(signal.SIGKILL)
         return events
 
     # -- internals ------------------------------------------------------------
@@ -246,7 +247,7 @@ class Pool:
         except (EOFError, OSError):
             # The child closed its pipe (most likely died); its sentinel tells how.
             child.close(retire=False)
-            child.signal_group(9)
+            child.signal_group(signal.SIGKILL)
             return
         except ProtocolError as exc:
             self._fail_child(child, "protocol", str(exc), events)
@@ -290,7 +291,7 @@ class Pool:
         if running is not None:
             events.append(JobLost(running, reason, detail, child.pid))
         child.close(retire=False)
-        child.signal_group(9)
+        child.signal_group(signal.SIGKILL)
         self._count_restart(reason)
 
     def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:

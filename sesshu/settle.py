@@ -58,25 +58,21 @@ class Settler:
         result = event.result
         if result.status == "done":
             job = event.running.job
-            document = (
-                f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
-                f'"result":{result.payload.decode("ascii")}}}'
-            )
-            self.outbox.settle(ticket)
+            # The child's payload is already JSON: splice it in rather than decode it again.
+            head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+            document = f'{head}"result":{result.payload.decode("ascii")}}}'
             if len(document) <= SNS_MAX_BYTES:
-                self.outbox.publishes.append((ticket, document))
+                self.outbox.publish(ticket, document)
             elif self.config.s3_bucket:
                 key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
-                pointer = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
-                           f'"result_s3":{json.dumps({"bucket": self.config.s3_bucket, "key": key})}}}')
-                self.outbox.uploads.append((ticket, document, key, pointer))
+                where = json.dumps({"bucket": self.config.s3_bucket, "key": key})
+                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}')
             else:
                 self.retry(ticket, "too_large", f"result document is {len(document)} bytes, over the "
                             f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
                             pid=event.pid)
         elif result.status == "empty":
-            self.outbox.settle(ticket)
-            self.outbox.deletes.append(ticket)
+            self.outbox.delete(ticket)
         elif result.status == "rejected":
             self.reject(ticket, result.error)
         else:
@@ -94,17 +90,12 @@ class Settler:
         # With a DLQ, release at once so redrive moves it with the fewest
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
-        delay = 0 if has_dlq else max(1, self._backoff(ticket))
-        self.outbox.settle(ticket)
-        self.outbox.releases.append((ticket, delay))
+        self.outbox.release(ticket, 0 if has_dlq else max(1, self._backoff(ticket)))
 
     def retry(self, ticket: Ticket, reason: str, detail: str, *,
                pid: int | None = None, delay: int | None = None) -> None:
         self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
-        if delay is None:
-            delay = self._backoff(ticket)
-        self.outbox.settle(ticket)
-        self.outbox.releases.append((ticket, delay))
+        self.outbox.release(ticket, self._backoff(ticket) if delay is None else delay)
 
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
@@ -157,8 +148,7 @@ class Settler:
         vt = self.visibility()
         margin = max(2.0, min(10.0, vt / 3))
         outbox = self.outbox
-        due = [*live, *((t, None) for t, _ in outbox.publishes), *((t, None) for t in outbox.deletes),
-               *((u[0], None) for u in outbox.uploads)]
+        due = [*live, *((t, None) for t in outbox.waiting())]
         for ticket, deadline in due:
             if ticket.visible_until - now > margin or id(ticket) in outbox.extensions:
                 continue

@@ -629,3 +629,26 @@ def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., 
     assert 3 <= len(seen) <= 10, seen
     assert "workers keep dying at start-up; next start in" in caplog.text
     rig.stop()
+
+
+def test_queuing_an_outcome_drops_the_pending_extension() -> None:
+    """An extension must never reach SQS after (or beside) the release or delete of its message."""
+    from sesshu.busio import Outbox
+    from sesshu.membus import MemoryBus
+    from sesshu.settle import Ticket
+
+    bus = MemoryBus()
+    for queue_outcome in ("release", "delete", "publish", "upload"):
+        outbox = Outbox()
+        bus.send(request(f"chaos:echo:{queue_outcome}"))
+        ticket = Ticket(bus.receive(1, 0)[0])
+        outbox.extensions[id(ticket)] = (ticket, 30)
+        if queue_outcome == "release":
+            outbox.release(ticket, 0)
+        elif queue_outcome == "delete":
+            outbox.delete(ticket)
+        elif queue_outcome == "publish":
+            outbox.publish(ticket, "{}")
+        else:
+            outbox.upload(ticket, "{}", "key", "{}")
+        assert not outbox.extensions, queue_outcome
