@@ -92,7 +92,7 @@ def run(bench: Bench) -> Section:
         used = _median_mem(daemon.wait_idle_workers(4))
         progress("memory: a child busy in a slow http_robots fetch")
         feeder = Feeder(bench.moto.url, queue, lambda i: request("http_robots", f"{slow.url}/p/{i}"), total=1).start()
-        busy_procs = wait_until(lambda: daemon.workers("sesshud: worker http_robots"), 10, "a busy worker")
+        busy_procs = wait_until(lambda: daemon.worker_processes("sesshud: worker http_robots"), 10, "a busy worker")
         time.sleep(0.5)
         busy = _mem(busy_procs[0])
         master1 = _mem(psutil.Process(daemon.pid))

@@ -53,7 +53,7 @@ def stop_cost(bench: Bench) -> tuple[float, float]:
         time.sleep(0.5)
         before = proc.cpu_times()
         t0 = time.monotonic()
-        daemon.signal(signal.SIGTERM)
+        daemon.send_signal(signal.SIGTERM)
         cpu = 0.0
         while daemon.proc is not None and daemon.proc.poll() is None:
             try:

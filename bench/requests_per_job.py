@@ -55,9 +55,9 @@ def count_run(bench: Bench, proxy: CountingProxy, name: str, jobs: int, *, light
                 feeder.wait_all_done(timeout=max(120.0, jobs / 5))
             finally:
                 feeder.stop()
-        summary = daemon.stop()
+        summary = daemon.finish()
     finally:
-        daemon.kill()
+        daemon.kill_all()
     after = proxy.counts()
     requests = _diff(after, before, "requests")
     entries = _diff(after, before, "entries")

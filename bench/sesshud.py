@@ -8,11 +8,9 @@ of bus requests (a cross-check of the counting proxy).
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any, Self
@@ -21,8 +19,8 @@ import psutil
 import yaml
 
 from bench.common import BENCH_PLUGINS, REGION, quiet_env, wait_until
+from tests.harness.daemon import Daemon
 
-SESSHUD = Path(sys.executable).parent / "sesshud"
 _STOPPED = re.compile(r"stopped; outcomes: (?P<outcomes>[^;\n]*)(?:; bus requests: (?P<requests>[^\n]*))?")
 
 
@@ -49,20 +47,14 @@ def _counts(text: str | None) -> dict[str, int]:
     return out
 
 
-class Sesshud:
-    """One daemon process, in its own session so a failed run leaves nothing behind."""
+class Sesshud(Daemon):
+    """The tests' daemon harness, with what the benchmarks add: psutil views and the exit summary."""
 
     def __init__(self, config: Path) -> None:
-        self.config = config
-        self.log_path = config.with_suffix(".log")
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(config, None, env=quiet_env())
 
-    def start(self) -> Self:
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([str(SESSHUD), "-c", str(self.config)], stdout=log, stderr=log,
-                                         env=quiet_env(), start_new_session=True)
-        wait_until(lambda: self._alive() and "sesshu.daemon: started" in self.log(), 60,
-                   f"sesshud to start (log {self.log_path})", interval=0.05)
+    def start(self, wait_ready: bool = True) -> Self:
+        super().start(wait_ready)
         return self
 
     def _alive(self) -> bool:
@@ -71,16 +63,8 @@ class Sesshud:
             raise RuntimeError(f"sesshud exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
         return True
 
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def workers(self, title: str = "sesshud: worker") -> list[psutil.Process]:
-        """Live worker children whose process title starts with ``title``."""
+    def worker_processes(self, title: str = "sesshud: worker") -> list[psutil.Process]:
+        """Live worker children whose process title starts with ``title``, for memory readings."""
         found = []
         for proc in psutil.Process(self.pid).children(recursive=True):
             try:
@@ -91,22 +75,15 @@ class Sesshud:
         return found
 
     def wait_idle_workers(self, n: int, timeout: float = 60) -> list[psutil.Process]:
-        return list(wait_until(lambda: self._alive() and len(w := self.workers("sesshud: worker idle")) >= n
+        return list(wait_until(lambda: self._alive() and len(w := self.worker_processes("sesshud: worker idle")) >= n
                                and w, timeout, f"{n} idle workers", interval=0.05))
 
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-
-    def stop(self, timeout: float = 60) -> dict[str, dict[str, int]]:
+    def finish(self, timeout: float = 60) -> dict[str, dict[str, int]]:
         """SIGTERM, wait for the exit, and return its outcome and bus request counts."""
-        self.signal(signal.SIGTERM)
-        assert self.proc is not None
         try:
-            self.proc.wait(timeout)
+            self.stop(signal.SIGTERM, timeout)
         except subprocess.TimeoutExpired:
-            self.kill()
+            self.kill_all()
             raise
         return self.summary()
 
@@ -117,31 +94,21 @@ class Sesshud:
             return {"outcomes": {}, "requests": {}}
         return {"outcomes": _counts(match["outcomes"]), "requests": _counts(match["requests"])}
 
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        self.proc.wait()
-
     def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.kill()
+        self.kill_all()
 
 
 def stop_all(daemons: list[Sesshud], timeout: float = 60) -> None:
     """SIGTERM every daemon at once, then wait for each (each long poll has a 2 s exit grace)."""
     for d in daemons:
-        d.signal(signal.SIGTERM)
+        d.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout
     for d in daemons:
         assert d.proc is not None
         try:
             d.proc.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            d.kill()
+            d.kill_all()
