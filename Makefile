@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench bench-peers soak clean
+.PHONY: install sysvenv demo test lint bench bench-peers soak clean
 
 install: $(STAMP)
 
@@ -18,8 +18,25 @@ $(STAMP): setup.cfg pyproject.toml
 demo: $(STAMP)
 	$(PY) -m tests.harness.demo
 
-test: $(STAMP)
-	$(PY) -m pytest -q
+# The containment tests run sesshud as root with workers.user set to an
+# unprivileged account, which must be able to read the interpreter and every
+# module a worker imports. The default python3 here lives under /root (0700),
+# so those tests use a venv on Debian's /usr/bin/python3 in a world-readable
+# place; tests/test_containment.py puts the code under test beside it.
+SYSPY      ?= /usr/bin/python3
+SYSVENV    ?= /var/tmp/sesshu-test-sysvenv
+SYS_STAMP  := $(SYSVENV)/.installed-stamp
+sysvenv: $(SYS_STAMP)
+
+$(SYS_STAMP): setup.cfg pyproject.toml
+	$(SYSPY) -m venv $(SYSVENV)
+	$(SYSVENV)/bin/python -m pip install --quiet --upgrade pip
+	$(SYSVENV)/bin/python -m pip install --quiet .
+	chmod -R a+rX $(SYSVENV)
+	touch $@
+
+test: $(STAMP) $(SYS_STAMP)
+	SESSHU_SYSVENV=$(SYSVENV) $(PY) -m pytest -q
 
 # The soak run is kept out of the default test run (see README, Reliability).
 soak: $(STAMP)

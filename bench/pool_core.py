@@ -63,6 +63,7 @@ def _futures(n: int, warm: int, serial: bool) -> float:
 def _sesshu(n: int, warm: int, serial: bool) -> float:
     from sesshu.bus import Publish
     from sesshu.config import from_mapping
+    from sesshu.daemon import pool_settings
     from sesshu.membus import MemoryBus
     from sesshu.pool import Pool, forkserver_context
     from sesshu.supervisor import Supervisor
@@ -84,8 +85,8 @@ def _sesshu(n: int, warm: int, serial: bool) -> float:
     config = from_mapping({"plugin": ["noop"], "workers": {"count": 2},
                            "bus": {"input": {"queue": "bench"}, "output": {"topic": "bench"}}})
     bus = Bus()
-    pool = Pool(forkserver_context(), [("noop", "file", str(BENCH_PLUGINS / "noop.py"), {})], 2,
-                256 * 1024, time.monotonic)
+    specs = [("noop", "file", str(BENCH_PLUGINS / "noop.py"), {})]
+    pool = Pool(forkserver_context(), pool_settings(config, specs), time.monotonic)
     supervisor = Supervisor(config, bus, pool)
     out: dict[str, Any] = {}
 

@@ -7,6 +7,7 @@ pool benchmark use the in-memory ``sesshu.membus``. Batch calls take at most
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +57,8 @@ class BusError(Exception):
 
 
 class Bus(Protocol):
+    requests: Counter[str]  # calls made, by operation: for the exit summary and the benchmark
+
     def receive(self, max_messages: int, wait_seconds: int) -> list[Message]: ...
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import random
 import threading
 import time
 from collections import deque
@@ -21,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sesshu.backoff import Backoff
 from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, BusError, Delete, Message, Publish, Visibility
 
-log = logging.getLogger("sesshu.supervisor")
+log = logging.getLogger("sesshu.busio")
 
 
 @dataclass
@@ -46,23 +46,38 @@ class Sent:
 
 
 class Lane:
-    """One daemon thread running one bus call at a time."""
+    """One daemon thread running one bus call at a time; it alone sets and clears its busy flag."""
 
-    def __init__(self, name: str, done: Callable[[Lane, Any], None],
+    def __init__(self, name: str, wake: Callable[[], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._jobs: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
-        self._done = done
+        self._results: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = wake
         self._clock = clock
-        self.busy = False
+        self._busy = False
         self.since = 0.0  # when the call under way was submitted
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
+    @property
+    def busy(self) -> bool:
+        """A call is under way, or its result has not been taken yet."""
+        return self._busy
+
     def submit(self, call: Callable[[], Any]) -> None:
-        assert not self.busy
-        self.busy = True
+        assert not self._busy
+        self._busy = True
         self.since = self._clock()
         self._jobs.put(call)
+
+    def take(self) -> list[Any]:
+        """Results of finished calls (in the loop's thread); the lane is free again after one."""
+        out = []
+        while not self._results.empty():
+            out.append(self._results.get_nowait())
+        if out:
+            self._busy = False
+        return out
 
     def stop(self) -> None:
         self._jobs.put(None)
@@ -72,8 +87,10 @@ class Lane:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
+        # In the lane's thread: hand over and wake the loop, nothing more.
         while (call := self._jobs.get()) is not None:
-            self._done(self, call())
+            self._results.put(call())
+            self._wake()
 
 
 class Outbox:
@@ -115,6 +132,21 @@ class Outbox:
     def release(self, ticket: Any, seconds: int) -> None:
         self.extensions.pop(id(ticket), None)
         self.releases.append((ticket, seconds))
+
+    def extend(self, ticket: Any, seconds: int) -> None:
+        """Queue a heartbeat extension; at most one per ticket."""
+        self.extensions[id(ticket)] = (ticket, seconds)
+
+    def extending(self, ticket: Any) -> bool:
+        return id(ticket) in self.extensions
+
+    def pending_results(self) -> int:
+        """Results and deletes waiting for the sender: what lingering is about."""
+        return len(self.publishes) + len(self.deletes)
+
+    def backlogged(self) -> bool:
+        """Two batches' worth waiting: receive nothing more until they are sent."""
+        return len(self) >= 2 * BATCH_MAX
 
     def waiting(self) -> list[Any]:
         """Tickets whose result is queued for publishing or deleting: still to keep locked."""
@@ -226,13 +258,11 @@ class BusHealth:
     jitter, so a fleet of hosts does not hammer a recovering endpoint in step.
     """
 
-    BASE, MAX = 1.0, 30.0
-
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.poll_after = 0.0
         self._receive_down: float | None = None
-        self._failures = 0
+        self._backoff = Backoff(first=1.0, cap=30.0, jitter=0.5)
         self._send_down: float | None = None
 
     def receive_failed(self, error: str) -> None:
@@ -240,15 +270,13 @@ class BusHealth:
         if self._receive_down is None:
             self._receive_down = now
             log.error("bus outage: %s; retrying with backoff", error)
-        self._failures += 1
-        delay = min(self.BASE * 2 ** (self._failures - 1), self.MAX)
-        self.poll_after = now + delay * random.uniform(0.5, 1.0)
+        self.poll_after = now + self._backoff.next()
 
     def received(self) -> None:
         if self._receive_down is not None:
             log.warning("bus recovered after %.1f s", self._clock() - self._receive_down)
         self._receive_down = None
-        self._failures = 0
+        self._backoff.reset()
 
     def sent(self, error: str | None) -> None:
         if error is not None and self._send_down is None:

@@ -1,52 +1,58 @@
-"""The code that runs inside a worker child: load plugins, run jobs, report.
+"""The runner: the process of a worker slot that runs plugin code.
 
-A child is started by the fork server (see ``sesshu.pool``), imports every
-enabled plugin once, says ``Ready``, then serves one job at a time from its
-own pipe until the pipe closes. It never imports boto3 and never talks to
-AWS; everything it knows arrives over the pipe. It leaves only through
-``os._exit``, so no inherited atexit hook or buffered state runs twice.
+The keeper (``sesshu.keeper``) forks the runner. Before any plugin code runs,
+imports included, the runner contains itself: it keeps only its job pipe and
+its output socket (as stdout and stderr; stdin is /dev/null), takes the
+worker environment, lowers its resource limits, switches to ``workers.user``,
+forbids new privileges and ptrace, and checks that it can read what it must.
+Then it imports every enabled plugin once, says ``Ready``, and serves one job
+at a time from its pipe until the pipe closes. It never imports boto3 and
+never talks to AWS; everything it knows arrives over the pipe. It leaves only
+through ``os._exit``, so no inherited atexit hook or buffered state runs twice.
 """
 
 from __future__ import annotations
 
-import ctypes
 import importlib
 import importlib.util
 import json
 import logging
 import os
-import resource
 import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection
+from socket import socket
 from types import ModuleType
 from typing import Any
 
 from setproctitle import setproctitle
 
+from sesshu import sandbox
 from sesshu.protocol import BootFailed, Job, Ready, Result, decode_job, encode_child
+from sesshu.sandbox import WorkerSetup
+from sesshu.text import clip, loggable
 
 # (name, kind, ref, options): plain tuples, so the child needs no config code.
 PluginSpec = tuple[str, str, str, dict[str, Any]]
 
-_PR_SET_PDEATHSIG = 1
+JOB_FD = 3  # where the job pipe ends up, below any open_files limit
 _RESET_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2",
                   "SIGTTIN", "SIGTTOU", "SIGCHLD", "SIGPIPE")
+# Reasons after which a runner leaves: its heap or its limits are spent.
+LEAVING_REASONS = ("memory", "limit_processes", "limit_open_files", "limit_file_size")
 
 
-def child_main(conn: Connection, specs: list[PluginSpec], max_result_bytes: int,
-               memory_limit_mib: int | None = None) -> None:
-    """Entry point of a worker child; never returns."""
+def runner_main(job_conn: Connection, output: socket, specs: list[PluginSpec], setup: WorkerSetup,
+                max_result_bytes: int) -> None:
+    """Entry point of the runner, in the keeper's child; never returns."""
     code = 0
     try:
-        _hygiene()
-        if memory_limit_mib:
-            # Address space, not RSS: the kernel enforces it at allocation
-            # time, so a runaway plugin gets a MemoryError (or dies) alone.
-            limit = memory_limit_mib * 1024 * 1024
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-        plugins = _load_all(conn, specs)
+        conn = _hygiene(job_conn, output)
+        # Before the environment goes: setproctitle finds its room from argv and environ.
+        setproctitle("sesshud: worker starting")
+        _contain(setup)
+        plugins = _load_all(conn, specs, setup)
         if plugins is None:
             code = 3
         else:
@@ -65,46 +71,44 @@ def child_main(conn: Connection, specs: list[PluginSpec], max_result_bytes: int,
             os._exit(code)
 
 
-def _hygiene() -> None:
-    # Leading our own process group lets the parent kill us together with
-    # anything a plugin spawned, in one killpg.
-    try:
-        os.setpgid(0, 0)
-    except OSError:
-        pass
+def _hygiene(job_conn: Connection, output: socket) -> Connection:
+    """Hold exactly the job pipe (as fd 3), the output socket (as 1 and 2) and /dev/null (as 0)."""
     for name in _RESET_SIGNALS:
         signal.signal(getattr(signal, name), signal.SIG_DFL)
-    _die_with_parent()
-    setproctitle("sesshud: worker starting")
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
-    )
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(output.fileno(), 1)
+    os.dup2(output.fileno(), 2)
+    os.dup2(job_conn.fileno(), JOB_FD)
+    sandbox.close_fds({0, 1, 2, JOB_FD})
+    # The objects' own fds are closed now; forget them without closing again.
+    job_conn._handle = None  # type: ignore[attr-defined]
+    output.detach()
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115 - lives as long as the process
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    os.chdir("/")
+    logging.basicConfig(level=logging.WARNING, force=True,
+                        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s")
+    return Connection(JOB_FD)
 
 
-def _die_with_parent() -> None:
-    # The fork server, our parent, exits when sesshud dies; PDEATHSIG turns
-    # that into our death even while a plugin is busy and not reading the pipe.
-    # multiprocessing hands every child a copy of the write end of the fork
-    # server's "alive" pipe; while any child holds it, the fork server never
-    # sees sesshud go, so it must be closed here.
-    from multiprocessing import forkserver
-
-    server: Any = forkserver._forkserver  # type: ignore[attr-defined]
-    alive_fd = getattr(server, "_forkserver_alive_fd", None)
-    if alive_fd is not None:
-        try:
-            os.close(alive_fd)
-        except OSError:
-            pass
-        server._forkserver_alive_fd = None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-    if os.getppid() == 1:
-        os._exit(0)
+def _contain(setup: WorkerSetup) -> None:
+    """Environment, limits, identity, then the flags a uid switch would reset."""
+    keeper = os.getppid()
+    os.environ.clear()
+    os.environ.update(setup.environment)
+    setup.limits.apply()
+    # Past file_size a write then fails with EFBIG, which names the limit,
+    # instead of SIGXFSZ killing the runner with no word of why.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    if setup.identity is not None:
+        sandbox.drop_privileges(setup.identity)
+    sandbox.set_no_new_privs()
+    sandbox.set_dumpable(False)
+    sandbox.die_with_parent(signal.SIGKILL)
+    if os.getppid() != keeper:
+        os._exit(0)  # the keeper died before the death signal was armed
 
 
 def load_plugin(name: str, kind: str, ref: str) -> ModuleType:
@@ -129,7 +133,12 @@ def load_plugin(name: str, kind: str, ref: str) -> ModuleType:
     return module
 
 
-def _load_all(conn: Connection, specs: list[PluginSpec]) -> dict[str, ModuleType] | None:
+def _load_all(conn: Connection, specs: list[PluginSpec], setup: WorkerSetup) -> dict[str, ModuleType] | None:
+    problem = sandbox.unreadable(setup.must_read)
+    if problem is not None:
+        who = setup.identity.user if setup.identity else "the worker"
+        conn.send_bytes(encode_child(BootFailed("-", f"workers.user: {who} {problem}")))
+        return None
     plugins: dict[str, ModuleType] = {}
     for name, kind, ref, options in specs:
         try:
@@ -148,11 +157,11 @@ def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: i
     while True:
         setproctitle("sesshud: worker idle")
         job = decode_job(conn.recv_bytes())
-        setproctitle(f"sesshud: worker {job.plugin} {shorten(job.target)}")
+        setproctitle(f"sesshud: worker {loggable(job.plugin, 40)} {loggable(job.target, 60)}")
         result = run_job(plugins, job, max_result_bytes)
         conn.send_bytes(encode_child(result))
-        if result.reason == "memory":
-            return  # the heap may be in a sorry state: let a fresh child take over
+        if result.reason in LEAVING_REASONS:
+            return  # the heap or a limit is spent: let a fresh runner take over
 
 
 def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> Result:
@@ -169,6 +178,11 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
     except MemoryError:
         return Result(job.job_id, "failed", "fetch ran out of memory (workers.memory_limit)", reason="memory")
     except BaseException as exc:  # noqa: BLE001
+        limit = sandbox.limit_reason(exc)
+        if limit is not None:
+            name = limit.removeprefix("limit_")
+            return Result(job.job_id, "failed", f"fetch hit workers.limits.{name}: {_describe(exc)}",
+                          reason=limit)
         return Result(job.job_id, "failed", f"fetch raised {_describe(exc)}", reason="fetch_error")
     if data is None:
         return Result(job.job_id, "empty")
@@ -185,10 +199,8 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
     return Result(job.job_id, "done", payload=payload)
 
 
-def shorten(text: str, limit: int = 60) -> str:
-    """Keep process titles and error texts to a readable length."""
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _describe(exc: BaseException) -> str:
-    return shorten(f"{type(exc).__name__}: {exc}", 500)
+    try:
+        return clip(f"{type(exc).__name__}: {exc}", 500)
+    except BaseException:  # noqa: BLE001 - a plugin's exception may not even print
+        return clip(type(exc).__name__, 500)

@@ -27,20 +27,25 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Now, while argv and environ are as exec left them: setproctitle finds its room there,
+    # and the fork server is started with another environment later.
+    from setproctitle import setproctitle
+
     from sesshu import daemon
     from sesshu.config import ConfigError, load
     from sesshu.pidfile import Pidfile, PidfileError
 
+    setproctitle(f"sesshud: {'check' if args.check else 'master'} -c {args.config}")
     try:
         config = load(args.config)
         pidfile = Pidfile(args.pidfile) if args.pidfile and not args.check else None
         if pidfile is not None:
             pidfile.check()
-        ctx, specs = daemon.prepare(config)
+        ctx, settings = daemon.prepare(config)
         if args.check:
-            print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
+            print(f"sesshud: {args.config}: OK ({len(settings.specs)} plugin(s) load)")
             return 0
-        return daemon.run(config, ctx, specs, pidfile)
+        return daemon.run(config, ctx, settings, pidfile)
     except ConfigError as exc:
         print(f"sesshud: config error: {exc}", file=sys.stderr)
         return 1

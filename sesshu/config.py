@@ -17,6 +17,9 @@ import yaml
 from cerberus import Validator
 
 PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ACCOUNT_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$"
+# AWS_* never reaches a worker, whatever the allow-list says: the master alone holds credentials.
+ENV_NAME = r"^(?!AWS_)[A-Za-z_][A-Za-z0-9_]{0,127}$"
 _PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
 
 
@@ -59,6 +62,18 @@ SCHEMA: dict[str, Any] = {
             "shutdown_timeout": {"type": "number", "min": 0, "max": 3600, "default": 30},
             "memory_limit": {"type": "integer", "min": 64, "nullable": True, "default": None},
             "max_jobs": {"type": "integer", "min": 1, "nullable": True, "default": None},
+            "user": {"type": "string", "nullable": True, "default": None, "regex": ACCOUNT_NAME},
+            "group": {"type": "string", "nullable": True, "default": None, "regex": ACCOUNT_NAME},
+            "environment": {"type": "list", "default": [], "schema": {"type": "string", "regex": ENV_NAME}},
+            "limits": {
+                "type": "dict",
+                "default": {},
+                "schema": {
+                    "processes": {"type": "integer", "min": 8, "max": 1_000_000, "default": 512},
+                    "open_files": {"type": "integer", "min": 16, "max": 1_000_000, "default": 1024},
+                    "file_size": {"type": "integer", "min": 1, "max": 1 << 30, "default": 1024},
+                },
+            },
             "retry": {
                 "type": "dict",
                 "default": {},
@@ -143,6 +158,12 @@ class Config:
     max_jobs: int | None = None
     s3_bucket: str | None = None
     s3_prefix: str = "sesshu/"
+    worker_user: str | None = None
+    worker_group: str | None = None
+    worker_environment: tuple[str, ...] = ()
+    limit_processes: int = 512
+    limit_open_files: int = 1024
+    limit_file_size: int = 1024  # MiB
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -212,6 +233,12 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         max_jobs=workers["max_jobs"],
         s3_bucket=bus["output"]["s3_bucket"],
         s3_prefix=bus["output"]["s3_prefix"],
+        worker_user=workers["user"],
+        worker_group=workers["group"],
+        worker_environment=tuple(workers["environment"]),
+        limit_processes=workers["limits"]["processes"],
+        limit_open_files=workers["limits"]["open_files"],
+        limit_file_size=workers["limits"]["file_size"],
     )
 
 

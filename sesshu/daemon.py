@@ -10,25 +10,27 @@ instead of crash-looping.
 from __future__ import annotations
 
 import logging
-import signal
+import os
+import resource
+import sys
 import time
-from multiprocessing.connection import wait
+from dataclasses import replace
+from importlib.machinery import PathFinder
 from multiprocessing.context import ForkServerContext
 
-from setproctitle import setproctitle
-
-from sesshu import logs
+import sesshu
+from sesshu import logs, sandbox
 from sesshu.bus import BusError, QueueInfo
 from sesshu.child import PluginSpec
 from sesshu.config import Config, ConfigError, load
-from sesshu.handle import ChildProcess
 from sesshu.metrics import Metrics
 from sesshu.pidfile import Pidfile
-from sesshu.pool import Pool, forkserver_context
-from sesshu.protocol import BootFailed, Ready, decode_child
+from sesshu.pool import Pool, PoolSettings, ProbeFailed, forkserver_context, probe, start_fork_server
 from sesshu.registry import PluginSource, discover
+from sesshu.sandbox import Identity, SandboxError, WorkerSetup
 from sesshu.sqsbus import SqsSnsBus
-from sesshu.supervisor import Supervisor
+from sesshu.supervisor import Hooks, Supervisor
+from sesshu.text import loggable
 
 log = logging.getLogger("sesshu.daemon")
 
@@ -58,65 +60,104 @@ def plugin_specs(config: Config) -> list[PluginSpec]:
     return specs
 
 
-def check_plugins_import(ctx: ForkServerContext, config: Config, specs: list[PluginSpec]) -> None:
-    """Import every enabled plugin in a throw-away child; raise ConfigError on failure."""
-    child = ChildProcess.launch(ctx, specs, MAX_RESULT_BYTES, time.monotonic())
+def worker_setup(config: Config, specs: list[PluginSpec]) -> WorkerSetup:
+    """What every worker applies to itself: account, environment, limits, files it must read."""
+    identity: Identity | None = None
+    if config.worker_user is not None:
+        try:
+            identity = sandbox.resolve_identity(config.worker_user, config.worker_group)
+        except SandboxError as exc:
+            raise ConfigError(str(exc)) from None
+        if os.geteuid() != 0 and not _can_switch():
+            raise ConfigError(f"workers.user: switching to {config.worker_user!r} needs root, or "
+                              "CAP_SETUID + CAP_SETGID + CAP_KILL (see the README's security section)")
+    elif config.worker_group is not None:
+        raise ConfigError("workers.group: needs workers.user")
+    limits = sandbox.Limits(config.limit_processes, config.limit_open_files, config.limit_file_size,
+                            config.memory_limit)
+    env = sandbox.worker_environment(config.worker_environment, identity)
+    must_read = _must_read(specs) if identity is not None else ()
+    return WorkerSetup(identity, env, limits, must_read)
+
+
+def _can_switch() -> bool:
+    """CAP_SETUID and CAP_SETGID in our effective set (bits 7 and 6)."""
     try:
-        assert child.conn is not None
-        ready = wait([child.conn, child.sentinel], BOOT_CHECK_TIMEOUT)
-        message = None
-        if child.conn in ready:
-            try:
-                message = decode_child(child.conn.recv_bytes(1 << 20))
-            except (EOFError, OSError):
-                message = None
-        if isinstance(message, BootFailed):
-            index = config.plugin_names.index(message.plugin) if message.plugin in config.plugin_names else 0
-            raise ConfigError(f"plugin[{index}]: {message.plugin!r} failed to load: {message.error}")
-        if not isinstance(message, Ready):
-            child.process.join(1.0)
-            raise ConfigError(f"plugin: loading the plugins killed the check process ({child.reap()})")
-    finally:
-        child.close()
-        child.process.join(5.0)
-        if child.process.exitcode is None:
-            child.signal_group(signal.SIGKILL)
-            child.process.join(5.0)
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return bool(caps & (1 << 7)) and bool(caps & (1 << 6))
+    except (OSError, ValueError):
+        pass
+    return False
 
 
-def prepare(config: Config) -> tuple[ForkServerContext, list[PluginSpec]]:
+def _must_read(specs: list[PluginSpec]) -> tuple[tuple[str, str], ...]:
+    """Files a worker reads after it dropped its rights: found here without importing any plugin."""
+    paths = [(os.path.realpath(sys.executable), "the Python interpreter"),
+             (os.path.realpath(os.__file__), "Python's standard library"),
+             (os.path.realpath(sesshu.__file__), "Sesshu")]
+    for name, kind, ref, _ in specs:
+        origin = ref if kind == "file" else _module_origin(ref.partition(":")[0].strip())
+        if origin is not None:
+            paths.append((os.path.realpath(origin), f"plugin {name}"))
+    return tuple(paths)
+
+
+def _module_origin(dotted: str) -> str | None:
+    """Where a module's file is, found without importing it or its packages."""
+    spec = None
+    path: list[str] | None = None
+    parts = dotted.split(".")
+    for i in range(len(parts)):
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), path)
+        if spec is None:
+            return None
+        path = list(spec.submodule_search_locations or [])
+    return spec.origin if spec is not None else None
+
+
+def pool_settings(config: Config, specs: list[PluginSpec]) -> PoolSettings:
+    return PoolSettings(specs, config.worker_count, worker_setup(config, specs), max_result_bytes(config),
+                        config.max_jobs)
+
+
+def prepare(config: Config) -> tuple[ForkServerContext, PoolSettings]:
+    """Everything a start does short of the bus; ``--check`` stops here."""
     specs = plugin_specs(config)
+    settings = pool_settings(config, specs)
     ctx = forkserver_context(PRELOAD)
-    check_plugins_import(ctx, config, specs)
-    return ctx, specs
-
-
-def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile: Pidfile | None = None) -> int:
-    handler = logs.setup(config.log_path, config.log_name, config.log_level, config.log_format)
-    setproctitle(f"sesshud: master -c {config.path}")
+    start_fork_server(settings.setup.environment)
     try:
-        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url,
-                        poll_seconds=config.poll_interval)
-    except BusError as exc:
-        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
-            raise ConfigError(f"bus.input.queue: no queue {config.queue!r}: {exc}") from None
-        # Unreachable is not misconfigured: exit EX_TEMPFAIL so that a service
-        # manager restarts us, where a config error (1) must not restart-loop.
-        raise BusUnreachable(f"cannot reach the bus at start-up: {exc}") from None
-    pool = Pool(ctx, specs, config.worker_count, max_result_bytes(config), time.monotonic)
-    pool.max_jobs, pool.memory_limit_mib = config.max_jobs, config.memory_limit
-    supervisor = Supervisor(config, bus, pool)
-    supervisor.on_reopen_logs = lambda: logs.reopen(handler)
+        probe(ctx, settings, BOOT_CHECK_TIMEOUT)
+    except ProbeFailed as exc:
+        if exc.plugin in config.plugin_names:
+            index = config.plugin_names.index(exc.plugin)
+            raise ConfigError(f"plugin[{index}]: {exc.plugin!r} failed to load: "
+                              f"{loggable(exc.error, 500)}") from None
+        error = loggable(exc.error, 500)
+        raise ConfigError(error if error.startswith("workers.") else f"plugin: {error}") from None
+    return ctx, settings
 
-    def load_again() -> tuple[Config, list[PluginSpec]]:
-        new = load(config.path)
-        return new, plugin_specs(new)
 
-    def applied(new: Config) -> None:
-        nonlocal handler
-        handler = logs.setup(new.log_path, new.log_name, new.log_level, new.log_format)
-        pool.max_jobs, pool.memory_limit_mib = new.max_jobs, new.memory_limit
+def restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
+    """The reloadable part of ``new``: bus and metrics keys keep their running values."""
+    changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(running, k)]
+    return replace(new, **{k: getattr(running, k) for k in RESTART_ONLY}), changed
 
+
+RESTART_ONLY = ("queue", "topic", "region", "endpoint_url", "s3_bucket", "s3_prefix", "metrics_address",
+                "metrics_port")
+
+
+def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile: Pidfile | None = None) -> int:
+    handler = logs.setup(config.log_path, config.log_name, config.log_level, config.log_format)
+    harden_master()
+    if config.worker_user is None:
+        log.warning("workers.user is not set: plugins run with the daemon's own rights "
+                    "(see the README's security section)")
+    metrics: Metrics | None = None
     if config.metrics_port is not None:
         metrics = Metrics()
         try:
@@ -124,14 +165,34 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
         except OSError as exc:
             raise ConfigError(f"metrics.port: cannot listen on {config.metrics_address}:"
                               f"{config.metrics_port}: {exc.strerror}") from None
-        supervisor.metrics = metrics
-        supervisor.outcomes.observer = metrics.outcome
-        pool.on_restart = metrics.restart
-        bus.on_call = metrics.bus_call
-    supervisor.load_config = load_again
-    supervisor.on_config_applied = applied
-    supervisor.queue_info = queue_info(bus, config)
-    supervisor.settle.heartbeat = heartbeat_permitted(bus, config, supervisor.queue_info)
+    try:
+        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url,
+                        poll_seconds=config.poll_interval, on_call=metrics.bus_call if metrics else None)
+    except BusError as exc:
+        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
+            raise ConfigError(f"bus.input.queue: no queue {config.queue!r}: {exc}") from None
+        # Unreachable is not misconfigured: exit EX_TEMPFAIL so that a service
+        # manager restarts us, where a config error (1) must not restart-loop.
+        raise BusUnreachable(f"cannot reach the bus at start-up: {exc}") from None
+    pool = Pool(ctx, settings, time.monotonic, on_restart=metrics.restart if metrics else None, orphans=True)
+    running = config
+
+    def load_again() -> tuple[Config, PoolSettings]:
+        new, ignored = restart_only(load(config.path), running)
+        if ignored:
+            log.warning("reload: changes to %s take effect only after a restart", ", ".join(sorted(ignored)))
+        return new, pool_settings(new, plugin_specs(new))
+
+    def applied(new: Config) -> None:
+        nonlocal handler, running
+        running = new
+        handler = logs.setup(new.log_path, new.log_name, new.log_level, new.log_format)
+
+    info = queue_info(bus, config)
+    supervisor = Supervisor(
+        config, bus, pool, queue_info=info, heartbeat=heartbeat_permitted(bus, config, info),
+        hooks=Hooks(load_config=load_again, on_config_applied=applied,
+                    reopen_logs=lambda: logs.reopen(handler), metrics=metrics))
     if pidfile is not None:
         pidfile.write()
     log.info("started: %d workers, plugins %s, queue %s", config.worker_count,
@@ -141,6 +202,15 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
     finally:
         if pidfile is not None:
             pidfile.remove()
+
+
+def harden_master() -> None:
+    """No worker may ptrace us or read our memory; orphans come to us; room for every slot's fds."""
+    sandbox.set_dumpable(False)
+    sandbox.set_subreaper()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def queue_info(bus: SqsSnsBus, config: Config) -> QueueInfo:

@@ -120,8 +120,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     from sesshu.sqsbus import SqsSnsBus
 
     config = load(args.config)
-    _ctx, specs = daemon.prepare(config)
-    report = f"OK: {args.config}: {len(specs)} plugin(s) load"
+    _ctx, settings = daemon.prepare(config)
+    report = f"OK: {args.config}: {len(settings.specs)} plugin(s) load"
     if args.aws:
         try:
             bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url)

@@ -29,12 +29,15 @@ def safe_target(target: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+# (plugin, outcome, reason, duration): how metrics hear of each outcome
+OutcomeObserver = Callable[[str, str, str, "float | None"], None]
+
+
 class Outcomes:
-    def __init__(self) -> None:
+    def __init__(self, observer: OutcomeObserver | None = None) -> None:
         self.counts: Counter[tuple[str, str]] = Counter()  # (plugin, outcome)
         self.reasons: Counter[str] = Counter()  # reasons of "retried" and "rejected"
-        # (plugin, outcome, reason, duration): how metrics hear of each outcome
-        self.observer: Callable[[str, str, str, float | None], None] | None = None
+        self._observer = observer
 
     def total(self, outcome: str) -> int:
         return sum(n for (_, o), n in self.counts.items() if o == outcome)
@@ -55,8 +58,8 @@ class Outcomes:
         self.counts[(plugin or "-", outcome)] += 1
         if reason:
             self.reasons[f"{outcome}:{reason}"] += 1
-        if self.observer is not None:
-            self.observer(plugin or "-", outcome, reason, duration)
+        if self._observer is not None:
+            self._observer(plugin or "-", outcome, reason, duration)
         fields: dict[str, Any] = {
             "message_id": message_id,
             "plugin": plugin,

@@ -1,33 +1,53 @@
-"""The pool of long-lived worker children, driven by the supervisor's loop.
+"""The pool of worker slots, driven by the supervisor's loop.
 
 The pool never blocks: the supervisor waits on :meth:`Pool.waitables`, then
 hands whatever became ready to :meth:`Pool.collect`, and calls the other
 chores in a fixed order. Each chore returns :class:`PoolEvent` values that
 say what happened to which job, so the supervisor can decide each message's
-outcome. Every child has its own pipe: the parent always knows which job a
-child holds, and a child's death loses exactly that job, which is reported.
+outcome. Every slot has its own pipe: the master always knows which job a
+slot holds, and a slot's death loses exactly that job, which is reported.
+The pool owns its slots and their count; a slot's fields are the slot's own
+(``sesshu.children``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
 import signal
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from multiprocessing.connection import wait
 from multiprocessing.context import ForkServerContext
-from typing import Any
 
-from sesshu.child import PluginSpec
-from sesshu.handle import ChildProcess, RunningJob, State
-from sesshu.protocol import BootFailed, Job, ProtocolError, Ready, Result, decode_child
+from sesshu import sandbox
+from sesshu.backoff import Backoff
+from sesshu.child import LEAVING_REASONS, PluginSpec
+from sesshu.children import OUTPUT_CAP, ChildProcess, RunningJob, State
+from sesshu.config import Config
+from sesshu.protocol import BootFailed, Job, ProtocolError, Ready, Result
+from sesshu.sandbox import WorkerSetup
+from sesshu.text import loggable
+from sesshu.ticket import Ticket
 
 log = logging.getLogger("sesshu.pool")
+output_log = logging.getLogger("sesshu.worker")
 
-BACKOFF_FIRST = 0.1
-BACKOFF_MAX = 30.0
-MIN_UPTIME = 5.0  # an idle child dying sooner than this counts towards the crash-loop backoff
-FRAME_SLACK = 64 * 1024  # header room on top of the largest result
+MIN_UPTIME = 5.0  # an idle slot dying sooner than this counts towards the crash-loop backoff
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """What a pool's slots are made of; a reload swaps all of it at once, or none."""
+
+    specs: list[PluginSpec]
+    size: int
+    setup: WorkerSetup
+    max_result_bytes: int
+    max_jobs: int | None = None  # recycle a slot after this many jobs
 
 
 @dataclass(frozen=True)
@@ -40,10 +60,10 @@ class JobFinished:
 
 @dataclass(frozen=True)
 class JobLost:
-    """The child holding the job died, was killed, or timed out."""
+    """The slot holding the job died, was killed, or timed out."""
 
     running: RunningJob
-    reason: str  # "timeout", "crashed", "protocol"
+    reason: str  # "timeout", "crashed", "protocol", "killed"
     detail: str
     pid: int
 
@@ -57,7 +77,9 @@ class ChildBootFailed:
 
 @dataclass(frozen=True)
 class Reconfigured:
-    """A proposed plugin set loaded in a probe child and is now the pool's."""
+    """A proposed configuration loaded in a probe slot and is now the pool's."""
+
+    config: Config
 
 
 @dataclass(frozen=True)
@@ -69,110 +91,107 @@ class ReconfigureFailed:
 PoolEvent = JobFinished | JobLost | ChildBootFailed | Reconfigured | ReconfigureFailed
 
 
+class ProbeFailed(Exception):
+    def __init__(self, plugin: str, error: str) -> None:
+        super().__init__(f"{plugin}: {error}")
+        self.plugin, self.error = plugin, error
+
+
 def forkserver_context(preload: list[str] | None = None) -> ForkServerContext:
     ctx = multiprocessing.get_context("forkserver")
     assert isinstance(ctx, ForkServerContext)
-    # Import the child's code (and what shipped plugins use) once, in the fork
-    # server, so each fork starts warm. Missing optional modules are skipped.
-    ctx.set_forkserver_preload(["sesshu.child", *(preload or [])])
+    # sesshu.zygote hardens the fork server itself; the rest is imported once
+    # there, so each fork starts warm. Missing optional modules are skipped.
+    ctx.set_forkserver_preload(["sesshu.zygote", "sesshu.keeper", *(preload or [])])
     return ctx
 
 
+def start_fork_server(environment: dict[str, str]) -> None:
+    """Start the fork server now, exec'd with exactly the workers' environment.
+
+    Its initial environment block, which every slot inherits and anyone
+    allowed can read in ``/proc/PID/environ``, then never holds the master's
+    credentials.
+    """
+    from multiprocessing import forkserver
+
+    with sandbox.environment(environment):
+        forkserver.ensure_running()
+
+
+def probe(ctx: ForkServerContext, settings: PoolSettings, timeout: float) -> None:
+    """Load every plugin in a throw-away slot, as a worker would; raise ProbeFailed if it cannot."""
+    child = ChildProcess.launch(ctx, settings.specs, settings.setup, settings.max_result_bytes,
+                                time.monotonic(), generation=-1)
+    deadline = time.monotonic() + timeout
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ready = {fd for fd in wait(child.fds(), min(left, 1.0)) if isinstance(fd, int)}
+            for line in child.read_output() if any(child.is_output_fd(fd) for fd in ready) else []:
+                output_log.warning("probe worker %d: %s", child.pid, loggable(line, 2048))
+            try:
+                messages, eof = child.read_frames(time.monotonic())
+            except ProtocolError as exc:
+                raise ProbeFailed("-", f"the probe worker broke the protocol: {exc}") from None
+            for message in messages:
+                if isinstance(message, Ready):
+                    return
+                if isinstance(message, BootFailed):
+                    raise ProbeFailed(message.plugin, message.error)
+            if eof or child.sentinel in ready:
+                child.process.join(1.0)
+                raise ProbeFailed("-", f"loading the plugins killed the probe worker ({child.reap()})")
+        raise ProbeFailed("-", f"loading the plugins took over {timeout:g} s")
+    finally:
+        child.stop()
+        child.process.join(5.0)
+        if child.process.exitcode is None:
+            child.signal_group(signal.SIGKILL)
+            child.process.join(5.0)
+
+
 class Pool:
-    def __init__(
-        self,
-        ctx: ForkServerContext,
-        specs: list[PluginSpec],
-        size: int,
-        max_result_bytes: int,
-        clock: Callable[[], float],
-    ) -> None:
+    def __init__(self, ctx: ForkServerContext, settings: PoolSettings, clock: Callable[[], float],
+                 on_restart: Callable[[str], None] | None = None, *, orphans: bool = False) -> None:
+        """``orphans``: we are a subreaper (the daemon), and our children now (the fork server
+        and multiprocessing's resource tracker) are all we will ever start: any later child is
+        something a plugin left behind, to be killed."""
         self._ctx = ctx
-        self.specs = specs
-        self.size = size
-        self.max_result_bytes = max_result_bytes
+        self._known_children = set(sandbox.children_of(os.getpid())) if orphans else None
+        self._settings = settings
         self._clock = clock
+        self._on_restart = on_restart
         self.children: list[ChildProcess] = []
-        self._boot_failures = 0
+        self._crash_loop = Backoff(first=0.1, cap=30.0)
         self._respawn_at = 0.0
         self.restarts: dict[str, int] = {}
-        self.generation = 0
-        self.on_restart: Callable[[str], None] | None = None
-        self.max_jobs: int | None = None  # recycle a child after this many jobs
-        self.memory_limit_mib: int | None = None
-        self._proposal: tuple[ChildProcess, list[PluginSpec], int] | None = None
+        self._generation = 0
+        self._proposal: tuple[ChildProcess, PoolSettings, Config] | None = None
 
-    # -- what the supervisor waits on ---------------------------------------
+    # -- what the supervisor sees ---------------------------------------------
 
-    def waitables(self) -> list[Any]:
-        out: list[Any] = []
-        for child in self.children:
-            if child.conn is not None:
-                out.append(child.conn)
-            out.append(child.sentinel)
-        return out
+    @property
+    def size(self) -> int:
+        return self._settings.size
+
+    @property
+    def settings(self) -> PoolSettings:
+        return self._settings
+
+    def resize(self, size: int) -> None:
+        """Aim for ``size`` slots (at least one); maintain() gets there."""
+        self._settings = replace(self._settings, size=max(1, size))
+
+    def waitables(self) -> list[int]:
+        return [fd for child in self.children for fd in child.fds()]
 
     def next_wakeup(self) -> float | None:
-        times = [c.running.deadline for c in self.children if c.running and c.state is State.BUSY]
-        times += [c.kill_at for c in self.children if c.kill_at is not None]
+        times = [t for c in self.children if (t := c.next_wakeup()) is not None]
         # Only a respawn still ahead is worth waking for: maintain() runs
         # every turn anyway, and a past time would make the loop spin.
         if self.live_count() < self.size and self._respawn_at > self._clock():
             times.append(self._respawn_at)
         return min(times) if times else None
-
-    # -- chores ---------------------------------------------------------------
-
-    def collect(self, ready: set[Any]) -> list[PoolEvent]:
-        """Read results from readable pipes and reap children whose sentinel fired."""
-        events: list[PoolEvent] = []
-        for child in list(self.children):
-            if child.conn is not None and child.conn in ready:
-                self._read(child, events)
-            if child.sentinel in ready:
-                self._reap(child, events)
-        return events
-
-    def enforce_deadlines(self) -> list[PoolEvent]:
-        """Give up on late jobs at once; TERM, then KILL, their children."""
-        now = self._clock()
-        events: list[PoolEvent] = []
-        for child in self.children:
-            running = child.running
-            if running is not None and child.state is State.BUSY and now >= running.deadline:
-                child.finish_job()
-                timeout = running.deadline - running.started
-                events.append(JobLost(running, "timeout", f"timed out after {timeout:g} s", child.pid))
-                child.terminate(now)
-                self._count_restart("timeout")
-            if child.kill_at is not None and now >= child.kill_at:
-                child.signal_group(signal.SIGKILL)
-                child.kill_at = None
-        return events
-
-    def maintain(self) -> None:
-        """Start children until the pool is at full strength, with crash-loop backoff."""
-        now = self._clock()
-        while self.live_count() < self.size and now >= self._respawn_at:
-            try:
-                child = ChildProcess.launch(self._ctx, self.specs, self.max_result_bytes, now,
-                                            self.memory_limit_mib)
-            except OSError as exc:
-                log.error("cannot start a worker child: %s; retrying", exc)
-                self._note_boot_failure(now)
-                return
-            child.generation = self.generation
-            self.children.append(child)
-        # Surplus children (after the size went down) leave once idle.
-        surplus = self.live_count() - self.size
-        for child in self.children:
-            if surplus <= 0:
-                break
-            if child.state in (State.IDLE, State.STARTING):
-                child.close()
-                surplus -= 1
-
-    # -- jobs -----------------------------------------------------------------
 
     def idle(self) -> list[ChildProcess]:
         return [c for c in self.children if c.state is State.IDLE]
@@ -184,133 +203,233 @@ class Pool:
         return sum(1 for c in self.children if c.state is State.BUSY)
 
     def live_count(self) -> int:
-        return sum(1 for c in self.children if c.state is not State.STOPPING)
+        return sum(1 for c in self.children if c.state not in (State.STOPPING, State.DEAD)
+                   and c.generation >= 0)
 
-    def assign(self, child: ChildProcess, job: Job, ticket: Any, timeout: float) -> bool:
-        """Hand a job to an idle child; False if the child turned out dead (the job never left)."""
+    # -- chores ---------------------------------------------------------------
+
+    def collect(self, ready: set[int]) -> list[PoolEvent]:
+        """Read frames, output and sweep answers from ready fds; reap slots whose sentinel fired."""
+        events: list[PoolEvent] = []
+        now = self._clock()
+        for child in list(self.children):
+            mine = [fd for fd in child.fds() if fd in ready]
+            if not mine:
+                continue
+            if any(child.is_output_fd(fd) for fd in mine):
+                self._log_output(child, child.read_output())
+            if any(child.is_control_fd(fd) for fd in mine) and not child.read_control():
+                child.stop(expected=False)  # the keeper is gone; its sentinel tells how
+            if any(child.is_frame_fd(fd) for fd in mine):
+                self._read(child, now, events)
+            if child.sentinel in mine:
+                self._reap(child, events)
+        return events
+
+    def enforce_deadlines(self) -> list[PoolEvent]:
+        """Give up on late jobs at once; TERM, then KILL, their slots. Stalled frames and sweeps too."""
+        now = self._clock()
+        events: list[PoolEvent] = []
+        for child in self.children:
+            running = child.running
+            if running is not None and child.state is State.BUSY and now >= running.deadline:
+                child.job_done(now)
+                timeout = running.deadline - running.started
+                events.append(JobLost(running, "timeout", f"timed out after {timeout:g} s", child.pid))
+                self._end_output(child, running)
+                child.terminate(now)
+                self._count_restart("timeout")
+            elif child.frame_stalled(now):
+                self._fail(child, "protocol", "sent part of a frame and stalled", events)
+            elif child.sweep_by is not None and now >= child.sweep_by:
+                log.error("worker %d: its keeper did not finish cleaning up after a job; killing it", child.pid)
+                child.terminate(now, grace=0.0)
+            child.kill_if_due(now)
+        return events
+
+    def maintain(self) -> None:
+        """Start slots until the pool is at full strength, with crash-loop backoff."""
+        now = self._clock()
+        while self.live_count() < self.size and now >= self._respawn_at:
+            try:
+                child = self._launch(self._settings, self._generation)
+            except OSError as exc:
+                log.error("cannot start a worker: %s; retrying", exc)
+                self._note_boot_failure(now)
+                return
+            self.children.append(child)
+        # Surplus slots (after the size went down) leave once idle.
+        surplus = self.live_count() - self.size
+        for child in self.children:
+            if surplus <= 0:
+                break
+            if child.state in (State.IDLE, State.STARTING) and child.generation >= 0:
+                child.stop()
+                surplus -= 1
+
+    def assign(self, child: ChildProcess, job: Job, ticket: Ticket, timeout: float) -> bool:
+        """Hand a job to an idle slot; False if the slot turned out dead (the job never left)."""
         now = self._clock()
         return child.assign(RunningJob(job, ticket, now, now + timeout))
 
     # -- reconfiguring ----------------------------------------------------------
 
-    def propose(self, specs: list[PluginSpec], size: int) -> None:
-        """Try a new plugin set: it replaces the current one only once a probe child loads it.
+    def propose(self, settings: PoolSettings, config: Config) -> None:
+        """Try new settings: they replace the current ones only once a probe slot loads them.
 
-        Until then nothing changes. Once it has, idle children of the old set
-        leave at once and busy ones after their job: a reload kills no job.
+        Until then nothing changes. Once it has, idle slots of the old
+        settings leave at once and busy ones after their job: a reload kills no job.
         """
         if self._proposal is not None:
             self._proposal[0].terminate(self._clock())
-        probe = ChildProcess.launch(self._ctx, specs, self.max_result_bytes, self._clock(),
-                                    self.memory_limit_mib)
-        probe.generation = -1  # neither old nor new until it proves itself
-        self.children.append(probe)
-        self._proposal = (probe, specs, size)
+        probe_child = self._launch(settings, -1)
+        self.children.append(probe_child)
+        self._proposal = (probe_child, settings, config)
 
     def _commit(self, events: list[PoolEvent]) -> None:
         assert self._proposal is not None
-        probe, self.specs, self.size = self._proposal
+        probe_child, self._settings, config = self._proposal
         self._proposal = None
-        self.generation += 1
-        probe.generation = self.generation
+        self._generation += 1
+        probe_child.generation = self._generation
         for child in self.children:
-            if child.generation != self.generation and child.state in (State.IDLE, State.STARTING):
-                child.close()
-        events.append(Reconfigured())
+            if child.generation != self._generation and child.state in (State.IDLE, State.STARTING):
+                child.stop()
+        events.append(Reconfigured(config))
 
     # -- stopping -------------------------------------------------------------
 
     def close_idle(self) -> None:
-        """Close every idle or starting child's pipe; busy ones keep their job."""
+        """Close every idle or starting slot's pipe; busy ones keep their job."""
         for child in self.children:
-            if child.state in (State.IDLE, State.STARTING):
-                child.close()
+            if child.state in (State.IDLE, State.STARTING, State.SWEEPING):
+                child.stop()
 
     def kill_all(self) -> list[PoolEvent]:
-        """SIGKILL every child group; running jobs are reported lost."""
+        """SIGTERM every slot (its keeper kills all below it); running jobs are reported lost."""
         events: list[PoolEvent] = []
+        now = self._clock()
         for child in self.children:
-            running = child.finish_job()
+            running = child.job_done(now)
             if running is not None:
                 events.append(JobLost(running, "killed", "killed at shutdown", child.pid))
-            child.close()
-            child.signal_group(signal.SIGKILL)
+            if child.state is not State.DEAD:
+                child.terminate(now, grace=0.5)
         return events
+
+    def sweep_orphans(self, final: bool = False) -> int:
+        """Kill what a plugin left behind after its keeper died: it was re-parented to us."""
+        if self._known_children is None:
+            return 0
+        killed = 0
+        for _ in range(50 if final else 1):
+            strays = [pid for pid in sandbox.children_of(os.getpid()) if pid not in self._known_children]
+            if not strays:
+                break
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            for pid in strays:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0 if final else os.WNOHANG)
+        if killed:
+            log.warning("killed %d process(es) a plugin left behind", killed)
+        return killed
 
     # -- internals ------------------------------------------------------------
 
-    def _read(self, child: ChildProcess, events: list[PoolEvent]) -> None:
-        assert child.conn is not None
-        try:
-            frame = child.conn.recv_bytes(self.max_result_bytes + FRAME_SLACK)
-            message = decode_child(frame)
-        except (EOFError, OSError):
-            # The child closed its pipe (most likely died); its sentinel tells how.
-            child.close(retire=False)
-            child.signal_group(signal.SIGKILL)
-            return
-        except ProtocolError as exc:
-            self._fail_child(child, "protocol", str(exc), events)
-            return
-        if isinstance(message, Ready):
-            child.ready = True
-            if child.state is State.STARTING:
-                child.state = State.IDLE
-            if self._proposal is not None and child is self._proposal[0]:
-                self._commit(events)
-            elif child.generation != self.generation:
-                child.close()  # it loaded a plugin set that was replaced meanwhile
-        elif isinstance(message, BootFailed):
-            if self._proposal is not None and child is self._proposal[0]:
-                self._proposal = None
-                child.retired = True  # a failed probe is no crash loop
-                events.append(ReconfigureFailed(message.plugin, message.error))
-            else:
-                events.append(ChildBootFailed(message.plugin, message.error, child.pid))
-        elif isinstance(message, Result):
-            running = child.running
-            if running is None or running.job.job_id != message.job_id:
-                # A result for a job we gave up on (or never gave): drop it.
-                if child.state is not State.STOPPING:
-                    self._fail_child(child, "protocol", "result for a job it does not hold", events)
-                return
-            child.finish_job()
-            self._boot_failures = 0  # a child that finishes a job is proof the plugins work
-            events.append(JobFinished(running, message, child.pid, self._clock()))
-            if message.reason == "memory":
-                child.close()  # it leaves after a MemoryError; give it no further job
-                self._count_restart("memory")
-            elif child.generation != self.generation:
-                child.close()  # a reload happened while it ran: it leaves now
-            elif self.max_jobs is not None and child.jobs_done >= self.max_jobs:
-                child.close()
-                self._count_restart("max_jobs")
+    def _launch(self, settings: PoolSettings, generation: int) -> ChildProcess:
+        return ChildProcess.launch(self._ctx, settings.specs, settings.setup, settings.max_result_bytes,
+                                   self._clock(), generation)
 
-    def _fail_child(self, child: ChildProcess, reason: str, detail: str, events: list[PoolEvent]) -> None:
-        running = child.finish_job()
+    def _is_probe(self, child: ChildProcess) -> bool:
+        return self._proposal is not None and child is self._proposal[0]
+
+    def _read(self, child: ChildProcess, now: float, events: list[PoolEvent]) -> None:
+        try:
+            messages, eof = child.read_frames(now)
+        except ProtocolError as exc:
+            self._fail(child, "protocol", str(exc), events)
+            return
+        for message in messages:
+            if child.state in (State.STOPPING, State.DEAD):
+                break
+            if isinstance(message, Ready):
+                self._on_ready(child, events)
+            elif isinstance(message, BootFailed):
+                self._on_boot_failed(child, message, events)
+            else:
+                self._on_result(child, message, now, events)
+        if eof and child.state not in (State.STOPPING, State.DEAD):
+            # The runner closed its pipe (most likely died); the sentinel tells how.
+            child.stop(expected=False)
+            child.signal_group(signal.SIGTERM)
+
+    def _on_ready(self, child: ChildProcess, events: list[PoolEvent]) -> None:
+        if child.state is not State.STARTING:
+            self._fail(child, "protocol", "said Ready twice", events)
+            return
+        child.ready()
+        if self._is_probe(child):
+            self._commit(events)
+        elif child.generation != self._generation:
+            child.stop()  # it loaded settings that were replaced meanwhile
+
+    def _on_boot_failed(self, child: ChildProcess, message: BootFailed, events: list[PoolEvent]) -> None:
+        if self._is_probe(child):
+            self._proposal = None
+            child.stop()  # a failed probe is no crash loop
+            events.append(ReconfigureFailed(message.plugin, message.error))
+        else:
+            events.append(ChildBootFailed(message.plugin, message.error, child.pid))
+
+    def _on_result(self, child: ChildProcess, result: Result, now: float, events: list[PoolEvent]) -> None:
+        running = child.running
+        if child.state is not State.BUSY or running is None or running.job.job_id != result.job_id:
+            self._fail(child, "protocol", "result for a job it does not hold", events)
+            return
+        child.job_done(now)
+        self._end_output(child, running)
+        self._crash_loop.reset()  # a slot that finishes a job is proof the plugins work
+        events.append(JobFinished(running, result, child.pid, now))
+        if result.reason in LEAVING_REASONS:
+            child.stop()  # it leaves by itself; give it no further job
+            self._count_restart(result.reason)
+        elif child.generation != self._generation:
+            child.stop()  # a reload happened while it ran: it leaves now
+        elif self._settings.max_jobs is not None and child.jobs_done >= self._settings.max_jobs:
+            child.stop()
+            self._count_restart("max_jobs")
+
+    def _fail(self, child: ChildProcess, reason: str, detail: str, events: list[PoolEvent]) -> None:
+        running = child.job_done(self._clock())
         if running is not None:
             events.append(JobLost(running, reason, detail, child.pid))
-        child.close(retire=False)
+            self._end_output(child, running)
+        log.error("worker %d broke the protocol (%s); killing it", child.pid, loggable(detail))
+        child.stop(expected=True)
         child.signal_group(signal.SIGKILL)
         self._count_restart(reason)
 
     def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:
         pid = child.pid
-        was_starting = not child.ready
-        if self._proposal is not None and child is self._proposal[0]:
+        if self._is_probe(child):
             self._proposal = None
-            child.retired = True
+            child.stop()
             events.append(ReconfigureFailed("-", "the probe worker died while loading plugins"))
-        retired = child.retired
-        running = child.finish_job()
+        self._log_output(child, child.read_output())
+        running = child.job_done(self._clock())
+        expected, was = child.exit_expected, child.stopped_from or child.state
         how = child.reap()
         self.children.remove(child)
         if running is not None:
             events.append(JobLost(running, "crashed", f"worker {pid} {how}", pid))
+            self._end_output(child, running)
             self._count_restart("crashed")
-        elif retired:
+        elif expected:
             pass  # we closed or killed it on purpose, and counted that then
-        elif was_starting:
+        elif was is State.STARTING:
             log.error("worker %d %s while starting", pid, how)
             self._note_boot_failure(self._clock())
             self._count_restart("boot_failed")
@@ -318,21 +437,34 @@ class Pool:
             log.error("idle worker %d %s", pid, how)
             now = self._clock()
             # Saying Ready proves little (a plugin's import may doom the
-            # process later): only a child that lasted counts as healthy.
+            # process later): only a slot that lasted counts as healthy.
             if now - child.spawned < MIN_UPTIME:
                 self._note_boot_failure(now)
             else:
-                self._boot_failures = 0
+                self._crash_loop.reset()
             self._count_restart("crashed")
 
+    def _log_output(self, child: ChildProcess, lines: list[str]) -> None:
+        label = child.running.ticket.message_id if child.running is not None else "-"
+        for line in lines:
+            output_log.info("worker %d (message %s): %s", child.pid, label, loggable(line, 2048))
+
+    def _end_output(self, child: ChildProcess, running: RunningJob) -> None:
+        rest, dropped = child.end_of_job_output()
+        for line in rest:
+            output_log.info("worker %d (message %s): %s", child.pid, running.ticket.message_id,
+                            loggable(line, 2048))
+        if dropped:
+            output_log.warning("worker %d (message %s): %d more bytes of output not logged (cap %d)",
+                               child.pid, running.ticket.message_id, dropped, OUTPUT_CAP)
+
     def _note_boot_failure(self, now: float) -> None:
-        self._boot_failures += 1
-        delay = min(BACKOFF_FIRST * 2 ** (self._boot_failures - 1), BACKOFF_MAX)
+        delay = self._crash_loop.next()
         self._respawn_at = now + delay
-        if self._boot_failures > 1:
+        if self._crash_loop.failures > 1:
             log.warning("workers keep dying at start-up; next start in %.1f s", delay)
 
     def _count_restart(self, reason: str) -> None:
         self.restarts[reason] = self.restarts.get(reason, 0) + 1
-        if self.on_restart is not None:
-            self.on_restart(reason)
+        if self._on_restart is not None:
+            self._on_restart(reason)

@@ -12,43 +12,39 @@ import json
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from sesshu.bus import SNS_MAX_BYTES, Bus, Message, QueueInfo
+from sesshu.backoff import exponential
+from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo
 from sesshu.busio import Outbox, S3Target, Sent
 from sesshu.config import Config
-from sesshu.messages import Request
-from sesshu.outcomes import Outcomes
+from sesshu.outcomes import OutcomeObserver, Outcomes
 from sesshu.pool import JobFinished
+from sesshu.ticket import Ticket
 
-log = logging.getLogger("sesshu.supervisor")
+log = logging.getLogger("sesshu.settle")
 
 DEFAULT_VISIBILITY = 30  # seconds, assumed when the queue's attributes cannot be read
 
 
-@dataclass(eq=False)
-class Ticket:
-    """The supervisor's record of one received message, until its outcome."""
-
-    message: Message
-    request: Request | None = None
-    duration: float | None = None  # plugin run time, once it ran
-    pid: int | None = None  # the worker that ran it
-    visible_until: float = 0.0  # monotonic: when SQS may hand the message to someone else
-
-
 def retry_delay(receive_count: int, base: float, cap: float) -> int:
     """Seconds until a retried message comes back: doubling with each receive, capped."""
-    return math.ceil(min(base * 2.0 ** max(receive_count - 1, 0), cap))
+    return math.ceil(exponential(receive_count, base, cap))
 
 
 class Settler:
-    def __init__(self, config: Config) -> None:
+    """Owns outcomes and visibility: decides them, and queues the bus work that carries them out."""
+
+    def __init__(self, config: Config, queue_info: QueueInfo | None = None, *, heartbeat: bool = True,
+                 observer: OutcomeObserver | None = None) -> None:
         self.config = config
-        self.queue_info = QueueInfo(None, None)
-        self.outcomes = Outcomes()
+        self.queue_info = queue_info or QueueInfo(None, None)
+        self.outcomes = Outcomes(observer)
         self.outbox = Outbox()
-        self.heartbeat = True  # extend visibility of held and running messages
+        self.heartbeat = heartbeat  # extend visibility of held and running messages
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's config; the bus keys in it are the running ones (``sesshu.daemon``)."""
+        self.config = config
 
     def finished(self, event: JobFinished) -> None:
         """Decide what becomes of a message whose job ran to its end."""
@@ -150,13 +146,13 @@ class Settler:
         outbox = self.outbox
         due = [*live, *((t, None) for t in outbox.waiting())]
         for ticket, deadline in due:
-            if ticket.visible_until - now > margin or id(ticket) in outbox.extensions:
+            if ticket.visible_until - now > margin or outbox.extending(ticket):
                 continue
             # Capped by the job's deadline: a job past it is killed and released anyway.
             horizon = vt if deadline is None else min(vt, deadline - now + margin)
             seconds = max(1, math.ceil(horizon))
             ticket.visible_until = now + seconds
-            outbox.extensions[id(ticket)] = (ticket, seconds)
+            outbox.extend(ticket, seconds)
 
     def summary(self) -> str:
         return ", ".join(f"{o}={self.outcomes.total(o)}" for o in ("done", "empty", "rejected", "retried"))

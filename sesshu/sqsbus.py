@@ -33,6 +33,7 @@ class SqsSnsBus:
         region: str | None = None,
         endpoint_url: str | None = None,
         poll_seconds: int = MAX_POLL,
+        on_call: Callable[[str, bool], None] | None = None,  # (operation, ok), from any thread
     ) -> None:
         session = boto3.session.Session(region_name=region)
         # Receives get their own client: its read timeout must outlast the
@@ -50,15 +51,15 @@ class SqsSnsBus:
         self._s3: Any = None  # made on first use: most deployments never need it
         self.topic = topic
         self.requests: Counter[str] = Counter()
-        self.on_call: Callable[[str, bool], None] | None = None  # (operation, ok), from any thread
+        self._on_call = on_call
         self._lock = threading.Lock()
         self.queue_url = queue if queue.startswith(("http://", "https://")) else self._queue_url(queue)
 
     def _count(self, operation: str, ok: bool) -> None:
         with self._lock:
             self.requests[operation] += 1
-        if self.on_call is not None:
-            self.on_call(operation, ok)
+        if self._on_call is not None:
+            self._on_call(operation, ok)
 
     def _call(self, client: Any, operation: str, **kwargs: Any) -> Any:
         try:

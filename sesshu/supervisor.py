@@ -1,43 +1,39 @@
-"""The supervisor: one loop that turns SQS messages into plugin jobs and results.
-
-Each turn is one bounded wait (signals, bus completions, every child's pipe
-and sentinel; at most until the nearest job deadline, capped at 1 s),
-followed by a fixed list of chores: signals, bus completions, child results
-and deaths, deadlines, pool strength, dispatch, sending, polling. All AWS
-I/O happens in the bus lanes (``sesshu.busio``), so no chore blocks.
-"""
+"""The supervisor: one loop that turns SQS messages into plugin jobs and results."""
 
 from __future__ import annotations
 
 import itertools
 import logging
-import queue
 import selectors
 import signal
 import time
+import traceback
 from collections import deque
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
-from sesshu.busio import BusHealth, Lane, Received, receive
+from sesshu.busio import BusHealth, Lane, Received, Sent, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
-from sesshu.outcomes import Outcomes, safe_target
+from sesshu.outcomes import Outcomes
 from sesshu.pool import (
     ChildBootFailed,
     JobFinished,
     JobLost,
     Pool,
     PoolEvent,
+    PoolSettings,
     Reconfigured,
     ReconfigureFailed,
 )
 from sesshu.protocol import Job
-from sesshu.settle import Settler, Ticket
+from sesshu.settle import Settler
 from sesshu.signals import SignalRecorder
+from sesshu.text import loggable
+from sesshu.ticket import Ticket
 
 log = logging.getLogger("sesshu.supervisor")
 
@@ -47,13 +43,45 @@ STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its ti
 LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What the supervisor calls out to, declared where it is built (``sesshu.daemon``)."""
+
+    # Re-read the config file for a reload: the config to apply and the pool settings it makes.
+    load_config: Callable[[], tuple[Config, PoolSettings]] | None = None
+    on_config_applied: Callable[[Config], None] | None = None
+    reopen_logs: Callable[[], None] | None = None
+    metrics: Metrics | None = None
+
+
 class Supervisor:
+    """The master's loop. Each turn is one bounded wait, then a fixed list of chores::
+
+        wait(signals, lane completions, every slot's fds)  <= min(1 s, nearest deadline)
+          |
+          +- signals ........ handle_<name>: stop, reload, resize, reopen logs
+          +- lanes .......... received messages -> parse -> held;  sent batches -> outcomes
+          +- pool ........... frames, output, sweeps, deaths -> outcomes;  deadlines
+          +- pool strength .. respawn with backoff (or drain, when stopping)
+          +- dispatch ....... held messages -> idle slots
+          +- heartbeat ...... visibility extensions, once a second; orphans swept
+          +- send ........... the outbox's next batch -> sender lane
+          +- poll ........... a receive -> poller lane, if slots are idle and no backlog
+
+    All AWS I/O happens in the lanes (``sesshu.busio``), so no chore blocks.
+    The supervisor owns what is held and when to stop; the settler owns
+    outcomes and visibility; the pool owns the slots; each lane its busy flag.
+    """
+
     def __init__(
         self,
         config: Config,
         bus: Bus,
         pool: Pool,
         *,
+        queue_info: QueueInfo | None = None,
+        heartbeat: bool = True,
+        hooks: Hooks | None = None,
         clock: Callable[[], float] = time.monotonic,
         signals: SignalRecorder | None = None,
     ) -> None:
@@ -61,20 +89,17 @@ class Supervisor:
         self.bus = bus
         self.pool = pool
         self.clock = clock
+        self.hooks = hooks or Hooks()
         self.signals = signals or SignalRecorder()
-        self.settle = Settler(config)
+        metrics = self.hooks.metrics
+        self.settler = Settler(config, queue_info, heartbeat=heartbeat,
+                               observer=metrics.outcome if metrics is not None else None)
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
         self.stopping = False
-        self.load_config: Callable[[], tuple[Config, list[Any]]] | None = None
-        self.on_config_applied: Callable[[Config], None] | None = None
-        self._proposed: Config | None = None
-        self.metrics: Metrics | None = None
         self.received = 0
-        self.on_reopen_logs: Callable[[], None] | None = None
-        self._completions: queue.SimpleQueue[tuple[Lane, Any]] = queue.SimpleQueue()
-        self.poller = Lane("sesshu-poller", self._complete, clock)
-        self.sender = Lane("sesshu-sender", self._complete, clock)
+        self.poller = Lane("sesshu-poller", self.signals.wake, clock)
+        self.sender = Lane("sesshu-sender", self.signals.wake, clock)
         self._next_heartbeat = 0.0
         self._pending_since: float | None = None  # when results began waiting for the sender
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
@@ -102,7 +127,7 @@ class Supervisor:
             lanes = [self.poller, *self._abandoned]
             if self.sender.join(5.0) and all(lane.join(0.1) for lane in lanes):
                 self.signals.close()
-        log.info("stopped; outcomes: %s; bus requests: %s", self.settle.summary(), self._requests())
+        log.info("stopped; outcomes: %s; bus requests: %s", self.settler.summary(), self._requests())
         return 0
 
     def tick(self) -> None:
@@ -121,20 +146,18 @@ class Supervisor:
     def close(self) -> None:
         self._selector.close()
         self._on_pool_events(self.pool.kill_all())
+        self.pool.sweep_orphans(final=True)
         for lane in (self.poller, self.sender, *self._abandoned):
             lane.stop()
 
     def turn(self, ready: set[Any]) -> None:
         for signum in self.signals.drain(self.signals.wake_r in ready):
             self._on_signal(signum)
-        while not self._completions.empty():
-            lane, result = self._completions.get_nowait()
-            lane.busy = False
-            if isinstance(result, Received):
-                self._on_received(result)
-            else:
-                self.health.sent(result.error)
-                self.settle.sent(result)
+        for lane in (self.poller, *self._abandoned):
+            for received in lane.take():
+                self._on_received(received)
+        for sent in self.sender.take():
+            self._on_sent(sent)
         self._on_pool_events(self.pool.collect(ready))
         self._on_pool_events(self.pool.enforce_deadlines())
         if self.stopping:
@@ -146,25 +169,17 @@ class Supervisor:
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + 1.0
             running = [(r.ticket, r.deadline) for r in self.pool.running()]
-            self.settle.extend_visibility(now, [*((t, None) for t in self.held), *running])
+            self.settler.extend_visibility(now, [*((t, None) for t in self.held), *running])
+            self.pool.sweep_orphans()
         self._send()
         self._watchdog()
         self._poll()
-        if self.metrics is not None:
-            self.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
+        if self.hooks.metrics is not None:
+            self.hooks.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
 
-    # The settler owns these; they are the supervisor's public face too.
     @property
     def outcomes(self) -> Outcomes:
-        return self.settle.outcomes
-
-    @property
-    def queue_info(self) -> QueueInfo:
-        return self.settle.queue_info
-
-    @queue_info.setter
-    def queue_info(self, info: QueueInfo) -> None:
-        self.settle.queue_info = info
+        return self.settler.outcomes
 
     def in_flight(self) -> int:
         """Received messages whose outcome is not decided yet."""
@@ -192,8 +207,8 @@ class Supervisor:
         When nothing else is in flight, they go at once: light load never
         pays for batching.
         """
-        outbox = self.settle.outbox
-        waiting = len(outbox.publishes) + len(outbox.deletes)
+        outbox = self.settler.outbox
+        waiting = outbox.pending_results()
         if waiting and self._pending_since is None:
             self._pending_since = self.clock()
         if self.sender.busy:
@@ -202,7 +217,7 @@ class Supervisor:
                 and self.pool.busy_count() > 0 and self._pending_since is not None
                 and self.clock() - self._pending_since < LINGER):
             return
-        if (call := self.settle.next_send(self.bus)) is not None:
+        if (call := self.settler.next_send(self.bus)) is not None:
             self.sender.submit(call)
             self._pending_since = None
 
@@ -213,59 +228,60 @@ class Supervisor:
             # later still arrives as a completion and is handled as usual.
             log.error("polling has stalled for %.0f s; starting a new poller", stalled)
             self._abandoned.append(self.poller)
-            self.poller = Lane("sesshu-poller", self._complete, self.clock)
-
-    def _complete(self, lane: Lane, result: Any) -> None:
-        # Runs in a lane's thread: hand over and wake the loop, nothing more.
-        self._completions.put((lane, result))
-        self.signals.wake()
+            self.poller = Lane("sesshu-poller", self.signals.wake, self.clock)
 
     # -- signals --------------------------------------------------------------
 
     def _on_signal(self, signum: int) -> None:
-        if signum in (signal.SIGTERM, signal.SIGINT):
-            self.begin_stop(graceful=True)
-        elif signum == signal.SIGQUIT:
-            self.begin_stop(graceful=False)
-        elif signum == signal.SIGTTIN:
-            self.pool.size += 1
-            log.info("SIGTTIN: workers now %d", self.pool.size)
-        elif signum == signal.SIGTTOU:
-            self.pool.size = max(1, self.pool.size - 1)
-            log.info("SIGTTOU: workers now %d", self.pool.size)
-        elif signum == signal.SIGHUP:
-            self.reload()
-        elif signum == signal.SIGUSR1 and self.on_reopen_logs is not None:
-            self.on_reopen_logs()
+        # Dispatch by name, as gunicorn's arbiter does: a new signal is a new method.
+        handler = getattr(self, f"handle_{signal.Signals(signum).name[3:].lower()}", None)
+        if handler is not None:
+            handler()
+
+    def handle_term(self) -> None:
+        self.begin_stop(graceful=True)
+
+    handle_int = handle_term
+
+    def handle_quit(self) -> None:
+        self.begin_stop(graceful=False)
+
+    def handle_ttin(self) -> None:
+        self.pool.resize(self.pool.size + 1)
+        log.info("SIGTTIN: workers now %d", self.pool.size)
+
+    def handle_ttou(self) -> None:
+        self.pool.resize(self.pool.size - 1)
+        log.info("SIGTTOU: workers now %d", self.pool.size)
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_usr1(self) -> None:
+        if self.hooks.reopen_logs is not None:
+            self.hooks.reopen_logs()
 
     def reload(self) -> None:
-        """Re-read the config file; apply it once its plugins load in a probe child."""
-        if self.load_config is None or self.stopping:
+        """Re-read the config file; apply it once its plugins load in a probe slot."""
+        if self.hooks.load_config is None or self.stopping:
             return
         from sesshu.config import ConfigError
 
         try:
-            new, specs = self.load_config()
+            new, settings = self.hooks.load_config()
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
-        if (new.queue, new.topic, new.region, new.endpoint_url) != (
-                self.config.queue, self.config.topic, self.config.region, self.config.endpoint_url):
-            log.warning("reload: bus.* changes take effect only after a restart")
         log.info("SIGHUP: loading the plugins of %s in a probe worker", new.path)
-        self._proposed = new
-        self.pool.propose(specs, new.worker_count)
+        self.pool.propose(settings, new)
 
     def _apply(self, new: Config) -> None:
-        old = self.config
-        self.config = replace(new, queue=old.queue, topic=old.topic, region=old.region,
-                              endpoint_url=old.endpoint_url)
-        self.parser = RequestParser(self.config.plugin_names)
-        self.settle.config = self.config
-        if self.on_config_applied is not None:
-            self.on_config_applied(self.config)
-        log.info("reloaded: %d workers, plugins %s", self.config.worker_count,
-                 ", ".join(self.config.plugin_names))
+        self.config = new
+        self.parser = RequestParser(new.plugin_names)
+        self.settler.reconfigure(new)
+        if self.hooks.on_config_applied is not None:
+            self.hooks.on_config_applied(new)
+        log.info("reloaded: %d workers, plugins %s", new.worker_count, ", ".join(new.plugin_names))
 
     def begin_stop(self, graceful: bool) -> None:
         now = self.clock()
@@ -275,7 +291,7 @@ class Supervisor:
             self.stopping = True
             self._drain_deadline = now + self.config.shutdown_timeout
         while self.held:
-            self.settle.retry(self.held.popleft(), "shutdown", "daemon stopping before it started", delay=0)
+            self.settler.retry(self.held.popleft(), "shutdown", "daemon stopping before it started", delay=0)
         if not graceful:
             self._drain_deadline = now
         self._stopping_chores()
@@ -286,7 +302,7 @@ class Supervisor:
             self._on_pool_events(self.pool.kill_all())
 
     def finished(self) -> bool:
-        if not self.stopping or self.pool.children or self.settle.outbox or self.sender.busy:
+        if not self.stopping or self.pool.children or self.settler.outbox or self.sender.busy:
             return False
         if not self.poller.busy:
             return True
@@ -300,7 +316,7 @@ class Supervisor:
         if self.stopping or self.poller.busy or self.clock() < self.health.poll_after:
             return
         want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
-        if want <= 0 or len(self.settle.outbox) >= 2 * BATCH_MAX:
+        if want <= 0 or self.settler.outbox.backlogged():
             return  # backpressure: results waiting to be sent come first
         # While held messages keep the workers busy, wait until a full batch
         # can be asked for: each receive is a billed request.
@@ -315,19 +331,42 @@ class Supervisor:
             return
         self.health.received()
         self.received += len(received.messages)
-        visible_until = received.started + self.settle.visibility()
+        visible_until = received.started + self.settler.visibility()
         for message in received.messages:
             ticket = Ticket(message, visible_until=visible_until)
+            self._guarded(ticket, lambda t=ticket: self._accept(t))  # type: ignore[misc]
+
+    def _accept(self, ticket: Ticket) -> None:
+        try:
+            ticket.request = self.parser.parse(ticket.message.body)
+        except Rejected as exc:
+            log.debug("rejected body of %s: %r", ticket.message_id, ticket.message.body[:2048])
+            self.settler.reject(ticket, str(exc))
+            return
+        if self.stopping:
+            self.settler.retry(ticket, "shutdown", "received while stopping", delay=0)
+        else:
+            self.held.append(ticket)
+
+    def _on_sent(self, sent: Sent) -> None:
+        self.health.sent(sent.error)
+        try:
+            self.settler.sent(sent)
+        except Exception:  # noqa: BLE001 - our bug; the messages reappear after their visibility timeout
+            log.error("internal error while recording a sent batch; its messages will reappear\n%s",
+                      traceback.format_exc())
+
+    def _guarded(self, ticket: Ticket, step: Callable[[], None]) -> None:
+        """Run one step of one message; our own bug there is that message's outcome, not the daemon's."""
+        try:
+            step()
+        except Exception:  # noqa: BLE001
+            log.error("internal error on message %s\n%s", ticket.message_id, traceback.format_exc())
             try:
-                ticket.request = self.parser.parse(message.body)
-            except Rejected as exc:
-                log.debug("rejected body of %s: %r", message.message_id, message.body[:2048])
-                self.settle.reject(ticket, str(exc))
-                continue
-            if self.stopping:
-                self.settle.retry(ticket, "shutdown", "received while stopping", delay=0)
-            else:
-                self.held.append(ticket)
+                self.settler.retry(ticket, "internal_error", "internal error (see the traceback above)", delay=0)
+            except Exception:  # noqa: BLE001 - not even that worked: the visibility timeout will return it
+                log.error("message %s: cannot record its outcome; it reappears after its visibility timeout",
+                          ticket.message_id)
 
     # -- jobs -----------------------------------------------------------------
 
@@ -337,45 +376,46 @@ class Supervisor:
         idle = self.pool.idle()
         while idle and self.held:
             ticket = self.held.popleft()
-            request = ticket.request
-            assert request is not None
-            plugin = self.config.plugin(request.plugin)
-            if plugin is None:
-                self.settle.retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
-                continue
-            timeout = plugin.timeout
-            job = Job(next(self._job_ids), request.plugin, request.target)
-            if not self.pool.assign(idle.pop(), job, ticket, timeout):
-                self.held.appendleft(ticket)  # that child died meanwhile; the job goes to another
+            self._guarded(ticket, lambda t=ticket: self._start(t, idle))  # type: ignore[misc]
+
+    def _start(self, ticket: Ticket, idle: list[Any]) -> None:
+        request = ticket.request
+        assert request is not None
+        plugin = self.config.plugin(request.plugin)
+        if plugin is None:
+            self.settler.retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
+            return
+        job = Job(next(self._job_ids), request.plugin, request.target)
+        if not self.pool.assign(idle.pop(), job, ticket, plugin.timeout):
+            self.held.appendleft(ticket)  # that slot died meanwhile; the job goes to another
 
     def _on_pool_events(self, events: list[PoolEvent]) -> None:
         for event in events:
-            if isinstance(event, JobFinished):
-                self.settle.finished(event)
-            elif isinstance(event, JobLost):
-                ticket: Ticket = event.running.ticket
-                job = event.running.job
-                if event.reason == "timeout":
-                    detail = f"plugin {job.plugin} {event.detail} on {safe_target(job.target)}"
-                else:
-                    detail = event.detail
-                self.settle.retry(ticket, event.reason, detail, pid=event.pid,
-                            delay=0 if event.reason == "killed" else None)
-            elif isinstance(event, Reconfigured) and self._proposed is not None:
-                self._apply(self._proposed)
-                self._proposed = None
+            if isinstance(event, JobFinished | JobLost):
+                ticket = event.running.ticket
+                self._guarded(ticket, lambda e=event: self._on_job_ended(e))  # type: ignore[misc]
+            elif isinstance(event, Reconfigured):
+                self._apply(event.config)
             elif isinstance(event, ReconfigureFailed):
-                self._proposed = None
                 log.error("reload refused, keeping the running config: plugin %s failed to load: %s",
-                          event.plugin, event.error)
+                          event.plugin, loggable(event.error, 500))
             elif isinstance(event, ChildBootFailed):
                 key = (event.plugin, event.error)
                 if key not in self._boot_errors_seen:
                     self._boot_errors_seen.add(key)
-                    log.error("worker %d cannot load plugin %s: %s", event.pid, event.plugin, event.error)
+                    log.error("worker %d cannot load plugin %s: %s", event.pid, event.plugin,
+                              loggable(event.error, 500))
+
+    def _on_job_ended(self, event: JobFinished | JobLost) -> None:
+        if isinstance(event, JobFinished):
+            self.settler.finished(event)
+            return
+        job = event.running.job
+        detail = event.detail
+        if event.reason == "timeout":
+            detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
+        self.settler.retry(event.running.ticket, event.reason, detail, pid=event.pid,
+                           delay=0 if event.reason == "killed" else None)
 
     def _requests(self) -> str:
-        counts = getattr(self.bus, "requests", {})
-        return ", ".join(f"{k}={v}" for k, v in sorted(counts.items())) or "none"
-
-
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.bus.requests.items())) or "none"

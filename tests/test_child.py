@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sesshu.child import load_plugin, run_job, shorten
+from sesshu.child import load_plugin, run_job
 from sesshu.protocol import Job, Result
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -134,12 +134,6 @@ def test_result_size_limit() -> None:
 def test_unknown_plugin_is_rejected() -> None:
     result = run_job({"tiny": plugin(lambda t: 1)}, Job(3, "other", "t"), LIMIT)
     assert result == Result(3, "rejected", "plugin 'other' is not loaded")
-
-
-def test_shorten() -> None:
-    assert shorten("abc", 5) == "abc"
-    assert shorten("abcdefgh", 5) == "ab..."
-    assert len(shorten("y" * 1000)) == 60
 
 
 # -- load_plugin -----------------------------------------------------------

@@ -69,8 +69,8 @@ def assert_all_accounted(moto: MotoServer, dep: Deployment, results: Inbox, expe
 
 def outage_lines(d: Daemon) -> tuple[int, int]:
     log = d.log()
-    return (log.count("ERROR sesshu.supervisor: bus outage: "),
-            log.count("WARNING sesshu.supervisor: bus recovered after"))
+    return (log.count("ERROR sesshu.busio: bus outage: "),
+            log.count("WARNING sesshu.busio: bus recovered after"))
 
 
 # -- network faults -----------------------------------------------------------------
@@ -91,7 +91,7 @@ def test_refused_connections_lose_nothing(moto: MotoServer, cfg_path: Path, daem
         proxy.mode = "refuse"
         outage_ends = time.monotonic() + 5
         publish(moto, dep, "chaos", *during)
-        d.wait_log(r"ERROR sesshu\.supervisor: bus outage: ", timeout=30)
+        d.wait_log(r"ERROR sesshu\.busio: bus outage: ", timeout=30)
         wait_until(outage_ends)
         assert d.proc is not None and d.proc.poll() is None
         assert outage_lines(d) == (1, 0)

@@ -20,15 +20,16 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus import BusError, Delete, Message, Publish, Visibility
+from sesshu.bus import BusError, Delete, Message, Publish, QueueInfo, Visibility
 from sesshu.busio import S3Target, send_batch
 from sesshu.config import Config, from_mapping
-from sesshu.daemon import MAX_RESULT_BYTES, plugin_specs
+from sesshu.daemon import MAX_RESULT_BYTES, plugin_specs, pool_settings
 from sesshu.membus import MemoryBus
 from sesshu.outcomes import safe_target
 from sesshu.pool import Pool, forkserver_context
-from sesshu.settle import Ticket, retry_delay
+from sesshu.settle import retry_delay
 from sesshu.supervisor import Supervisor
+from sesshu.ticket import Ticket
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 DEADLINE = 20.0  # generous: only a broken supervisor ever waits this long
@@ -87,13 +88,13 @@ def make_config(plugin: list[Any] | None = None, **workers: Any) -> Config:
 class Rig:
     """One supervisor, its pool of real children and its bus, driven tick by tick."""
 
-    def __init__(self, bus: MemoryBus, config: Config) -> None:
+    def __init__(self, bus: MemoryBus, config: Config, queue_info: QueueInfo | None = None) -> None:
         self.bus = bus
         self.config = config
         specs = plugin_specs(config)
         assert specs[0][1] == "file"  # the chaos plugin, from plugin_path
-        self.pool = Pool(forkserver_context(), specs, config.worker_count, MAX_RESULT_BYTES, time.monotonic)
-        self.sup = Supervisor(config, bus, self.pool)
+        self.pool = Pool(forkserver_context(), pool_settings(config, specs), time.monotonic)
+        self.sup = Supervisor(config, bus, self.pool, queue_info=queue_info)
         self.closed = False
         self.pool.maintain()
 
@@ -135,8 +136,8 @@ class Rig:
 def rigs() -> Iterator[Callable[..., Rig]]:
     made: list[Rig] = []
 
-    def make(bus: MemoryBus, config: Config | None = None) -> Rig:
-        rig = Rig(bus, config or make_config())
+    def make(bus: MemoryBus, config: Config | None = None, queue_info: QueueInfo | None = None) -> Rig:
+        rig = Rig(bus, config or make_config(), queue_info)
         made.append(rig)
         return rig
 
@@ -190,8 +191,7 @@ def test_empty_is_deleted_without_publishing(rigs: Callable[..., Rig]) -> None:
 
 def test_rejected_messages_reach_the_dead_letter_queue(rigs: Callable[..., Rig]) -> None:
     bus = RecordingBus(max_receive_count=2)
-    rig = rigs(bus)
-    rig.sup.queue_info = bus.queue_info()
+    rig = rigs(bus, queue_info=bus.queue_info())
     bodies = [request("chaos:invalid"), "this is not JSON", request("x", plugin="os")]
     ids = [bus.send(b) for b in bodies]
     rig.tick_until(lambda: len(bus.dead) == 3, "three messages in the DLQ")
@@ -325,8 +325,7 @@ def test_begin_stop_releases_held_messages_and_stops_receiving(rigs: Callable[..
 
 def test_outcome_counts_of_a_mixed_batch(rigs: Callable[..., Rig]) -> None:
     bus = RecordingBus(max_receive_count=2)
-    rig = rigs(bus, make_config(retry={"delay": 60, "max_delay": 60}))
-    rig.sup.queue_info = bus.queue_info()
+    rig = rigs(bus, make_config(retry={"delay": 60, "max_delay": 60}), queue_info=bus.queue_info())
     for body in (request("chaos:echo:a"), request("chaos:echo:b"), request("chaos:none"),
                  request("chaos:invalid"), "{garbage", request("x", plugin="nope"),
                  request("chaos:raise"), request("chaos:unserialisable")):
@@ -620,7 +619,7 @@ def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., 
     seen: set[int] = set()
 
     def watch() -> None:
-        seen.update(c.pid for c in rig.pool.children)
+        seen.update(c.slot_pid for c in rig.pool.children)
 
     window = time.monotonic() + 4.0
     rig.tick_until(lambda: time.monotonic() > window, "a 4 s window", timeout=10, check=watch)
@@ -635,7 +634,6 @@ def test_queuing_an_outcome_drops_the_pending_extension() -> None:
     """An extension must never reach SQS after (or beside) the release or delete of its message."""
     from sesshu.busio import Outbox
     from sesshu.membus import MemoryBus
-    from sesshu.settle import Ticket
 
     bus = MemoryBus()
     for queue_outcome in ("release", "delete", "publish", "upload"):

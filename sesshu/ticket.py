@@ -1,0 +1,23 @@
+"""The supervisor's record of one received message, from receive to outcome."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sesshu.bus import Message
+from sesshu.messages import Request
+
+
+@dataclass(eq=False)
+class Ticket:
+    """One received message until its outcome; compared by identity, never by value."""
+
+    message: Message
+    request: Request | None = None
+    duration: float | None = None  # plugin run time, once it ran
+    pid: int | None = None  # the worker that ran it
+    visible_until: float = 0.0  # monotonic: when SQS may hand the message to someone else
+
+    @property
+    def message_id(self) -> str:
+        return self.message.message_id
