@@ -16,7 +16,9 @@ from typing import Any
 import yaml
 from cerberus import Validator
 
-PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# A Python identifier of at most 128 characters (messages.MAX_PLUGIN_CHARS);
+# \Z, not $, which would let a trailing newline through.
+PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
 _PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
 
 
