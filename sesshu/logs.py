@@ -14,7 +14,28 @@ import sys
 import time
 from typing import Any
 
+from sesshu.text import escape
+
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines whose message cannot start a line of its own.
+
+    A message may quote a target, a plugin name, an error or plugin output.
+    Its control, bidi and separator characters (and lone surrogates, which
+    would not even encode) are escaped, so every line the log holds was
+    started by us. A traceback appended after the message keeps its real
+    line breaks.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if message.isprintable():
+            return super().format(record)
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.msg, safe.args = escape(message), None
+        return super().format(safe)
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +55,8 @@ class JsonFormatter(logging.Formatter):
             doc.update({k: v for k, v in fields.items() if v is not None})
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
+        # ensure_ascii (the default) writes any character, a lone surrogate
+        # included, as an escape: a JSON line can be neither forged nor broken.
         return json.dumps(doc, default=str)
 
 
@@ -46,10 +69,11 @@ def setup(path: str | None, name: str, level: str, fmt: str) -> logging.Handler:
     filename = log_file(path, name)
     handler: logging.Handler
     if filename is not None:
-        handler = logging.FileHandler(filename, encoding="utf-8")
+        # backslashreplace: a lone surrogate in a traceback must not lose the record.
+        handler = logging.FileHandler(filename, encoding="utf-8", errors="backslashreplace")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

@@ -25,7 +25,7 @@ from sesshu.busio import BusHealth, Lane, Received, receive
 from sesshu.config import Config
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
-from sesshu.outcomes import Outcomes, safe_target
+from sesshu.outcomes import Outcomes
 from sesshu.pool import (
     ChildBootFailed,
     JobFinished,
@@ -38,6 +38,7 @@ from sesshu.pool import (
 from sesshu.protocol import Job
 from sesshu.settle import Settler, Ticket
 from sesshu.signals import SignalRecorder
+from sesshu.text import loggable
 
 log = logging.getLogger("sesshu.supervisor")
 
@@ -356,7 +357,7 @@ class Supervisor:
                 ticket: Ticket = event.running.ticket
                 job = event.running.job
                 if event.reason == "timeout":
-                    detail = f"plugin {job.plugin} {event.detail} on {safe_target(job.target)}"
+                    detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
                 else:
                     detail = event.detail
                 self.settle.retry(ticket, event.reason, detail, pid=event.pid,
