@@ -27,22 +27,26 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from sesshu import daemon
+    from sesshu import daemon, logs
     from sesshu.config import ConfigError, load
     from sesshu.pidfile import Pidfile, PidfileError
+    from sesshu.text import escape
 
     try:
         config = load(args.config)
         pidfile = Pidfile(args.pidfile) if args.pidfile and not args.check else None
         if pidfile is not None:
             pidfile.check()
+        # What a start would trip over, found here: --check runs every step short of the bus.
+        logs.check(config.log_path, config.log_name)
         ctx, specs = daemon.prepare(config)
         if args.check:
             print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
             return 0
         return daemon.run(config, ctx, specs, pidfile)
     except ConfigError as exc:
-        print(f"sesshud: config error: {exc}", file=sys.stderr)
+        # One line, whatever a config value quoted in the message holds.
+        print(f"sesshud: config error: {escape(str(exc))}", file=sys.stderr)
         return 1
     except PidfileError as exc:
         print(f"sesshud: {exc}", file=sys.stderr)

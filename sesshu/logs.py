@@ -7,6 +7,7 @@ file, so logrotate can move it away.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -62,6 +63,39 @@ class JsonFormatter(logging.Formatter):
 
 def log_file(path: str | None, name: str) -> str | None:
     return os.path.join(path, f"{name}.log") if path else None
+
+
+def check(path: str | None, name: str) -> None:
+    """Fail as ``setup`` would, but as a :class:`ConfigError` naming the key, and leave no file behind.
+
+    ``--check`` runs this, and so does a start before anything else, so that
+    a log directory that is missing or is a file ends in one line and exit 1,
+    not in a traceback that a service manager restarts.
+    """
+    from sesshu.config import ConfigError
+
+    filename = log_file(path, name)
+    if path is None or filename is None:
+        return
+    try:
+        if not os.path.isdir(path):
+            problem = "is not a directory" if os.path.lexists(path) else "no such directory"
+            raise ConfigError(f"logging.path: {path}: {problem}")
+        try:
+            # O_NONBLOCK: a FIFO without a reader fails here instead of blocking.
+            fd = os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            os.close(fd)
+        except FileNotFoundError:
+            # Made and removed again: --check run as root must not leave a
+            # root-owned log file the daemon's own user cannot write.
+            fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            os.close(fd)
+            os.unlink(filename)
+    except OSError as exc:
+        key = "logging.name" if exc.errno == errno.ENAMETOOLONG else "logging.path"
+        raise ConfigError(f"{key}: cannot open {filename} for writing: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError("logging.path: the path holds a NUL byte") from None
 
 
 def setup(path: str | None, name: str, level: str, fmt: str) -> logging.Handler:
