@@ -10,6 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sesshu.config import Config
+    from sesshu.pidfile import Pidfile
 
 EX_SOFTWARE = 70
 
@@ -27,7 +32,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from sesshu import daemon, logs
+    from sesshu import logs
     from sesshu.config import ConfigError, load
     from sesshu.pidfile import Pidfile, PidfileError
     from sesshu.text import escape
@@ -39,11 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             pidfile.check()
         # What a start would trip over, found here: --check runs every step short of the bus.
         logs.check(config.log_path, config.log_name)
-        ctx, specs = daemon.prepare(config)
-        if args.check:
-            print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
-            return 0
-        return daemon.run(config, ctx, specs, pidfile)
+        return _start(args, config, pidfile)
     except ConfigError as exc:
         # One line, whatever a config value quoted in the message holds.
         print(f"sesshud: config error: {escape(str(exc))}", file=sys.stderr)
@@ -51,9 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     except PidfileError as exc:
         print(f"sesshud: {exc}", file=sys.stderr)
         return 1
-    except daemon.BusUnreachable as exc:
-        print(f"sesshud: {exc}", file=sys.stderr)
-        return daemon.EX_TEMPFAIL
     except KeyboardInterrupt:
         return 0
     except Exception:
@@ -61,6 +59,21 @@ def main(argv: list[str] | None = None) -> int:
         # service manager restarts us; the messages we held reappear.
         logging.getLogger("sesshu").exception("sesshud crashed")
         return EX_SOFTWARE
+
+
+def _start(args: argparse.Namespace, config: Config, pidfile: Pidfile | None) -> int:
+    # boto3 and the pool load only for a config that passed: a bad one fails in a fraction of the time.
+    from sesshu import daemon
+
+    try:
+        ctx, specs = daemon.prepare(config)
+        if args.check:
+            print(f"sesshud: {args.config}: OK ({len(specs)} plugin(s) load)")
+            return 0
+        return daemon.run(config, ctx, specs, pidfile)
+    except daemon.BusUnreachable as exc:
+        print(f"sesshud: {exc}", file=sys.stderr)
+        return daemon.EX_TEMPFAIL
 
 
 if __name__ == "__main__":
