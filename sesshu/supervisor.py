@@ -325,6 +325,10 @@ class Supervisor:
                 log.debug("rejected body of %s: %r", message.message_id, message.body[:2048])
                 self.settle.reject(ticket, str(exc))
                 continue
+            except Exception:  # a bug of ours costs this message a retry, not the daemon
+                log.exception("parsing message %s failed", message.message_id)
+                self.settle.retry(ticket, "internal_error", "parsing the message failed (a bug; see the traceback)")
+                continue
             if self.stopping:
                 self.settle.retry(ticket, "shutdown", "received while stopping", delay=0)
             else:
