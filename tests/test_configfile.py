@@ -180,10 +180,13 @@ def test_log_names_are_one_printable_file_name(name: str) -> None:
 
 KEYS = st.sampled_from(["plugin", "bus", "input", "output", "queue", "topic", "workers", "count", "logging",
                         "name", "path", "level", "plugin_path", "metrics", "port", "retry", "options", "timeout"])
+# What YAML's safe loader can make: also bytes (!!binary), dates, timestamps and sets (!!set).
 SCALARS = (st.none() | st.booleans() | st.integers() | st.integers(min_value=10**4400, max_value=10**4500)
-           | st.floats() | st.text(max_size=20) | st.sampled_from(["chaos", "info", "/tmp", "text"]))
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4)
-                      | st.dictionaries(KEYS | st.text(max_size=5), inner, max_size=5), max_leaves=30)
+           | st.floats() | st.text(max_size=20) | st.sampled_from(["chaos", "info", "/tmp", "text"])
+           | st.binary(max_size=5) | st.dates() | st.datetimes())
+HASHABLE = st.none() | st.booleans() | st.integers() | st.text(max_size=5) | st.dates()
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.sets(HASHABLE, max_size=3)
+                      | st.dictionaries(KEYS | st.text(max_size=5) | HASHABLE, inner, max_size=5), max_leaves=30)
 
 
 def outcome(fn: Any, *args: Any) -> Config | str:
