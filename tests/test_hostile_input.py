@@ -68,6 +68,17 @@ POISON: dict[str, str] = {
 }
 
 
+# Why some of them were rejected, as the outcome line says it.
+REASONS = {
+    "750 KB of multi-byte characters": "body is 750",  # bytes, not its 250,000-odd characters
+    "target nested 600 deep": "body is nested deeper than 32 levels",
+    "envelope Message holding JSON nested 600 deep": "SNS Message is nested deeper than 32 levels",
+    "target with NUL": "target holds the non-printable character U+0000",
+    "target with a lone surrogate": "target holds the non-printable character U+D800",
+    "password in a target chaos refuses": "https://***@example.com/",
+}
+
+
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_poison_messages_end_rejected_in_the_dlq(moto: MotoServer, deployment: Deployment, cfg_path: Path,
                                                  daemons: list[Daemon], fmt: str) -> None:
@@ -105,6 +116,9 @@ def test_poison_messages_end_rejected_in_the_dlq(moto: MotoServer, deployment: D
         # No line was started by a sender: each is printable and starts with a real time stamp.
         assert all(line.isprintable() for line in lines)
         assert not any(line.startswith("2099") for line in lines)
+        ids = {name: mid for mid, name in sent.items()}
+        for name, why in REASONS.items():
+            assert any(why in line for line in lines if f"message {ids[name]} " in line), (name, why)
         by_id = {mid: {line.split(" sesshu.outcome: ")[1].split(":")[0] for line in lines
                        if " sesshu.outcome: " in line and f"message {mid} " in line} for mid in sent}
     # Each poison message had exactly one kind of outcome, every time it was received: rejected.
