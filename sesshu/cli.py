@@ -10,6 +10,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sesshu.config import Config
+    from sesshu.pidfile import Pidfile
 
 EX_SOFTWARE = 70
 
@@ -31,30 +36,27 @@ def main(argv: list[str] | None = None) -> int:
     # and the fork server is started with another environment later.
     from setproctitle import setproctitle
 
-    from sesshu import daemon
+    from sesshu import logs
     from sesshu.config import ConfigError, load
     from sesshu.pidfile import Pidfile, PidfileError
+    from sesshu.text import escape, loggable
 
-    setproctitle(f"sesshud: {'check' if args.check else 'master'} -c {args.config}")
+    setproctitle(f"sesshud: {'check' if args.check else 'master'} -c {loggable(args.config, 200)}")
     try:
         config = load(args.config)
         pidfile = Pidfile(args.pidfile) if args.pidfile and not args.check else None
         if pidfile is not None:
             pidfile.check()
-        ctx, settings = daemon.prepare(config)
-        if args.check:
-            print(f"sesshud: {args.config}: OK ({len(settings.specs)} plugin(s) load)")
-            return 0
-        return daemon.run(config, ctx, settings, pidfile)
+        # What a start would trip over, found here: --check runs every step short of the bus.
+        logs.check(config.log_path, config.log_name)
+        return _start(args, config, pidfile)
     except ConfigError as exc:
-        print(f"sesshud: config error: {exc}", file=sys.stderr)
+        # One line, whatever a config value quoted in the message holds.
+        print(f"sesshud: config error: {escape(str(exc))}", file=sys.stderr)
         return 1
     except PidfileError as exc:
         print(f"sesshud: {exc}", file=sys.stderr)
         return 1
-    except daemon.BusUnreachable as exc:
-        print(f"sesshud: {exc}", file=sys.stderr)
-        return daemon.EX_TEMPFAIL
     except KeyboardInterrupt:
         return 0
     except Exception:
@@ -62,6 +64,21 @@ def main(argv: list[str] | None = None) -> int:
         # service manager restarts us; the messages we held reappear.
         logging.getLogger("sesshu").exception("sesshud crashed")
         return EX_SOFTWARE
+
+
+def _start(args: argparse.Namespace, config: Config, pidfile: Pidfile | None) -> int:
+    # boto3 and the pool load only for a config that passed: a bad one fails in a fraction of the time.
+    from sesshu import daemon
+
+    try:
+        ctx, settings = daemon.prepare(config)
+        if args.check:
+            print(f"sesshud: {args.config}: OK ({len(settings.specs)} plugin(s) load)")
+            return 0
+        return daemon.run(config, ctx, settings, pidfile)
+    except daemon.BusUnreachable as exc:
+        print(f"sesshud: {exc}", file=sys.stderr)
+        return daemon.EX_TEMPFAIL
 
 
 if __name__ == "__main__":

@@ -8,19 +8,25 @@ message names the offending key, for a one-line exit.
 from __future__ import annotations
 
 import math
+import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
 from cerberus import Validator
 
-PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-ACCOUNT_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$"
+from sesshu import configfile
+
+# A Python identifier of at most 128 characters (messages.MAX_PLUGIN_CHARS);
+# \Z, not $, which would let a trailing newline through.
+PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
+ACCOUNT_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\Z"
 # AWS_* never reaches a worker, whatever the allow-list says: the master alone holds credentials.
-ENV_NAME = r"^(?!AWS_)[A-Za-z_][A-Za-z0-9_]{0,127}$"
+ENV_NAME = r"^(?!AWS_)[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
 _PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
+
+
+MAX_NODES = 100_000  # values in a config, aliases expanded; a real one holds a few dozen
 
 
 class ConfigError(Exception):
@@ -51,7 +57,7 @@ SCHEMA: dict[str, Any] = {
         },
     },
     "plugin": {"type": "list", "required": True, "minlength": 1, "schema": _PLUGIN_ENTRY},
-    "plugin_path": {"type": "list", "default": [], "schema": {"type": "string"}},
+    "plugin_path": {"type": "list", "default": [], "schema": {"type": "string", "empty": False}},
     "workers": {
         "type": "dict",
         "default": {},
@@ -177,24 +183,23 @@ class Config:
 
 
 def load(path: str) -> Config:
-    """Read, validate and normalise the config file at ``path``."""
+    """Read, validate and normalise the config file at ``path``.
+
+    A relative ``plugin_path`` entry is taken relative to the file's own
+    directory: a service runs in ``/``, an operator in any directory.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
-    return from_mapping(raw, path)
+        raw = configfile.read(path)
+    except configfile.UnreadableConfig as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return from_mapping(raw, path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def from_mapping(raw: Any, path: str = "<config>") -> Config:
+def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) -> Config:
+    """Validate a parsed config; ``base_dir`` anchors relative ``plugin_path`` entries."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the config must be a YAML mapping")
+    _check_shape(raw, path)
     v = Validator(SCHEMA)
     if not v.validate(raw):
         key, message = _first_error(v.errors)
@@ -202,6 +207,8 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
     doc = v.document
     _check_numbers(doc, SCHEMA)
     workers, bus, logs = doc["workers"], doc["bus"], doc["logging"]
+    if not logs["name"].isprintable():
+        raise ConfigError("logging.name: must be printable text (no control characters)")
     plugins = tuple(_plugin_entry(e, workers["timeout"]) for e in doc["plugin"])
     seen: set[str] = set()
     for i, p in enumerate(plugins):
@@ -215,7 +222,7 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         log_level=logs["level"],
         log_format=logs["format"],
         plugins=plugins,
-        plugin_path=tuple(doc["plugin_path"]),
+        plugin_path=tuple(os.path.join(base_dir, p) if base_dir else p for p in doc["plugin_path"]),
         worker_count=workers["count"],
         timeout=float(workers["timeout"]),
         prefetch=workers["prefetch"],
@@ -240,6 +247,36 @@ def from_mapping(raw: Any, path: str = "<config>") -> Config:
         limit_open_files=workers["limits"]["open_files"],
         limit_file_size=workers["limits"]["file_size"],
     )
+
+
+_ALL_TEXT = object()
+
+
+def _check_shape(raw: Any, path: str) -> None:
+    """Bound depth and size before cerberus (which recurses) or a worker (which pickles) sees it.
+
+    YAML aliases can share one list among many places, or hold a list inside
+    itself; this walk counts every place, so neither can go unnoticed.
+    """
+    stack: list[tuple[Any, int]] = [(raw, 0)]  # (value, containers around it)
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise ConfigError(f"{path}: more than {MAX_NODES} values (once aliases are expanded)")
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            # As configfile counts YAML: every mapping or list is a level.
+            if depth >= configfile.MAX_DEPTH:
+                raise ConfigError(
+                    f"{path}: nested deeper than {configfile.MAX_DEPTH} levels (or a recursive alias)")
+            if isinstance(value, dict):
+                odd = next((k for k in value if not isinstance(k, str)), _ALL_TEXT)
+                if odd is not _ALL_TEXT:
+                    # cerberus sorts keys, and a null next to a string fails it.
+                    kind = "null" if odd is None else type(odd).__name__
+                    raise ConfigError(f"{path}: every key must be text; one is {kind}")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
 
 
 def _check_numbers(doc: Any, schema: dict[str, Any], prefix: str = "") -> None:

@@ -7,6 +7,7 @@ file, so logrotate can move it away.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -14,7 +15,28 @@ import sys
 import time
 from typing import Any
 
+from sesshu.text import escape
+
 TEXT_FORMAT = "%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s"
+
+
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT`` lines whose message cannot start a line of its own.
+
+    A message may quote a target, a plugin name, an error or plugin output.
+    Its control, bidi and separator characters (and lone surrogates, which
+    would not even encode) are escaped, so every line the log holds was
+    started by us. A traceback appended after the message keeps its real
+    line breaks.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        if message.isprintable():
+            return super().format(record)
+        safe = logging.makeLogRecord(record.__dict__)
+        safe.msg, safe.args = escape(message), None
+        return super().format(safe)
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +56,8 @@ class JsonFormatter(logging.Formatter):
             doc.update({k: v for k, v in fields.items() if v is not None})
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
+        # ensure_ascii (the default) writes any character, a lone surrogate
+        # included, as an escape: a JSON line can be neither forged nor broken.
         return json.dumps(doc, default=str)
 
 
@@ -41,15 +65,49 @@ def log_file(path: str | None, name: str) -> str | None:
     return os.path.join(path, f"{name}.log") if path else None
 
 
+def check(path: str | None, name: str) -> None:
+    """Fail as ``setup`` would, but as a :class:`ConfigError` naming the key, and leave no file behind.
+
+    ``--check`` runs this, and so does a start before anything else, so that
+    a log directory that is missing or is a file ends in one line and exit 1,
+    not in a traceback that a service manager restarts.
+    """
+    from sesshu.config import ConfigError
+
+    filename = log_file(path, name)
+    if path is None or filename is None:
+        return
+    try:
+        if not os.path.isdir(path):
+            problem = "is not a directory" if os.path.lexists(path) else "no such directory"
+            raise ConfigError(f"logging.path: {path}: {problem}")
+        try:
+            # O_NONBLOCK: a FIFO without a reader fails here instead of blocking.
+            fd = os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+            os.close(fd)
+        except FileNotFoundError:
+            # Made and removed again: --check run as root must not leave a
+            # root-owned log file the daemon's own user cannot write.
+            fd = os.open(filename, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
+            os.close(fd)
+            os.unlink(filename)
+    except OSError as exc:
+        key = "logging.name" if exc.errno == errno.ENAMETOOLONG else "logging.path"
+        raise ConfigError(f"{key}: cannot open {filename} for writing: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError("logging.path: the path holds a NUL byte") from None
+
+
 def setup(path: str | None, name: str, level: str, fmt: str) -> logging.Handler:
     """Install the one root handler; returns it so USR1 can reopen it."""
     filename = log_file(path, name)
     handler: logging.Handler
     if filename is not None:
-        handler = logging.FileHandler(filename, encoding="utf-8")
+        # backslashreplace: a lone surrogate in a traceback must not lose the record.
+        handler = logging.FileHandler(filename, encoding="utf-8", errors="backslashreplace")
     else:
         handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)

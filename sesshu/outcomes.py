@@ -11,22 +11,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from sesshu.text import loggable
+
 log = logging.getLogger("sesshu.outcome")
 
 OUTCOMES = ("done", "empty", "rejected", "retried")
-# Up to the authority's last "@", as URL parsers split it: a password may hold "@".
-_USERINFO = re.compile(r"(?<=://)[^/?#\s]*@")
-
-
-def safe_target(target: str, limit: int = 200) -> str:
-    """A target fit for a log line: no user:password part, bounded length."""
-    text = _USERINFO.sub("***@", target)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+# An error detail can quote a plugin's exception, which can quote the target
+# (password and all) or a page: longer than a target, still bounded.
+DETAIL_CHARS = 1000
 
 
 # (plugin, outcome, reason, duration): how metrics hear of each outcome
@@ -60,10 +56,14 @@ class Outcomes:
             self.reasons[f"{outcome}:{reason}"] += 1
         if self._observer is not None:
             self._observer(plugin or "-", outcome, reason, duration)
+        # Plugin, target and detail all come from the sender or a plugin: masked,
+        # escaped and bounded here, in text and JSON lines alike.
+        plugin = loggable(plugin) if plugin else None
+        detail = loggable(detail, DETAIL_CHARS)
         fields: dict[str, Any] = {
             "message_id": message_id,
             "plugin": plugin,
-            "target": safe_target(target) if target else None,
+            "target": loggable(target) if target else None,
             "outcome": outcome,
             "reason": reason or None,
             "duration": round(duration, 4) if duration is not None else None,

@@ -4,7 +4,8 @@ The parent process only *locates* plugins here; importing them happens in the
 children (``sesshu.child``), so a plugin's import-time side effects can never
 reach the supervisor. Search order, first match wins:
 
-1. each directory of ``plugin_path``, for ``NAME.py``;
+1. each directory of ``plugin_path``, for ``NAME.py`` (each entry must be a
+   directory: a missing one is a :class:`~sesshu.config.ConfigError`);
 2. the shipped plugins (the ``sesshu_plugins`` package, ``plugins/`` in git);
 3. the ``sesshu.plugins`` entry-point group.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sesshu.config import valid_plugin_name
+from sesshu.config import ConfigError, valid_plugin_name
 
 ENTRY_POINT_GROUP = "sesshu.plugins"
 SHIPPED_PACKAGE = "sesshu_plugins"
@@ -46,8 +48,8 @@ def shipped_dir() -> Path | None:
 def discover(plugin_path: tuple[str, ...] | list[str]) -> dict[str, PluginSource]:
     """Every plugin that can be loaded, by name."""
     found: dict[str, PluginSource] = {}
-    for directory in plugin_path:
-        for file in sorted(Path(directory).glob("*.py")):
+    for i, directory in enumerate(plugin_path):
+        for file in _python_files(i, directory):
             _add(found, PluginSource(file.stem, "file", str(file.resolve()), "plugin_path"))
     shipped = shipped_dir()
     if shipped is not None:
@@ -57,6 +59,26 @@ def discover(plugin_path: tuple[str, ...] | list[str]) -> dict[str, PluginSource
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         _add(found, PluginSource(ep.name, "entry_point", ep.value, "entry point"))
     return found
+
+
+def _python_files(index: int, directory: str) -> list[Path]:
+    """The ``*.py`` files of one ``plugin_path`` entry; a ConfigError if it is no readable directory.
+
+    A typo in ``plugin_path`` must not pass silently and leave the plugin to
+    be found somewhere else, or nowhere.
+    """
+    key = f"plugin_path[{index}]"
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(Path(e.path) for e in entries if e.name.endswith(".py") and e.is_file())
+    except FileNotFoundError:
+        raise ConfigError(f"{key}: {directory}: no such directory") from None
+    except NotADirectoryError:
+        raise ConfigError(f"{key}: {directory}: not a directory") from None
+    except OSError as exc:
+        raise ConfigError(f"{key}: {directory}: cannot list it: {exc.strerror or exc}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError(f"{key}: the path holds a NUL byte") from None
 
 
 def _add(found: dict[str, PluginSource], source: PluginSource) -> None:

@@ -7,7 +7,6 @@ import logging
 import selectors
 import signal
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -353,17 +352,16 @@ class Supervisor:
         try:
             self.settler.sent(sent)
         except Exception:  # noqa: BLE001 - our bug; the messages reappear after their visibility timeout
-            log.error("internal error while recording a sent batch; its messages will reappear\n%s",
-                      traceback.format_exc())
+            log.error("internal error while recording a sent batch; its messages will reappear", exc_info=True)
 
     def _guarded(self, ticket: Ticket, step: Callable[[], None]) -> None:
         """Run one step of one message; our own bug there is that message's outcome, not the daemon's."""
         try:
             step()
         except Exception:  # noqa: BLE001
-            log.error("internal error on message %s\n%s", ticket.message_id, traceback.format_exc())
+            log.error("internal error on message %s", ticket.message_id, exc_info=True)
             try:
-                self.settler.retry(ticket, "internal_error", "internal error (see the traceback above)", delay=0)
+                self.settler.retry(ticket, "internal_error", "internal error (see the traceback above)")
             except Exception:  # noqa: BLE001 - not even that worked: the visibility timeout will return it
                 log.error("message %s: cannot record its outcome; it reappears after its visibility timeout",
                           ticket.message_id)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sesshu.config import ConfigError
 from sesshu.registry import ENTRY_POINT_GROUP, SHIPPED_PACKAGE, PluginSource, discover, shipped_dir
 
 SHIPPED = ("http_robots", "http_javascript", "http_stylesheet")
@@ -75,9 +76,25 @@ def test_private_and_invalid_names_are_ignored(tmp_path: Path) -> None:
     assert from_path == {"ok_one"}
 
 
-def test_a_missing_plugin_path_directory_is_no_error(tmp_path: Path) -> None:
-    found = discover([str(tmp_path / "does-not-exist")])
-    assert set(SHIPPED) <= set(found)
+@pytest.mark.parametrize("entry, problem", [
+    ("does-not-exist", "no such directory"),
+    ("a-file", "not a directory"),
+    ("a-file/below", "not a directory"),
+])
+def test_a_plugin_path_entry_that_is_no_directory_is_an_error(tmp_path: Path, entry: str, problem: str) -> None:
+    (tmp_path / "a-file").write_text("x")
+    plugin_file(tmp_path / "ok", "fine")
+    with pytest.raises(ConfigError) as info:
+        discover([str(tmp_path / "ok"), str(tmp_path / entry)])
+    assert str(info.value) == f"plugin_path[1]: {tmp_path / entry}: {problem}"
+
+
+def test_only_python_files_count(tmp_path: Path) -> None:
+    plugin_file(tmp_path, "real")
+    (tmp_path / "dir.py").mkdir()
+    (tmp_path / "notes.txt").write_text("x")
+    found = {n for n, s in discover([str(tmp_path)]).items() if s.origin == "plugin_path"}
+    assert found == {"real"}
 
 
 def test_entry_points_are_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -2,8 +2,7 @@
 
 ``Supervisor.run()`` installs signal handlers, so these tests drive the loop
 themselves: ``pool.maintain()``, then ``tick()`` until a condition holds.
-Also the sender's batch logic (``busio.send_batch``) against a fake bus, and
-``safe_target``.
+Also the sender's batch logic (``busio.send_batch``) against a fake bus.
 """
 
 from __future__ import annotations
@@ -25,7 +24,6 @@ from sesshu.busio import S3Target, send_batch
 from sesshu.config import Config, from_mapping
 from sesshu.daemon import MAX_RESULT_BYTES, plugin_specs, pool_settings
 from sesshu.membus import MemoryBus
-from sesshu.outcomes import safe_target
 from sesshu.pool import Pool, forkserver_context
 from sesshu.settle import retry_delay
 from sesshu.supervisor import Supervisor
@@ -480,31 +478,6 @@ def test_a_bus_bug_does_not_escape_the_sender() -> None:
     sent = send_batch(Broken(), [(r, 5)], [], [])
     assert sent.visibility_failed == [(r, "unexpected KeyError: 'oops'")]
     assert sent.error == "unexpected KeyError: 'oops'"
-
-
-# -- safe_target -------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("target, expected", [
-    ("https://user:password@example.com/x", "https://***@example.com/x"),
-    ("http://token@example.com:8080/", "http://***@example.com:8080/"),
-    ("https://:pw@example.com", "https://***@example.com"),
-    ("https://example.com/a@b", "https://example.com/a@b"),
-    ("https://example.com/?mail=a@b.c", "https://example.com/?mail=a@b.c"),
-    ("chaos:echo:x", "chaos:echo:x"),
-    ("mailto:someone@example.com", "mailto:someone@example.com"),
-])
-def test_safe_target_strips_userinfo(target: str, expected: str) -> None:
-    assert safe_target(target) == expected
-
-
-def test_safe_target_bounds_the_length() -> None:
-    text = safe_target("https://u:p@example.com/" + "x" * 1000)
-    assert len(text) == 200 and text.endswith("...") and "u:p" not in text
-
-
-def test_safe_target_hides_a_password_containing_an_at_sign() -> None:
-    assert safe_target("https://user:p@ssw0rd@example.com/") == "https://***@example.com/"
 
 
 FORGER = '''
