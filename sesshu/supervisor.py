@@ -351,14 +351,14 @@ class Supervisor:
         self.health.sent(sent.error)
         try:
             self.settler.sent(sent)
-        except Exception:  # noqa: BLE001 - our bug; the messages reappear after their visibility timeout
+        except Exception:
             log.error("internal error while recording a sent batch; its messages will reappear", exc_info=True)
 
     def _guarded(self, ticket: Ticket, step: Callable[[], None]) -> None:
         """Run one step of one message; our own bug there is that message's outcome, not the daemon's."""
         try:
             step()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.error("internal error on message %s", ticket.message_id, exc_info=True)
             try:
                 self.settler.retry(ticket, "internal_error", "internal error (see the traceback above)")
