@@ -179,6 +179,7 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
 
     def load_again() -> tuple[Config, PoolSettings]:
         new, ignored = restart_only(load(config.path), running)
+        logs.check(new.log_path, new.log_name)  # a reload must not die opening its new log
         if ignored:
             log.warning("reload: changes to %s take effect only after a restart", ", ".join(sorted(ignored)))
         return new, pool_settings(new, plugin_specs(new))

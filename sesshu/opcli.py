@@ -114,12 +114,13 @@ def _fail(message: str) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from botocore.exceptions import NoRegionError
 
-    from sesshu import daemon
+    from sesshu import daemon, logs
     from sesshu.bus import BusError
     from sesshu.config import ConfigError, load
     from sesshu.sqsbus import SqsSnsBus
 
     config = load(args.config)
+    logs.check(config.log_path, config.log_name)
     _ctx, settings = daemon.prepare(config)
     report = f"OK: {args.config}: {len(settings.specs)} plugin(s) load"
     if args.aws:

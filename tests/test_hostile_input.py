@@ -24,7 +24,7 @@ from sesshu.daemon import plugin_specs, pool_settings
 from sesshu.membus import MemoryBus
 from sesshu.pool import Pool, forkserver_context
 from sesshu.supervisor import Supervisor
-from tests.harness.aws import Deployment, Inbox, MotoServer, drain, publish
+from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, publish
 from tests.harness.daemon import TEST_PLUGINS, Daemon, write_config
 
 PASSWORD = "hunter2-s3cret"
@@ -151,3 +151,27 @@ def test_an_unexpected_error_while_parsing_retries_that_message_only(caplog: pyt
     finally:
         sup.poller.stop()
         sup.sender.stop()
+
+
+def test_a_stalled_or_deep_frame_costs_only_its_worker(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                        daemons: list[Daemon]) -> None:
+    """The master reads frames without blocking: the other workers go on meanwhile."""
+    d = Daemon(write_config(cfg_path, moto, deployment, plugin=["chaos", "hostile"],
+                            workers={"count": 2, "timeout": 30}), moto)
+    daemons.append(d.start())
+    results = Inbox(moto, deployment.results_queue_url)
+    publish(moto, deployment, "hostile", "hostile:partial")
+    poll(lambda: any("hostile:partial" in t for t in d.worker_titles()), 30, what="the stalling job to start")
+    echoes = [f"chaos:echo:meanwhile-{i}" for i in range(8)]
+    publish(moto, deployment, "chaos", *echoes)
+    results.wait_for(echoes, timeout=60)
+    # All eight were done by the one free worker while the other sat on half a frame.
+    stalled = d.wait_log(r"retried: hostile hostile:partial: sent part of a frame and stalled", timeout=30)
+    assert stalled
+    done_lines = [ln for ln in d.log().splitlines() if "done: chaos chaos:echo:meanwhile-" in ln]
+    assert len(done_lines) == 8 and max(done_lines) < stalled[0]  # timestamps lead each line
+    publish(moto, deployment, "hostile", "hostile:deep")
+    d.wait_log(r"retried: hostile hostile:deep: JSON nested deeper than 64 levels", timeout=30)
+    publish(moto, deployment, "chaos", "chaos:echo:after")
+    results.wait_for(["chaos:echo:after"], timeout=60)
+    assert d.proc is not None and d.proc.poll() is None

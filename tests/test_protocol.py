@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sesshu.protocol import (
     BootFailed,
@@ -84,3 +86,50 @@ def test_done_result_with_a_payload_that_is_not_json_is_a_protocol_error(payload
     frame = b'{"op": "result", "job": 1, "status": "done", "error": ""}\n' + payload
     with pytest.raises(ProtocolError):
         decode_child(frame)
+
+
+# -- hostile frames: bounded before parsing, and only ever a ProtocolError ------------
+
+def test_a_deeply_nested_result_is_refused_before_parsing() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(ProtocolError, match="nested deeper"):
+        decode_child(b'{"op": "result", "job": 1, "status": "done", "error": ""}\n' + deep)
+
+
+def test_a_deeply_nested_header_is_refused() -> None:
+    with pytest.raises(ProtocolError):
+        decode_child(b'{"op": ' + b"[" * 50_000 + b"]" * 50_000 + b"}")
+
+
+def test_brackets_inside_strings_do_not_count_as_depth() -> None:
+    payload = json.dumps({"text": "[" * 1000 + '\\"' + "{" * 1000}).encode()
+    decoded = decode_child(b'{"op": "result", "job": 1, "status": "done", "error": ""}\n' + payload)
+    assert isinstance(decoded, Result) and decoded.payload == payload
+
+
+@given(st.binary(max_size=2048))
+@settings(max_examples=300, deadline=None)
+def test_any_bytes_decode_or_raise_protocol_error(frame: bytes) -> None:
+    try:
+        decode_child(frame)
+    except ProtocolError:
+        pass
+
+
+JSONISH = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+                       lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                     max_size=4),
+                       max_leaves=40)
+
+
+@given(JSONISH, st.binary(max_size=256))
+@settings(max_examples=300, deadline=None)
+def test_any_json_header_decodes_or_raises_protocol_error(header: object, payload: bytes) -> None:
+    try:
+        frame = json.dumps(header).encode() + b"\n" + payload
+    except ValueError:
+        return
+    try:
+        decode_child(frame)
+    except ProtocolError:
+        pass

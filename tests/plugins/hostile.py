@@ -15,7 +15,9 @@ writes MIB MiB; ``hostile:rewrite:PATH`` overwrites a file;
 ``hostile:patch:MODULE`` replaces another plugin's fetch in this process;
 ``hostile:fds`` lists its open fds; ``hostile:status`` reports its
 dumpable, no_new_privs and ids; ``hostile:print:TEXT`` prints TEXT;
-``hostile:title`` renames itself ``sesshud: master``.
+``hostile:title`` renames itself ``sesshud: master``; ``hostile:partial`` sends
+part of a frame on its job pipe and stalls; ``hostile:deep`` sends a whole
+frame nested 100,000 levels deep.
 """
 
 from __future__ import annotations
@@ -183,6 +185,19 @@ def title(_: str) -> Any:
     return "retitled"
 
 
+def partial(_: str) -> Any:
+    """Announce a frame on the job pipe, send a piece of it, and stall."""
+    os.write(3, (1000).to_bytes(4, "big") + b'{"op": "res')
+    time.sleep(120)
+
+
+def deep(_: str) -> Any:
+    """A whole frame whose result is nested 100,000 levels deep."""
+    body = b'{"op": "result", "job": 1, "status": "done", "error": ""}\n' + b"[" * 100_000 + b"]" * 100_000
+    os.write(3, len(body).to_bytes(4, "big") + body)
+    time.sleep(120)
+
+
 def _pids_titled(prefix: str) -> list[int]:
     out = []
     for entry in os.listdir("/proc"):
@@ -198,4 +213,5 @@ def _pids_titled(prefix: str) -> list[int]:
 
 ATTACKS = {"env": env, "read": read, "ptrace": ptrace, "signal": send_signal, "steal": steal,
            "escape": escape, "fork": fork, "files": files, "write": write, "rewrite": rewrite,
-           "patch": patch, "fds": fds, "status": status, "print": say, "title": title}
+           "patch": patch, "fds": fds, "status": status, "print": say, "title": title,
+           "partial": partial, "deep": deep}
