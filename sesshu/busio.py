@@ -93,6 +93,9 @@ class Lane:
             self._wake()
 
 
+LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
+
+
 class Outbox:
     """Pending bus work, by kind, each item carrying the supervisor's ticket."""
 
@@ -105,6 +108,7 @@ class Outbox:
         # dropped as soon as the ticket's outcome is queued, so an extension
         # can never land after (or in the same batch as) its release or delete.
         self.extensions: dict[int, tuple[Any, int]] = {}
+        self._waiting_since: float | None = None  # when results began waiting for the sender
 
     def __len__(self) -> int:
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
@@ -143,6 +147,31 @@ class Outbox:
     def pending_results(self) -> int:
         """Results and deletes waiting for the sender: what lingering is about."""
         return len(self.publishes) + len(self.deletes)
+
+    def note_waiting(self, now: float) -> None:
+        """Start the linger clock when results or deletes begin to wait."""
+        if self.pending_results() and self._waiting_since is None:
+            self._waiting_since = now
+
+    def linger_until(self) -> float | None:
+        return None if self._waiting_since is None else self._waiting_since + LINGER
+
+    def due(self, now: float, more_coming: bool) -> bool:
+        """Whether to send now, or linger briefly while a fuller batch is sure to come.
+
+        Results and deletes wait up to LINGER only while jobs are still
+        running (``more_coming``: more results are on their way) and the
+        batch is not full. When nothing else is in flight they go at once:
+        light load never pays for batching. Visibility changes and uploads
+        never wait.
+        """
+        waiting = self.pending_results()
+        lingering = (waiting and waiting < BATCH_MAX and not self.urgent() and more_coming
+                     and self._waiting_since is not None and now < self._waiting_since + LINGER)
+        if lingering:
+            return False
+        self._waiting_since = None
+        return True
 
     def backlogged(self) -> bool:
         """Two batches' worth waiting: receive nothing more until they are sent."""

@@ -39,7 +39,6 @@ log = logging.getLogger("sesshu.supervisor")
 MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
-LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
 
 
 @dataclass(frozen=True)
@@ -100,7 +99,6 @@ class Supervisor:
         self.poller = Lane("sesshu-poller", self.signals.wake, clock)
         self.sender = Lane("sesshu-sender", self.signals.wake, clock)
         self._next_heartbeat = 0.0
-        self._pending_since: float | None = None  # when results began waiting for the sender
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
         self._watched: tuple[Any, ...] = ()
         self._abandoned: list[Lane] = []  # stalled pollers: they may still complete
@@ -191,34 +189,22 @@ class Supervisor:
             until.append(t)
         if not self.poller.busy and not self.stopping and self.health.poll_after > now:
             until.append(self.health.poll_after)
-        if self._pending_since is not None and not self.sender.busy:
-            until.append(self._pending_since + LINGER)
+        if not self.sender.busy and (t := self.settler.outbox.linger_until()) is not None:
+            until.append(t)
         for t2 in (self._drain_deadline, self._exit_deadline):
             if t2 is not None:
                 until.append(t2)
         return max(0.0, min(until) - now)
 
     def _send(self) -> None:
-        """Hand the sender its next batch, lingering briefly while a fuller batch is sure to come.
-
-        Results and deletes wait up to LINGER only while jobs are still
-        running (so more results are on their way) and the batch is not full.
-        When nothing else is in flight, they go at once: light load never
-        pays for batching.
-        """
+        """Hand the sender its next batch, when the outbox says one is due."""
         outbox = self.settler.outbox
-        waiting = outbox.pending_results()
-        if waiting and self._pending_since is None:
-            self._pending_since = self.clock()
+        outbox.note_waiting(self.clock())
         if self.sender.busy:
             return
-        if (waiting and waiting < BATCH_MAX and not outbox.urgent() and not self.stopping
-                and self.pool.busy_count() > 0 and self._pending_since is not None
-                and self.clock() - self._pending_since < LINGER):
-            return
-        if (call := self.settler.next_send(self.bus)) is not None:
+        more_coming = self.pool.busy_count() > 0 and not self.stopping
+        if outbox.due(self.clock(), more_coming) and (call := self.settler.next_send(self.bus)) is not None:
             self.sender.submit(call)
-            self._pending_since = None
 
     def _watchdog(self) -> None:
         stalled = self.clock() - self.poller.since

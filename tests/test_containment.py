@@ -115,7 +115,7 @@ def test_the_environment_holds_no_credentials(separated: Contained) -> None:
     no_secret(got)
     home = pwd.getpwnam(WORKER).pw_dir
     assert got["environ"]["HOME"] == home
-    assert set(got["environ"]) <= {"PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER",
+    assert set(got["environ"]) <= {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER",
                                    "LOGNAME", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "LC_COLLATE"}
     # The fork server's and the keeper's initial blocks are not even readable.
     assert got["parent"].startswith("denied")

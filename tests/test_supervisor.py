@@ -19,15 +19,12 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus import BusError, Delete, Message, Publish, QueueInfo, Visibility
-from sesshu.busio import S3Target, send_batch
+from sesshu.bus import Message, QueueInfo, Visibility
 from sesshu.config import Config, from_mapping
 from sesshu.daemon import MAX_RESULT_BYTES, plugin_specs, pool_settings
 from sesshu.membus import MemoryBus
 from sesshu.pool import Pool, forkserver_context
-from sesshu.settle import retry_delay
 from sesshu.supervisor import Supervisor
-from sesshu.ticket import Ticket
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 DEADLINE = 20.0  # generous: only a broken supervisor ever waits this long
@@ -352,134 +349,6 @@ def test_a_result_document_over_the_topic_limit_is_retried(rigs: Callable[..., R
     rig.stop()
 
 
-def test_retry_delay_doubles_up_to_its_cap() -> None:
-    assert [retry_delay(n, 5, 60) for n in (0, 1, 2, 3, 4, 5)] == [5, 5, 10, 20, 40, 60]
-    assert retry_delay(1000, 5, 900) == 900
-
-
-# -- the sender's batches ------------------------------------------------------
-
-
-class FakeBus:
-    """Records every call; fails the entries (or whole calls) it is told to."""
-
-    def __init__(self, publish_fails: dict[str, str] | None = None,
-                 delete_fails: dict[str, str] | None = None, raise_on: str = "") -> None:
-        self.calls: list[tuple[str, list[Any]]] = []
-        self.publish_fails = publish_fails or {}
-        self.delete_fails = delete_fails or {}
-        self.raise_on = raise_on
-
-    def _call(self, name: str, entries: list[Any], fails: dict[str, str]) -> dict[str, str]:
-        self.calls.append((name, list(entries)))
-        if self.raise_on == name:
-            raise BusError("throttled", "Throttling")
-        return dict(fails)
-
-    def publish(self, entries: list[Publish]) -> dict[str, str]:
-        return self._call("publish", entries, self.publish_fails)
-
-    def delete(self, entries: list[Delete]) -> dict[str, str]:
-        return self._call("delete", entries, self.delete_fails)
-
-    def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
-        return self._call("change_visibility", entries, {})
-
-    def receive(self, max_messages: int, wait_seconds: int) -> list[Message]:
-        raise AssertionError("the sender never receives")
-
-    def queue_info(self) -> Any:
-        raise AssertionError("the sender never asks")
-
-    def put_object(self, bucket: str, key: str, body: str) -> None:
-        self.calls.append(("put_object", [bucket, key, body]))
-        if self.raise_on == "put_object":
-            raise BusError("access denied", "AccessDenied")
-
-    def deleted(self) -> list[str]:
-        return [e.receipt_handle for name, entries in self.calls if name == "delete" for e in entries]
-
-
-def tickets(*names: str) -> list[Ticket]:
-    return [Ticket(Message(f"id-{n}", f"rh-{n}", "{}", 1)) for n in names]
-
-
-def test_a_failed_publish_entry_is_not_deleted() -> None:
-    bus = FakeBus(publish_fails={"1": "InternalError"})
-    a, b, c = tickets("a", "b", "c")
-    sent = send_batch(bus, [], [(a, "doc-a"), (b, "doc-b"), (c, "doc-c")], [])
-    assert sent.published == [a, c]
-    assert sent.publish_failed == [(b, "InternalError")]
-    assert bus.deleted() == ["rh-a", "rh-c"]
-    assert sent.deleted == [] and sent.delete_failed == [] and sent.error is None
-    assert [name for name, _ in bus.calls] == ["publish", "delete"]
-
-
-def test_releases_then_publishes_then_deletes_in_one_turn() -> None:
-    bus = FakeBus()
-    r, p, e = tickets("r", "p", "e")
-    sent = send_batch(bus, [(r, 0)], [(p, "doc-p")], [e])
-    assert [name for name, _ in bus.calls] == ["change_visibility", "publish", "delete"]
-    assert bus.calls[0][1] == [Visibility("0", "rh-r", 0)]
-    assert bus.calls[1][1] == [Publish("0", "doc-p")]
-    assert bus.deleted() == ["rh-p", "rh-e"]
-    assert sent.published == [p] and sent.deleted == [e]
-
-
-def test_delete_failures_are_reported() -> None:
-    bus = FakeBus(delete_fails={"0": "ReceiptHandleIsInvalid", "2": "InternalError"})
-    p, e1, e2 = tickets("p", "e1", "e2")
-    sent = send_batch(bus, [], [(p, "doc")], [e1, e2])
-    assert sent.published == [p]  # published even though its delete failed
-    assert sent.delete_failed == [(p, "ReceiptHandleIsInvalid"), (e2, "InternalError")]
-    assert sent.deleted == [e1]
-
-
-def test_a_publish_call_failing_as_a_whole_deletes_nothing() -> None:
-    bus = FakeBus(raise_on="publish")
-    a, b, e = tickets("a", "b", "e")
-    sent = send_batch(bus, [], [(a, "doc-a"), (b, "doc-b")], [e])
-    assert sent.published == []
-    assert sent.publish_failed == [(a, "throttled"), (b, "throttled")]
-    assert bus.deleted() == ["rh-e"]  # an empty result's delete does not depend on any publish
-    assert sent.error == "throttled"
-
-
-def test_a_delete_call_failing_as_a_whole_is_reported_per_ticket() -> None:
-    bus = FakeBus(raise_on="delete")
-    p, e = tickets("p", "e")
-    sent = send_batch(bus, [], [(p, "doc")], [e])
-    assert sent.published == [p]
-    assert sent.delete_failed == [(p, "throttled"), (e, "throttled")]
-    assert sent.deleted == [] and sent.error == "throttled"
-
-
-@pytest.mark.parametrize("fails", [False, True])
-def test_an_upload_is_published_as_a_pointer_only_once_stored(fails: bool) -> None:
-    bus = FakeBus(raise_on="put_object" if fails else "")
-    (big,) = tickets("big")
-    sent = send_batch(bus, [], [], [], [(big, "huge-doc", "sesshu/id-big.json", "pointer-doc")],
-                      S3Target("bucket", "sesshu/"))
-    assert bus.calls[0] == ("put_object", ["bucket", "sesshu/id-big.json", "huge-doc"])
-    if fails:
-        assert sent.publish_failed == [(big, "S3 upload failed: access denied")]
-        assert [name for name, _ in bus.calls] == ["put_object"]  # no publish, no delete
-    else:
-        assert bus.calls[1] == ("publish", [Publish("0", "pointer-doc")])
-        assert sent.published == [big] and bus.deleted() == ["rh-big"]
-
-
-def test_a_bus_bug_does_not_escape_the_sender() -> None:
-    class Broken(FakeBus):
-        def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
-            raise KeyError("oops")
-
-    (r,) = tickets("r")
-    sent = send_batch(Broken(), [(r, 5)], [], [])
-    assert sent.visibility_failed == [(r, "unexpected KeyError: 'oops'")]
-    assert sent.error == "unexpected KeyError: 'oops'"
-
-
 FORGER = '''
 import gc
 import sys
@@ -568,23 +437,6 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
     rig.stop()
 
 
-def test_denied_visibility_permission_refuses_long_timeouts() -> None:
-    from sesshu.bus import QueueInfo
-    from sesshu.config import ConfigError
-    from sesshu.daemon import heartbeat_permitted
-
-    class Denied:
-        def visibility_permitted(self) -> bool:
-            return False
-
-    short, long = make_config(timeout=20), make_config(timeout=45)
-    info = QueueInfo(visibility_timeout=30, max_receive_count=3)
-    assert heartbeat_permitted(Denied(), short, info) is False  # type: ignore[arg-type]
-    denied = r"^workers\.timeout: 45 s is not below .*sqs:ChangeMessageVisibility is denied"
-    with pytest.raises(ConfigError, match=denied):
-        heartbeat_permitted(Denied(), long, info)  # type: ignore[arg-type]
-
-
 def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., Rig],
                                                              caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="sesshu.pool")
@@ -601,25 +453,3 @@ def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., 
     assert 3 <= len(seen) <= 10, seen
     assert "workers keep dying at start-up; next start in" in caplog.text
     rig.stop()
-
-
-def test_queuing_an_outcome_drops_the_pending_extension() -> None:
-    """An extension must never reach SQS after (or beside) the release or delete of its message."""
-    from sesshu.busio import Outbox
-    from sesshu.membus import MemoryBus
-
-    bus = MemoryBus()
-    for queue_outcome in ("release", "delete", "publish", "upload"):
-        outbox = Outbox()
-        bus.send(request(f"chaos:echo:{queue_outcome}"))
-        ticket = Ticket(bus.receive(1, 0)[0])
-        outbox.extensions[id(ticket)] = (ticket, 30)
-        if queue_outcome == "release":
-            outbox.release(ticket, 0)
-        elif queue_outcome == "delete":
-            outbox.delete(ticket)
-        elif queue_outcome == "publish":
-            outbox.publish(ticket, "{}")
-        else:
-            outbox.upload(ticket, "{}", "key", "{}")
-        assert not outbox.extensions, queue_outcome

@@ -1,0 +1,121 @@
+"""A slot's life as a state machine: every change checks the state it leaves."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from sesshu.bus import Message
+from sesshu.children import ChildProcess, IllegalTransition, RunningJob, State
+from sesshu.framing import FrameReader
+from sesshu.keeper import RUNNER, SWEEP, SWEPT
+from sesshu.protocol import Job, decode_job
+from sesshu.ticket import Ticket
+
+
+@dataclass
+class FakeProcess:
+    pid: int = 4242
+    sentinel: int = -1
+    exitcode: int | None = None
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def pairs_flat(pairs: list[tuple[socket.socket, socket.socket]]) -> list[socket.socket]:
+    return [s for pair in pairs for s in pair]
+
+
+class Slot:
+    """A ChildProcess on socket pairs, with the far ends in the test's hands."""
+
+    def __init__(self) -> None:
+        pairs = [socket.socketpair() for _ in range(3)]
+        (self.conn, self.runner), (self.control, self.keeper), (self.output, self.out_far) = pairs
+        for s in pairs_flat(pairs):
+            s.setblocking(False)
+        self.child = ChildProcess(FakeProcess(), self.conn, self.control, self.output, 0.0, 0, 1024)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        for s in (self.conn, self.runner, self.control, self.keeper, self.output, self.out_far):
+            s.close()
+
+
+@pytest.fixture
+def slot() -> Iterator[Slot]:
+    s = Slot()
+    yield s
+    s.close()
+
+
+def running(job_id: int = 1) -> RunningJob:
+    return RunningJob(Job(job_id, "chaos", "chaos:echo:x"), Ticket(Message("m", "r", "{}", 1)), 0.0, 5.0)
+
+
+def test_a_full_cycle(slot: Slot) -> None:
+    child = slot.child
+    assert child.state is State.STARTING
+    child.ready()
+    assert child.assign(running())
+    assert child.state is State.BUSY
+    frames, _ = FrameReader(1024).read(slot.runner.fileno(), 0.0)
+    assert decode_job(frames[0]) == Job(1, "chaos", "chaos:echo:x")
+    assert child.job_done(1.0) is not None
+    assert child.state is State.SWEEPING and child.sweep_by is not None
+    assert slot.keeper.recv(16) == SWEEP
+    slot.keeper.send(RUNNER + b"4343\n" + SWEPT)
+    assert child.read_control()
+    assert child.state is State.IDLE and child.pid == 4343 and child.slot_pid == 4242
+    assert child.jobs_done == 1
+
+
+@pytest.mark.parametrize("step", ["assign", "ready_twice", "swept_while_busy"])
+def test_illegal_transitions_raise(slot: Slot, step: str) -> None:
+    child = slot.child
+    if step == "assign":
+        with pytest.raises(IllegalTransition):
+            child.assign(running())  # still starting
+    elif step == "ready_twice":
+        child.ready()
+        with pytest.raises(IllegalTransition):
+            child.ready()
+    else:
+        child.ready()
+        child.assign(running())
+        slot.keeper.send(SWEPT)  # a stray answer changes nothing while busy
+        child.read_control()
+        assert child.state is State.BUSY
+
+
+def test_a_broken_pipe_gives_the_job_back(slot: Slot) -> None:
+    child = slot.child
+    child.ready()
+    slot.runner.close()
+    # The peer is gone: the write fails, the job never left, the slot is stopping.
+    ok = child.assign(running())
+    if ok:  # a socket may take one write after its peer closed; the next read sees EOF
+        assert child.read_frames(0.0)[1]
+    else:
+        assert child.state is State.STOPPING and child.running is None
+
+
+def test_stop_remembers_where_it_was_and_whether_it_was_asked(slot: Slot) -> None:
+    child = slot.child
+    child.ready()
+    child.stop(expected=False)
+    assert child.state is State.STOPPING and child.stopped_from is State.IDLE and not child.exit_expected
+    child.stop()
+    assert child.exit_expected
+    assert child.fds() == [slot.control.fileno(), slot.output.fileno(), -1]  # the job pipe is closed
+
+
+def test_the_keeper_hanging_up_is_reported(slot: Slot) -> None:
+    slot.keeper.close()
+    assert slot.child.read_control() is False
