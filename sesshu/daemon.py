@@ -3,8 +3,9 @@
 Start-up checks run in this order, each failing with a :class:`ConfigError`
 that names its key: the config itself, that every enabled plugin is
 installed, that every enabled plugin imports (in a child, never here), and
-that the queue can be found. A broken deployment exits once, with one line,
-instead of crash-looping.
+that the queue and the topic are there (``sesshu.startup``, which also sorts
+a bus that refuses, exit 1, from one that cannot be reached, exit 75). A
+broken deployment exits once, with one line, instead of crash-looping.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from multiprocessing.context import ForkServerContext
 from setproctitle import setproctitle
 
 from sesshu import logs
-from sesshu.bus import BusError, QueueInfo
+from sesshu.bus import QueueInfo
 from sesshu.child import PluginSpec
 from sesshu.config import Config, ConfigError, load
 from sesshu.handle import ChildProcess
@@ -28,17 +29,14 @@ from sesshu.pool import Pool, forkserver_context
 from sesshu.protocol import BootFailed, Ready, decode_child
 from sesshu.registry import PluginSource, discover
 from sesshu.sqsbus import SqsSnsBus
+from sesshu.startup import EX_TEMPFAIL as EX_TEMPFAIL  # re-exported: the exit status of BusUnreachable
+from sesshu.startup import BusUnreachable as BusUnreachable
+from sesshu.startup import open_bus
 from sesshu.supervisor import Supervisor
 
 log = logging.getLogger("sesshu.daemon")
 
 BOOT_CHECK_TIMEOUT = 60.0
-EX_TEMPFAIL = 75
-
-
-class BusUnreachable(Exception):
-    """SQS/SNS could not be reached at start-up: worth a retry, unlike a config error."""
-
 MAX_RESULT_BYTES = 256 * 1024  # what fits the SNS topic
 S3_MAX_RESULT_BYTES = 32 * 1024 * 1024  # with bus.output.s3_bucket, results this large go to S3
 # Modules the shipped plugins use, imported once in the fork server.
@@ -94,15 +92,8 @@ def prepare(config: Config) -> tuple[ForkServerContext, list[PluginSpec]]:
 def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile: Pidfile | None = None) -> int:
     handler = logs.setup(config.log_path, config.log_name, config.log_level, config.log_format)
     setproctitle(f"sesshud: master -c {config.path}")
-    try:
-        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url,
-                        poll_seconds=config.poll_interval)
-    except BusError as exc:
-        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
-            raise ConfigError(f"bus.input.queue: no queue {config.queue!r}: {exc}") from None
-        # Unreachable is not misconfigured: exit EX_TEMPFAIL so that a service
-        # manager restarts us, where a config error (1) must not restart-loop.
-        raise BusUnreachable(f"cannot reach the bus at start-up: {exc}") from None
+    opened = open_bus(config)
+    bus = opened.bus
     pool = Pool(ctx, specs, config.worker_count, max_result_bytes(config), time.monotonic)
     pool.max_jobs, pool.memory_limit_mib = config.max_jobs, config.memory_limit
     supervisor = Supervisor(config, bus, pool)
@@ -130,7 +121,7 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
         bus.on_call = metrics.bus_call
     supervisor.load_config = load_again
     supervisor.on_config_applied = applied
-    supervisor.queue_info = queue_info(bus, config)
+    supervisor.queue_info = opened.queue_info
     supervisor.settle.heartbeat = heartbeat_permitted(bus, config, supervisor.queue_info)
     if pidfile is not None:
         pidfile.write()
@@ -141,19 +132,6 @@ def run(config: Config, ctx: ForkServerContext, specs: list[PluginSpec], pidfile
     finally:
         if pidfile is not None:
             pidfile.remove()
-
-
-def queue_info(bus: SqsSnsBus, config: Config) -> QueueInfo:
-    """Read the queue's redrive policy and visibility timeout, and warn on mismatches."""
-    try:
-        info = bus.queue_info()
-    except BusError as exc:
-        log.warning("cannot read the queue's attributes (%s); assuming no dead-letter queue", exc)
-        return QueueInfo(None, None)
-    if info.max_receive_count is None:
-        log.warning("queue has no redrive policy: rejected messages are retried with backoff "
-                    "instead of moving to a dead-letter queue")
-    return info
 
 
 def heartbeat_permitted(bus: SqsSnsBus, config: Config, info: QueueInfo) -> bool:
