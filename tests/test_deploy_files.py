@@ -58,6 +58,10 @@ def test_systemd_unit_settings() -> None:
     assert service["ProtectSystem"] == "strict"
     assert set(service["RestrictAddressFamilies"].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
     assert service["User"] == "sesshu"
+    # The package gives sesshu its home in /var/lib/sesshu, so ProtectHome=yes
+    # does not hide its ~/.aws/credentials (README, Pidfile, init script, systemd).
+    assert service["ProtectHome"] == "yes"
+    assert "adduser --system --group --quiet --home /var/lib/sesshu" in (ROOT / "packaging/debian/postinst").read_text()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")

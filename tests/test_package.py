@@ -61,11 +61,25 @@ def deb() -> Path:
     return path
 
 
+# utmp's "runlevel 2" record, as sysvinit writes it at boot (struct utmp,
+# 384 bytes on Linux: type RUN_LVL, pid = level + 256 * previous level).
+RUNLEVEL_2 = r"""
+import struct
+record = struct.pack("<hxxi32s4s32s256shhiii16s20x", 1, ord("2") + 256 * ord("N"), b"~", b"~~", b"runlevel",
+                     b"", 0, 0, 0, 0, 0, b"")
+assert len(record) == 384
+open("/run/utmp", "wb").write(record)
+"""
+
+
 @pytest.fixture
 def sandbox(tmp_path: Path, deb: Path) -> Iterator[Sandbox]:
+    """A booted sysvinit host, as far as invoke-rc.d can tell: runlevel 2, and no "start nothing" policy."""
     with Sandbox(tmp_path, deb.parent) as box:
         if box.exists(POLICY_RC_D):
             box.run("rm", POLICY_RC_D).check()
+        box.run("/usr/bin/python3", "-c", RUNLEVEL_2).check()
+        assert box.run("runlevel").check().stdout.strip() == "N 2"
         yield box
 
 
@@ -200,18 +214,26 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
         assert second != first and not os.path.exists(f"/proc/{first}")
         job("second")
 
+        # -- an upgrade (here: the same package again) restarts a running daemon, keeps the config
+        upgraded = box.run("dpkg", "-i", f"/run/sandbox/in/{deb.name}", timeout=300).check()
+        say("dpkg -i again, while running: " + " / ".join(upgraded.stdout.strip().splitlines()[-2:]))
+        third = running_pid(box)
+        assert third != second and not os.path.exists(f"/proc/{second}")
+        assert "workers:\n  count: 3" in box.read("/etc/sesshu.yaml")
+        job("third")
+
         # -- stop
         service(box, "stop")
         service(box, "status", expect=3)
-        assert not os.path.exists(f"/proc/{second}")
+        assert not os.path.exists(f"/proc/{third}")
         assert "stopped; outcomes: done=1" in box.read(LOG)
 
         # -- remove stops a running daemon, and keeps the configuration
         service(box, "start")
-        third = running_pid(box)
+        fourth = running_pid(box)
     removed = box.run("dpkg", "-r", "sesshu", timeout=300).check()
     say("dpkg -r sesshu: " + " / ".join(removed.stdout.strip().splitlines()[-1:]))
-    poll(lambda: not os.path.exists(f"/proc/{third}"), 30, what="the daemon to stop on remove")
+    poll(lambda: not os.path.exists(f"/proc/{fourth}"), 30, what="the daemon to stop on remove")
     assert not box.exists("/opt/sesshu") and not box.exists("/usr/bin/sesshud")
     assert box.exists("/etc/sesshu.yaml") and box.exists("/var/log/sesshu/sesshu.log")
     assert box.run("getent", "passwd", "sesshu").returncode == 0
