@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install sysvenv demo test lint bench bench-peers soak clean
+.PHONY: install sysvenv demo test lint bench bench-peers soak clean deb deploy-stack
 
 install: $(STAMP)
 
@@ -58,5 +58,28 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check sesshu plugins tests bench
 	$(VENV)/bin/mypy sesshu plugins
 
+# The Debian package, built by packaging/build-deb (README, "Install on a
+# host"); rebuilt only when something that goes into it changed.
+DEB_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' sesshu/__init__.py)
+DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo unknown)
+DEB         := dist/sesshu_$(DEB_VERSION)_$(DEB_ARCH).deb
+DEB_INPUTS  := $(shell find sesshu plugins etc packaging -type f ! -name '*.pyc') setup.cfg pyproject.toml README.md
+
+deb: $(DEB)
+
+$(DEB): $(STAMP) $(DEB_INPUTS)
+	packaging/build-deb $@
+
+# Creates or updates the queues, topics and IAM role of
+# etc/cloudformation/sesshu.yaml as the stack STACK, and prints its outputs
+# (the bus: values for sesshu.yaml). Needs the AWS CLI, and credentials that
+# may create IAM roles. More parameters: STACK_PARAMETERS="VisibilityTimeout=120".
+AWS   ?= aws
+STACK ?= sesshu
+deploy-stack:
+	$(AWS) cloudformation deploy --stack-name $(STACK) --template-file etc/cloudformation/sesshu.yaml \
+		--capabilities CAPABILITY_IAM --no-fail-on-empty-changeset --parameter-overrides Name=$(STACK) $(STACK_PARAMETERS)
+	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo

@@ -51,9 +51,10 @@ class Visibility:
 class BusError(Exception):
     """A bus call failed as a whole (network, throttling, permissions)."""
 
-    def __init__(self, message: str, code: str = "") -> None:
+    def __init__(self, message: str, code: str = "", status: int | None = None) -> None:
         super().__init__(message)
         self.code = code  # the AWS error code, or the exception's name
+        self.status = status  # the HTTP status of an answer; None when none came
 
 
 class Bus(Protocol):

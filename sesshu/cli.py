@@ -17,21 +17,31 @@ if TYPE_CHECKING:
     from sesshu.pidfile import Pidfile
 
 EX_SOFTWARE = 70
+DEFAULT_CONFIG = "/etc/sesshu.yaml"
 
 
 def _parser() -> argparse.ArgumentParser:
     from sesshu import __version__
 
-    p = argparse.ArgumentParser(prog="sesshud", description="Sesshu SQS job-worker daemon")
-    p.add_argument("-c", "--config", default="/etc/sesshu.yaml", help="config file (YAML)")
+    p = argparse.ArgumentParser(
+        prog="sesshud", description="Sesshu SQS job-worker daemon",
+        epilog="Exit status: 0 stopped cleanly; 1 configuration error (a restart cannot help: no such "
+               "queue or topic, credentials refused); 75 the bus could not be reached at start-up "
+               "(retry later); 70 an unexpected crash.")
+    p.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (YAML; default: %(default)s)")
     p.add_argument("--check", action="store_true", help="validate the config, load the plugins, exit")
+    p.add_argument("--aws", action="store_true", help="with --check: also prove that the queue and the "
+                   "topic are there (exit 1 or 75, as a start would)")
     p.add_argument("--pidfile", help="write the daemon's pid here; refuse to start if it is live")
     p.add_argument("--version", action="version", version=f"sesshud {__version__}")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.aws and not args.check:
+        parser.error("--aws goes with --check")
     # Now, while argv and environ are as exec left them: setproctitle finds its room there,
     # and the fork server is started with another environment later.
     from setproctitle import setproctitle
@@ -68,17 +78,20 @@ def main(argv: list[str] | None = None) -> int:
 
 def _start(args: argparse.Namespace, config: Config, pidfile: Pidfile | None) -> int:
     # boto3 and the pool load only for a config that passed: a bad one fails in a fraction of the time.
-    from sesshu import daemon
+    from sesshu import daemon, startup
 
     try:
         ctx, settings = daemon.prepare(config)
         if args.check:
-            print(f"sesshud: {args.config}: OK ({len(settings.specs)} plugin(s) load)")
+            report = f"sesshud: {args.config}: OK ({len(settings.specs)} plugin(s) load"
+            if args.aws:
+                report += "; " + startup.open_bus(config).describe()
+            print(report + ")")
             return 0
         return daemon.run(config, ctx, settings, pidfile)
-    except daemon.BusUnreachable as exc:
+    except startup.BusUnreachable as exc:
         print(f"sesshud: {exc}", file=sys.stderr)
-        return daemon.EX_TEMPFAIL
+        return startup.EX_TEMPFAIL
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from multiprocessing.context import ForkServerContext
 
 import sesshu
 from sesshu import logs, sandbox
-from sesshu.bus import BusError, QueueInfo
+from sesshu.bus import QueueInfo
 from sesshu.child import PluginSpec
 from sesshu.config import Config, ConfigError, load
 from sesshu.metrics import Metrics
@@ -29,17 +29,17 @@ from sesshu.pool import Pool, PoolSettings, ProbeFailed, forkserver_context, pro
 from sesshu.registry import PluginSource, discover
 from sesshu.sandbox import Identity, SandboxError, WorkerSetup
 from sesshu.sqsbus import SqsSnsBus
+from sesshu.startup import EX_TEMPFAIL as EX_TEMPFAIL  # re-exported: the exit status of BusUnreachable
+from sesshu.startup import BusUnreachable as BusUnreachable
+from sesshu.startup import open_bus
 from sesshu.supervisor import Hooks, Supervisor
 from sesshu.text import loggable
 
 log = logging.getLogger("sesshu.daemon")
 
 BOOT_CHECK_TIMEOUT = 60.0
-EX_TEMPFAIL = 75
 
 
-class BusUnreachable(Exception):
-    """SQS/SNS could not be reached at start-up: worth a retry, unlike a config error."""
 
 MAX_RESULT_BYTES = 256 * 1024  # what fits the SNS topic
 S3_MAX_RESULT_BYTES = 32 * 1024 * 1024  # with bus.output.s3_bucket, results this large go to S3
@@ -165,15 +165,8 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
         except OSError as exc:
             raise ConfigError(f"metrics.port: cannot listen on {config.metrics_address}:"
                               f"{config.metrics_port}: {exc.strerror}") from None
-    try:
-        bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url,
-                        poll_seconds=config.poll_interval, on_call=metrics.bus_call if metrics else None)
-    except BusError as exc:
-        if "NonExistentQueue" in exc.code or "QueueDoesNotExist" in exc.code:
-            raise ConfigError(f"bus.input.queue: no queue {config.queue!r}: {exc}") from None
-        # Unreachable is not misconfigured: exit EX_TEMPFAIL so that a service
-        # manager restarts us, where a config error (1) must not restart-loop.
-        raise BusUnreachable(f"cannot reach the bus at start-up: {exc}") from None
+    opened = open_bus(config, on_call=metrics.bus_call if metrics else None)
+    bus = opened.bus
     pool = Pool(ctx, settings, time.monotonic, on_restart=metrics.restart if metrics else None, orphans=True)
     running = config
 
@@ -189,7 +182,7 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
         running = new
         handler = logs.setup(new.log_path, new.log_name, new.log_level, new.log_format)
 
-    info = queue_info(bus, config)
+    info = opened.queue_info
     supervisor = Supervisor(
         config, bus, pool, queue_info=info, heartbeat=heartbeat_permitted(bus, config, info),
         hooks=Hooks(load_config=load_again, on_config_applied=applied,
@@ -212,19 +205,6 @@ def harden_master() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard == resource.RLIM_INFINITY or hard > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def queue_info(bus: SqsSnsBus, config: Config) -> QueueInfo:
-    """Read the queue's redrive policy and visibility timeout, and warn on mismatches."""
-    try:
-        info = bus.queue_info()
-    except BusError as exc:
-        log.warning("cannot read the queue's attributes (%s); assuming no dead-letter queue", exc)
-        return QueueInfo(None, None)
-    if info.max_receive_count is None:
-        log.warning("queue has no redrive policy: rejected messages are retried with backoff "
-                    "instead of moving to a dead-letter queue")
-    return info
 
 
 def heartbeat_permitted(bus: SqsSnsBus, config: Config, info: QueueInfo) -> bool:

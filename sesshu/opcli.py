@@ -2,7 +2,9 @@
 
 ``check`` and ``plugins`` read a config file; ``submit``, ``results`` and
 ``provision`` talk to SQS/SNS directly. Credentials come from boto3's default
-chain alone. Every failure is one line on stderr and exit status 1.
+chain alone. Every failure is one line on stderr and exit status 1, except
+that ``check --aws`` exits 75 when the bus cannot be reached, as a start of
+``sesshud`` would (``sesshu.startup``).
 
 With the forkserver start method this module is re-imported in the fork
 server (as ``__mp_main__``) by ``check``, so boto3 and the daemon's modules
@@ -22,8 +24,8 @@ from types import FrameType
 from typing import Any
 
 BATCH = 10  # SQS and SNS batch calls take at most ten entries
+DEFAULT_CONFIG = "/etc/sesshu.yaml"
 EMPTY_RECEIVES = 3  # short polls sample servers: one empty answer proves little
-LONG_POLL = 20
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,71}$")  # 80-character SQS limit minus "-requests"
 
 
@@ -38,33 +40,36 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"sesshu {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def config_arg(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("-c", "--config", default="/etc/sesshu.yaml", help="config file (default: %(default)s)")
-
-    def aws_args(cmd: argparse.ArgumentParser) -> None:
-        cmd.add_argument("--endpoint-url", help="an SQS/SNS-compatible endpoint (AWS_ENDPOINT_URL works too)")
-        cmd.add_argument("--region", help="AWS region (default: boto3's, or the one in the ARN/URL)")
+    def aws_args(cmd: argparse.ArgumentParser, note: str = "") -> None:
+        cmd.add_argument("--endpoint-url", help="an SQS/SNS-compatible endpoint (AWS_ENDPOINT_URL works too)" + note)
+        cmd.add_argument("--region", help="AWS region (default: boto3's, or the one in the ARN/URL)" + note)
 
     c = sub.add_parser("check", help="validate a config and load its plugins")
-    config_arg(c)
-    c.add_argument("--aws", action="store_true", help="also check that the queue and the topic exist")
+    c.add_argument("-c", "--config", default=DEFAULT_CONFIG, help="config file (default: %(default)s)")
+    c.add_argument("--aws", action="store_true", help="also check that the queue and the topic exist "
+                   "(exit 1 if not, 75 if the bus cannot be reached)")
+    aws_args(c, "; overrides the config's bus.*")
     c.set_defaults(func=cmd_check)
 
     c = sub.add_parser("plugins", help="list installed plugins and whether the config enables them")
-    config_arg(c)
+    c.add_argument("-c", "--config", help=f"config file (default: {DEFAULT_CONFIG} if it exists; without "
+                   "one, every installed plugin is listed)")
+    c.add_argument("--plugin-path", action="append", default=[], metavar="DIR",
+                   help="also search DIR for NAME.py plugins (repeatable; added after the config's plugin_path)")
+    aws_args(c, "; accepted for symmetry, unused: listing plugins needs no AWS")
     c.set_defaults(func=cmd_plugins)
 
     c = sub.add_parser("submit", help="send job requests")
     c.add_argument("plugin")
     c.add_argument("targets", nargs="+", metavar="TARGET", help="a target, or - to read one a line from stdin")
     dest = c.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--topic", help="publish to this requests topic ARN")
-    dest.add_argument("--queue", help="send straight to this input queue URL")
+    dest.add_argument("--topic", help="publish to this requests topic (an ARN, or a name looked up with ListTopics)")
+    dest.add_argument("--queue", help="send straight to this input queue (a URL, or a name)")
     aws_args(c)
     c.set_defaults(func=cmd_submit)
 
     c = sub.add_parser("results", help="print result documents from a results queue, one JSON a line")
-    c.add_argument("--queue", required=True, help="URL of a queue subscribed to the results topic")
+    c.add_argument("--queue", required=True, help="a queue subscribed to the results topic (a URL, or a name)")
     c.add_argument("--follow", action="store_true", help="long-poll until SIGINT/SIGTERM instead of "
                    "exiting when the queue is empty")
     c.add_argument("--keep", action="store_true", help="leave the messages in the queue (visible again on exit)")
@@ -87,14 +92,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from sesshu.bus import BusError
     from sesshu.config import ConfigError
+    from sesshu.opaws import LookupFailed
+    from sesshu.startup import EX_TEMPFAIL, BusUnreachable
 
     try:
         return int(args.func(args))
     except ConfigError as exc:
         return _fail(f"config error: {exc}")
+    except BusUnreachable as exc:
+        _fail(str(exc))
+        return EX_TEMPFAIL
     except NoRegionError:
         return _fail("no AWS region: give --region or set AWS_DEFAULT_REGION")
-    except (_Failure, BusError, BotoCoreError, ClientError) as exc:
+    except (_Failure, LookupFailed, BusError, BotoCoreError, ClientError) as exc:
         return _fail(str(exc))
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, and delete nothing more.
@@ -112,33 +122,17 @@ def _fail(message: str) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from botocore.exceptions import NoRegionError
-
     from sesshu import daemon, logs
-    from sesshu.bus import BusError
-    from sesshu.config import ConfigError, load
-    from sesshu.sqsbus import SqsSnsBus
+    from sesshu.config import load
+    from sesshu.startup import open_bus
 
     config = load(args.config)
     logs.check(config.log_path, config.log_name)
     _ctx, settings = daemon.prepare(config)
     report = f"OK: {args.config}: {len(settings.specs)} plugin(s) load"
     if args.aws:
-        try:
-            bus = SqsSnsBus(config.queue, config.topic, region=config.region, endpoint_url=config.endpoint_url)
-            info = bus.queue_info()
-        except NoRegionError:
-            raise ConfigError("bus.region: no region set here nor in boto3's configuration") from None
-        except ValueError as exc:  # botocore's complaint about a malformed endpoint
-            raise ConfigError(f"bus.endpoint_url: {exc}") from None
-        except BusError as exc:
-            raise ConfigError(f"bus.input.queue: cannot use queue {config.queue!r}: {exc}") from None
-        try:
-            bus.check_topic()
-        except BusError as exc:
-            raise ConfigError(f"bus.output.topic: cannot use topic {config.topic!r}: {exc}") from None
-        dlq = f"DLQ after {info.max_receive_count} receives" if info.max_receive_count else "no DLQ"
-        report += f"; queue {bus.queue_url} ({dlq}); topic {config.topic}"
+        # The very checks a start makes, so check and start cannot disagree.
+        report += "; " + open_bus(config, region=args.region, endpoint_url=args.endpoint_url).describe()
     print(report)
     return 0
 
@@ -147,9 +141,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from sesshu.config import load
     from sesshu.registry import discover, shipped_dir
 
-    config = load(args.config)
-    found = discover(config.plugin_path)
-    enabled = set(config.plugin_names)
+    path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
+    config = load(path) if path else None
+    found = discover([*(config.plugin_path if config else ()), *args.plugin_path])
+    enabled = set(config.plugin_names if config else ())
     shipped = shipped_dir()
     rows = [("NAME", "ORIGIN", "ENABLED", "LOCATION")]
     for name in sorted(found):
@@ -158,8 +153,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         if source.kind == "module" and shipped is not None:
             # Where the file is, found without importing the plugin.
             location = str(shipped / f"{name}.py")
-        rows.append((name, source.origin, "yes" if name in enabled else "no", location))
-    missing = [name for name in config.plugin_names if name not in found]
+        # Without a config, nothing is enabled or disabled: say so rather than "no".
+        state = ("yes" if name in enabled else "no") if config else "-"
+        rows.append((name, source.origin, state, location))
+    missing = [name for name in (config.plugin_names if config else ()) if name not in found]
     rows.extend((name, "-", "yes", "NOT INSTALLED") for name in missing)
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
@@ -170,6 +167,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from sesshu import opaws
     from sesshu.config import valid_plugin_name
     from sesshu.messages import MAX_TARGET_CHARS
 
@@ -181,13 +179,15 @@ def cmd_submit(args: argparse.Namespace) -> int:
             raise _Failure(f"target {target[:40]!r}... is over {MAX_TARGET_CHARS} characters")
     documents = [json.dumps({"plugin": args.plugin, "target": t}) for t in targets]
     if args.topic:
-        client, where = _client("sns", args, args.topic), args.topic
+        client = opaws.client("sns", args, args.topic)
+        where = opaws.topic_arn(client, args.topic)
     else:
-        client, where = _client("sqs", args, args.queue), args.queue
+        client = opaws.client("sqs", args, args.queue)
+        where = opaws.queue_url(client, args.queue)
     failed: list[str] = []
     for start in range(0, len(documents), BATCH):
         chunk = documents[start:start + BATCH]
-        errors = _send_topic(client, args.topic, chunk) if args.topic else _send_queue(client, args.queue, chunk)
+        errors = _send_topic(client, where, chunk) if args.topic else _send_queue(client, where, chunk)
         failed.extend(f"{targets[start + i]}: {error}" for i, error in sorted(errors.items()))
     print(f"sent {len(documents) - len(failed)} request(s) to {where}")
     if failed:
@@ -249,7 +249,10 @@ class _StopSignals:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    sqs = _client("sqs", args, args.queue)
+    from sesshu import opaws
+
+    sqs = opaws.client("sqs", args, args.queue)
+    args.queue = opaws.queue_url(sqs, args.queue)
     stop = _StopSignals()
     seen: set[str] = set()
     kept: list[str] = []  # receipt handles to make visible again, under --keep
@@ -261,7 +264,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                 if stop.requested:
                     break
                 reply = sqs.receive_message(QueueUrl=args.queue, MaxNumberOfMessages=BATCH,
-                                            WaitTimeSeconds=LONG_POLL if args.follow else 0)
+                                            WaitTimeSeconds=opaws.LONG_POLL if args.follow else 0)
             except _Stop:
                 break
             finally:
@@ -322,28 +325,13 @@ def cmd_provision(args: argparse.Namespace) -> int:
 
     if not NAME_RE.match(args.name):
         raise _Failure(f"{args.name!r}: a name is 1 to 71 letters, digits, - or _")
-    sqs, sns = _client("sqs", args, None), _client("sns", args, None)
+    from sesshu import opaws
+
+    sqs, sns = opaws.client("sqs", args, None), opaws.client("sns", args, None)
     deployment = provision(sqs, sns, args.name, visibility=args.visibility,
                            max_receive=args.max_receive, raw=args.raw)
     print(config_snippet(deployment, sqs.meta.region_name, args.endpoint_url), end="")
     return 0
-
-
-def _client(service: str, args: argparse.Namespace, resource: str | None) -> Any:
-    import boto3
-    from botocore.config import Config
-
-    # SNS wants the client in the topic's own region, so the region written in
-    # the ARN (or queue URL) beats boto3's default; an explicit --region wins.
-    region = args.region or (_region_of(resource) if resource and resource.startswith("arn:") else None)
-    config = Config(connect_timeout=5, read_timeout=LONG_POLL + 10, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=args.endpoint_url,
-                                          config=config)
-
-
-def _region_of(arn: str) -> str | None:
-    parts = arn.split(":")
-    return parts[3] if len(parts) > 3 and parts[3] else None
 
 
 if __name__ == "__main__":

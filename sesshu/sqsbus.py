@@ -8,6 +8,7 @@ timeouts, so a hung endpoint cannot hold a bus thread for ever.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility
 
 CONNECT_TIMEOUT = 5
+_XML_CODE = re.compile(r"<Code>([A-Za-z0-9_.:-]{1,100})</Code>")
 READ_TIMEOUT = 10
 MAX_POLL = 20
 
@@ -66,7 +68,7 @@ class SqsSnsBus:
             reply = getattr(client, operation)(**kwargs)
         except (BotoCoreError, ClientError) as exc:
             self._count(operation, False)
-            raise BusError(f"{operation}: {exc}", _error_code(exc)) from exc
+            raise BusError(f"{operation}: {exc}", _error_code(exc), _http_status(exc)) from exc
         self._count(operation, True)
         return reply
 
@@ -169,8 +171,23 @@ class SqsSnsBus:
 
 def _error_code(exc: Exception) -> str:
     if isinstance(exc, ClientError):
-        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "ClientError"))
+        if code.isdigit():
+            # Some SQS-compatible servers answer a JSON request with an XML
+            # error, which botocore cannot parse: it reports the HTTP status
+            # as the code, and the XML as the message. The real code is in there.
+            found = _XML_CODE.search(str(error.get("Message", "")))
+            return found.group(1) if found else code
+        return code
     return type(exc).__name__
+
+
+def _http_status(exc: Exception) -> int | None:
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return int(status) if isinstance(status, int) else None
+    return None
 
 
 def _failures(reply: dict[str, Any]) -> dict[str, str]:

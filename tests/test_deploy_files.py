@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import select
 import shlex
 import shutil
@@ -43,8 +44,10 @@ def unit() -> configparser.RawConfigParser:
 def test_systemd_unit_settings() -> None:
     service = unit()["Service"]
     exec_start = shlex.split(service["ExecStart"])
-    assert exec_start[0] == "/usr/local/bin/sesshud", "run sesshud itself, not through a shell"
-    assert exec_start[1:] == ["-c", "/etc/sesshu.yaml"]
+    assert exec_start[0] == "/opt/sesshu/bin/sesshud", "run sesshud itself, not through a shell"
+    # The pidfile is where the init script and logrotate find the daemon.
+    assert exec_start[1:] == ["-c", "/etc/sesshu.yaml", "--pidfile", "/run/sesshu/sesshud.pid"]
+    assert service["RuntimeDirectory"] == "sesshu"
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["KillSignal"] == "SIGTERM"
     # Longer than sesshud's default 30 s graceful drain.
@@ -55,6 +58,10 @@ def test_systemd_unit_settings() -> None:
     assert service["ProtectSystem"] == "strict"
     assert set(service["RestrictAddressFamilies"].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
     assert service["User"] == "sesshu"
+    # The package gives sesshu its home in /var/lib/sesshu, so ProtectHome=yes
+    # does not hide its ~/.aws/credentials (README, Pidfile, init script, systemd).
+    assert service["ProtectHome"] == "yes"
+    assert "adduser --system --group --quiet --home /var/lib/sesshu" in (ROOT / "packaging/debian/postinst").read_text()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze here")
@@ -63,7 +70,7 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     sesshud = shutil.which("sesshud", path=os.path.dirname(sys.executable))
     assert sesshud is not None
     copy = tmp_path / "sesshud.service"
-    copy.write_text(UNIT.read_text().replace("/usr/local/bin/sesshud", sesshud))
+    copy.write_text(UNIT.read_text().replace("/opt/sesshu/bin/sesshud", sesshud))
     result = subprocess.run(["systemd-analyze", "verify", str(copy)],
                             check=False, capture_output=True, text=True, timeout=60)
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if "sesshud.service" in line]
@@ -99,6 +106,7 @@ if "--check" in args:
         sys.exit(1)
     sys.exit(0)
 signal.signal(signal.SIGHUP, lambda *_: note("HUP"))
+signal.signal(signal.SIGUSR1, lambda *_: note("USR1"))
 if "ignore-term" in behaviour:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:
@@ -163,7 +171,7 @@ class InitScript:
         self.defaults = tmp_path / "defaults"
         self.defaults.write_text(
             f"DAEMON={daemon}\nCONFIG={self.config}\nPIDFILE={self.pidfile}\nUSER={user}\n"
-            "ARGS='--extra one'\nSTOP_TIMEOUT=1\nSTART_TIMEOUT=20\n"
+            "ARGS='--extra one'\nSTOP_TIMEOUT=1\nSTART_TIMEOUT=20\nOUTPUT=\n"
         )
         (tmp_path / "reaper.py").write_text(REAPER)
         self._reaper = subprocess.Popen([sys.executable, str(tmp_path / "reaper.py")], text=True,
@@ -250,6 +258,51 @@ def test_init_script_start_reload_restart_stop(init: InitScript) -> None:
     assert init("status").returncode == 3
     assert init("stop").returncode == 0  # stopping a stopped service is fine
     assert init("reload").returncode == 7
+
+
+def test_init_script_rotate_and_try_restart(init: InitScript) -> None:
+    # Both are no-ops on a stopped daemon, and try-restart leaves it stopped.
+    assert init("rotate").returncode == 0
+    assert init("try-restart").returncode == 0
+    assert init("status").returncode == 3
+    assert not any(line.startswith("start ") for line in init.log_lines())
+
+    assert init("start").returncode == 0
+    first = init.pid()
+    assert init("rotate").returncode == 0  # logrotate's postrotate: USR1, the daemon carries on
+    poll(lambda: "USR1" in init.log_lines(), timeout=20, what="the fake daemon to get SIGUSR1")
+    assert init.pid() == first and alive(first)
+    assert init("try-restart").returncode == 0
+    second = init.pid()
+    assert second != first and alive(second) and not alive(first)
+
+
+def test_logrotate_rotates_through_the_init_script() -> None:
+    text = (ROOT / "packaging" / "debian" / "logrotate").read_text()
+    assert "/var/log/sesshu/*.log {" in text
+    # USR1 through the pidfile, by the init script, which sends it only to USER's process.
+    assert "/etc/init.d/sesshud rotate" in text
+    # sesshud.out is the daemon's stdout: it cannot be reopened, only copied and truncated.
+    assert re.search(r"/var/log/sesshu/sesshud\.out \{[^}]*copytruncate", text)
+
+
+def test_make_deploy_stack_runs_cloudformation_deploy(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    fake = tmp_path / "aws"
+    fake.write_text(f"#!/bin/sh\nprintf '%s\\n' \"$*\" >> {calls}\n")
+    fake.chmod(0o755)
+    subprocess.run(["make", "--no-print-directory", "deploy-stack", f"AWS={fake}", "STACK=panorama",
+                    "STACK_PARAMETERS=VisibilityTimeout=120"], cwd=ROOT, check=True, capture_output=True, timeout=60)
+    deploy, describe = calls.read_text().splitlines()
+    words = deploy.split()
+    assert words[:2] == ["cloudformation", "deploy"]
+    assert words[words.index("--stack-name") + 1] == "panorama"
+    template = ROOT / words[words.index("--template-file") + 1]
+    assert template == ETC / "cloudformation" / "sesshu.yaml"
+    # The template makes an IAM role and policy: without this, CloudFormation refuses.
+    assert words[words.index("--capabilities") + 1] == "CAPABILITY_IAM"
+    assert words[words.index("--parameter-overrides") + 1:] == ["Name=panorama", "VisibilityTimeout=120"]
+    assert describe.startswith("cloudformation describe-stacks --stack-name panorama")
 
 
 def test_init_script_will_not_start_with_a_broken_config(init: InitScript) -> None:

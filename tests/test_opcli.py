@@ -261,3 +261,83 @@ def test_plugins_flags_an_enabled_plugin_that_is_missing(tmp_path: Path) -> None
     assert result.returncode == 1
     assert table(result.stdout)["nowhere"] == ["-", "yes", "NOT INSTALLED"]
     assert "nowhere" in result.stderr and "not installed" in result.stderr
+
+
+# README: "All of them take --endpoint-url and --region".
+@pytest.mark.parametrize("command", ["check", "plugins", "submit", "results", "provision"])
+def test_every_command_takes_endpoint_url_and_region(command: str) -> None:
+    result = sesshu(command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--endpoint-url" in result.stdout and "--region" in result.stdout
+
+
+def test_check_aws_takes_the_endpoint_and_region_from_the_command_line(tmp_path: Path, server: MotoServer,
+                                                                      name: str) -> None:
+    d = provision(server, name)
+    config = write_config(tmp_path, bus={"input": {"queue": f"{name}-requests"},
+                                         "output": {"topic": d.results_topic}})  # no region, no endpoint
+    env = {k: v for k, v in aws_env().items() if k != "AWS_DEFAULT_REGION"}
+
+    def check(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "sesshu.opcli", "check", "--aws", "-c", str(config), *flags],
+                              env=env, check=False, capture_output=True, text=True, timeout=120)
+
+    one_line_error(check("--endpoint-url", server.url), "bus.region")
+    result = check("--endpoint-url", server.url, "--region", REGION)
+    assert result.returncode == 0, result.stderr
+    assert d.queue_url in result.stdout
+
+
+def test_check_aws_unreachable_exits_75_like_a_start(tmp_path: Path) -> None:
+    config = write_config(tmp_path, bus={"region": REGION, "input": {"queue": "q"},
+                                         "output": {"topic": f"arn:aws:sns:{REGION}:123456789012:t"}})
+    result = sesshu("check", "--aws", "-c", str(config), "--endpoint-url", "http://127.0.0.1:1")
+    assert result.returncode == 75, result
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "cannot reach the bus at start-up" in result.stderr
+
+
+def test_plugins_without_a_config_lists_what_is_installed(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from sesshu import opcli
+
+    monkeypatch.setattr(opcli, "DEFAULT_CONFIG", "/nonexistent/sesshu.yaml")
+    assert opcli.main(["plugins", "--plugin-path", str(HERE / "plugins")]) == 0
+    rows = table(capsys.readouterr().out)
+    assert rows["http_robots"][:2] == ["shipped", "-"]  # no config: neither enabled nor disabled
+    assert rows["chaos"][:2] == ["plugin_path", "-"]
+
+
+def test_plugins_with_a_missing_config_named_on_the_command_line(tmp_path: Path) -> None:
+    one_line_error(sesshu("plugins", "-c", str(tmp_path / "absent.yaml")), "absent.yaml", "cannot read")
+
+
+def test_submit_resolves_a_topic_name(server: MotoServer, name: str) -> None:
+    d = provision(server, name)
+    result = sesshu("submit", "chaos", "echo:named", "--topic", f"{name}-requests", "--endpoint-url", server.url,
+                    "--region", REGION)
+    assert result.returncode == 0, result.stderr
+    assert f"to {d.requests_topic}" in result.stdout
+    got = poll(lambda: drain(server, d.queue_url), timeout=30, what="the request in the queue")
+    assert [RequestParser(["chaos"]).parse(m["Body"]).target for m in got] == ["echo:named"]
+
+
+@pytest.mark.parametrize(("topic", "words"), [
+    ("no-such-topic", ["no topic named 'no-such-topic'", REGION, "ARN"]),
+    ("not a name", ["neither a topic ARN nor a topic name"]),
+    ("arn:aws:sns:x", ["is not a topic ARN"]),
+])
+def test_submit_refuses_a_topic_it_cannot_resolve(server: MotoServer, topic: str, words: list[str]) -> None:
+    one_line_error(sesshu("submit", "chaos", "x", "--topic", topic, "--endpoint-url", server.url,
+                          "--region", REGION), *words)
+
+
+def test_submit_and_results_take_queue_names(server: MotoServer, name: str) -> None:
+    d = provision(server, name)
+    sent = sesshu("submit", "chaos", "echo:q", "--queue", f"{name}-requests", "--endpoint-url", server.url)
+    assert sent.returncode == 0, sent.stderr
+    assert f"to {d.queue_url}" in sent.stdout
+    docs = publish_results(server, d, 2)
+    assert printed(sesshu("results", "--queue", f"{name}-results", "--endpoint-url", server.url)) == docs
+    one_line_error(sesshu("results", "--queue", f"{name}-absent", "--endpoint-url", server.url),
+                   f"no queue named '{name}-absent'")

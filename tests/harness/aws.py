@@ -58,10 +58,11 @@ def poll(condition: Any, timeout: float = 30.0, interval: float = 0.05, what: st
 class MotoServer:
     """``moto_server`` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log_path = log_path
+        self._env = env or {}  # e.g. INITIAL_NO_AUTH_ACTION_COUNT, to make it check credentials
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> MotoServer:
@@ -70,7 +71,8 @@ class MotoServer:
             raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")
         log = open(self._log_path, "wb") if self._log_path else None  # noqa: SIM115 - handed to the child
         self._proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
-                                      stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, env=aws_env())
+                                      stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                      env={**aws_env(), **self._env})
         if log is not None:
             log.close()  # the child holds its own copy of the fd
         poll(self._up, timeout=60, what="moto_server to answer")
