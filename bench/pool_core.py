@@ -65,7 +65,8 @@ def _sesshu(n: int, warm: int, serial: bool) -> float:
     from sesshu.config import from_mapping
     from sesshu.daemon import pool_settings
     from sesshu.membus import MemoryBus
-    from sesshu.pool import Pool, forkserver_context
+    from sesshu.pool import Pool
+    from sesshu.spawn import forkserver_context
     from sesshu.supervisor import Supervisor
 
     published = threading.Condition()

@@ -104,6 +104,8 @@ def _contain(setup: WorkerSetup) -> None:
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     if setup.identity is not None:
         sandbox.drop_privileges(setup.identity)
+    else:
+        sandbox.drop_capabilities()
     sandbox.set_no_new_privs()
     sandbox.set_dumpable(False)
     sandbox.die_with_parent(signal.SIGKILL)

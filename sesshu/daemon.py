@@ -25,9 +25,10 @@ from sesshu.child import PluginSpec
 from sesshu.config import Config, ConfigError, load
 from sesshu.metrics import Metrics
 from sesshu.pidfile import Pidfile
-from sesshu.pool import Pool, PoolSettings, ProbeFailed, forkserver_context, probe, start_fork_server
+from sesshu.pool import Pool, PoolSettings
 from sesshu.registry import PluginSource, discover
 from sesshu.sandbox import Identity, SandboxError, WorkerSetup
+from sesshu.spawn import ProbeFailed, forkserver_context, probe, start_fork_server
 from sesshu.sqsbus import SqsSnsBus
 from sesshu.startup import EX_TEMPFAIL as EX_TEMPFAIL  # re-exported: the exit status of BusUnreachable
 from sesshu.startup import BusUnreachable as BusUnreachable
@@ -73,8 +74,10 @@ def worker_setup(config: Config, specs: list[PluginSpec]) -> WorkerSetup:
                               "CAP_SETUID + CAP_SETGID + CAP_KILL (see the README's security section)")
     elif config.worker_group is not None:
         raise ConfigError("workers.group: needs workers.user")
-    limits = sandbox.Limits(config.limit_processes, config.limit_open_files, config.limit_file_size,
-                            config.memory_limit)
+    # The kernel counts processes per account: with the daemon's own account,
+    # a process limit would count the daemon and everything else it runs.
+    processes = config.limit_processes if identity is not None else None
+    limits = sandbox.Limits(processes, config.limit_open_files, config.limit_file_size, config.memory_limit)
     env = sandbox.worker_environment(config.worker_environment, identity)
     must_read = _must_read(specs) if identity is not None else ()
     return WorkerSetup(identity, env, limits, must_read)

@@ -14,13 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import multiprocessing
 import os
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from multiprocessing.connection import wait
 from multiprocessing.context import ForkServerContext
 
 from sesshu import sandbox
@@ -28,6 +25,7 @@ from sesshu.backoff import Backoff
 from sesshu.child import LEAVING_REASONS, PluginSpec
 from sesshu.children import OUTPUT_CAP, ChildProcess, RunningJob, State
 from sesshu.config import Config
+from sesshu.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.protocol import BootFailed, Job, ProtocolError, Ready, Result
 from sesshu.sandbox import WorkerSetup
 from sesshu.text import loggable
@@ -48,106 +46,6 @@ class PoolSettings:
     setup: WorkerSetup
     max_result_bytes: int
     max_jobs: int | None = None  # recycle a slot after this many jobs
-
-
-@dataclass(frozen=True)
-class JobFinished:
-    running: RunningJob
-    result: Result
-    pid: int
-    finished: float  # monotonic
-
-
-@dataclass(frozen=True)
-class JobLost:
-    """The slot holding the job died, was killed, or timed out."""
-
-    running: RunningJob
-    reason: str  # "timeout", "crashed", "protocol", "killed"
-    detail: str
-    pid: int
-
-
-@dataclass(frozen=True)
-class ChildBootFailed:
-    plugin: str
-    error: str
-    pid: int
-
-
-@dataclass(frozen=True)
-class Reconfigured:
-    """A proposed configuration loaded in a probe slot and is now the pool's."""
-
-    config: Config
-
-
-@dataclass(frozen=True)
-class ReconfigureFailed:
-    plugin: str
-    error: str
-
-
-PoolEvent = JobFinished | JobLost | ChildBootFailed | Reconfigured | ReconfigureFailed
-
-
-class ProbeFailed(Exception):
-    def __init__(self, plugin: str, error: str) -> None:
-        super().__init__(f"{plugin}: {error}")
-        self.plugin, self.error = plugin, error
-
-
-def forkserver_context(preload: list[str] | None = None) -> ForkServerContext:
-    ctx = multiprocessing.get_context("forkserver")
-    assert isinstance(ctx, ForkServerContext)
-    # sesshu.zygote hardens the fork server itself; the rest is imported once
-    # there, so each fork starts warm. Missing optional modules are skipped.
-    ctx.set_forkserver_preload(["sesshu.zygote", "sesshu.keeper", *(preload or [])])
-    return ctx
-
-
-def start_fork_server(environment: dict[str, str]) -> None:
-    """Start the fork server now, exec'd with exactly the workers' environment.
-
-    Its initial environment block, which every slot inherits and anyone
-    allowed can read in ``/proc/PID/environ``, then never holds the master's
-    credentials.
-    """
-    from multiprocessing import forkserver
-
-    with sandbox.environment(environment):
-        forkserver.ensure_running()
-
-
-def probe(ctx: ForkServerContext, settings: PoolSettings, timeout: float) -> None:
-    """Load every plugin in a throw-away slot, as a worker would; raise ProbeFailed if it cannot."""
-    child = ChildProcess.launch(ctx, settings.specs, settings.setup, settings.max_result_bytes,
-                                time.monotonic(), generation=-1)
-    deadline = time.monotonic() + timeout
-    try:
-        while (left := deadline - time.monotonic()) > 0:
-            ready = {fd for fd in wait(child.fds(), min(left, 1.0)) if isinstance(fd, int)}
-            for line in child.read_output() if any(child.is_output_fd(fd) for fd in ready) else []:
-                output_log.warning("probe worker %d: %s", child.pid, loggable(line, 2048))
-            try:
-                messages, eof = child.read_frames(time.monotonic())
-            except ProtocolError as exc:
-                raise ProbeFailed("-", f"the probe worker broke the protocol: {exc}") from None
-            for message in messages:
-                if isinstance(message, Ready):
-                    return
-                if isinstance(message, BootFailed):
-                    raise ProbeFailed(message.plugin, message.error)
-            if eof or child.sentinel in ready:
-                child.process.join(1.0)
-                raise ProbeFailed("-", f"loading the plugins killed the probe worker ({child.reap()})")
-        raise ProbeFailed("-", f"loading the plugins took over {timeout:g} s")
-    finally:
-        child.stop()
-        child.process.join(5.0)
-        if child.process.exitcode is None:
-            child.signal_group(signal.SIGKILL)
-            child.process.join(5.0)
 
 
 class Pool:

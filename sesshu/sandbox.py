@@ -24,6 +24,9 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
 
 # What a worker's environment always carries when the master has it: the
 # search paths, the locale and the time zone. Nothing else, unless allowed.
@@ -58,6 +61,30 @@ def set_no_new_privs() -> None:
 def set_subreaper() -> None:
     """Orphaned descendants are re-parented to us instead of init, so we can still kill them."""
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def drop_capabilities() -> None:
+    """Give up every capability: ambient, effective, permitted and inheritable.
+
+    A uid switch clears them only when it leaves uid 0; a master started
+    unprivileged with CAP_SETUID, CAP_SETGID and CAP_KILL (the systemd unit)
+    would otherwise hand them to its workers.
+    """
+    _prctl2(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    header = (ctypes.c_uint32 * 2)(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two zeroed {effective, permitted, inheritable} sets
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.capset(header, data) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"capset: {os.strerror(err)}")
+
+
+def _prctl2(option: int, arg: int) -> None:
+    try:
+        _prctl(option, arg)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:  # a kernel without ambient capabilities has none to clear
+            raise
 
 
 def die_with_parent(sig: int) -> None:
@@ -100,6 +127,7 @@ def drop_privileges(identity: Identity) -> None:
     os.setgroups([])
     os.setgid(identity.gid)
     os.setuid(identity.uid)
+    drop_capabilities()
     # Prove it took: a process that can get root back has not dropped anything.
     try:
         os.setuid(0)

@@ -17,8 +17,8 @@ from sesshu.backoff import exponential
 from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo
 from sesshu.busio import Outbox, S3Target, Sent
 from sesshu.config import Config
+from sesshu.events import JobFinished
 from sesshu.outcomes import OutcomeObserver, Outcomes
-from sesshu.pool import JobFinished
 from sesshu.ticket import Ticket
 
 log = logging.getLogger("sesshu.settle")

@@ -15,19 +15,11 @@ from typing import Any
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
 from sesshu.busio import BusHealth, Lane, Received, Sent, receive
 from sesshu.config import Config
+from sesshu.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
 from sesshu.outcomes import Outcomes
-from sesshu.pool import (
-    ChildBootFailed,
-    JobFinished,
-    JobLost,
-    Pool,
-    PoolEvent,
-    PoolSettings,
-    Reconfigured,
-    ReconfigureFailed,
-)
+from sesshu.pool import Pool, PoolSettings
 from sesshu.protocol import Job
 from sesshu.settle import Settler
 from sesshu.signals import SignalRecorder

@@ -324,3 +324,41 @@ def all_pids_of(user: str) -> list[int]:
             except OSError:
                 continue
     return out
+
+
+# -- the systemd unit's set-up: an unprivileged master with three capabilities ---------------
+
+
+CAPS = "+setuid,+setgid,+kill"
+
+
+def test_an_unprivileged_master_with_three_capabilities_contains_as_root_does(moto: MotoServer,
+                                                                                staged: Staged) -> None:
+    """What the unit does with User=sesshu and AmbientCapabilities, done here with setpriv."""
+    master = pwd.getpwnam("daemon")
+    command = ["setpriv", f"--reuid={master.pw_uid}", f"--regid={master.pw_gid}", "--clear-groups",
+               f"--inh-caps={CAPS}", f"--ambient-caps={CAPS}", f"--bounding-set=-all,{CAPS}", "--",
+               *staged.command()]
+    dep = provision(moto, f"u{uuid.uuid4().hex[:10]}", max_receive=2)
+    path = config(staged.root / f"caps-{uuid.uuid4().hex[:6]}.yaml", moto, dep, staged, user=WORKER,
+                  timeout=2)
+    daemon = Daemon(path, moto, env={**staged.env(), "AWS_SECRET_ACCESS_KEY": CANARY}, command=command).start()
+    try:
+        results = Inbox(moto, dep.results_queue_url)
+        pidfile = staged.scratch / f"escaped-{uuid.uuid4().hex[:6]}"
+        publish(moto, dep, "hostile", "hostile:status", "hostile:env", f"hostile:escape:{pidfile}")
+        publish(moto, dep, "chaos", "chaos:spin")  # ignores SIGTERM: only CAP_KILL ends it
+        results.wait_for({"hostile:status", "hostile:env", f"hostile:escape:{pidfile}"})
+        got = {d["target"]: d["result"] for d in results.docs}
+        status = got["hostile:status"]
+        assert status["Uid"] == [str(pwd.getpwnam(WORKER).pw_uid)] * 4
+        assert int(status["CapEff"][0], 16) == 0  # the master's three capabilities stay with it
+        no_secret(got["hostile:env"])
+        escaped = int(poll(lambda: pidfile.exists() and pidfile.read_text(), 10, what="the grandchild's pid"))
+        poll(lambda: not pid_alive(escaped), 10, what="the escaped grandchild to be killed")
+        daemon.wait_log(r"retried: chaos chaos:spin: plugin chaos timed out after 2 s")
+        poll(lambda: not [p for p, t in session_processes(daemon.pid) if "chaos:spin" in t], 10,
+             what="the spinning worker to be killed")
+        assert daemon.stop() == 0
+    finally:
+        daemon.kill_all()

@@ -22,7 +22,8 @@ from sesshu.busio import Received
 from sesshu.config import from_mapping
 from sesshu.daemon import plugin_specs, pool_settings
 from sesshu.membus import MemoryBus
-from sesshu.pool import Pool, forkserver_context
+from sesshu.pool import Pool
+from sesshu.spawn import forkserver_context
 from sesshu.supervisor import Supervisor
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, publish
 from tests.harness.daemon import TEST_PLUGINS, Daemon, write_config

@@ -23,7 +23,8 @@ from sesshu.bus import Message, QueueInfo, Visibility
 from sesshu.config import Config, from_mapping
 from sesshu.daemon import MAX_RESULT_BYTES, plugin_specs, pool_settings
 from sesshu.membus import MemoryBus
-from sesshu.pool import Pool, forkserver_context
+from sesshu.pool import Pool
+from sesshu.spawn import forkserver_context
 from sesshu.supervisor import Supervisor
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
