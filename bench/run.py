@@ -30,6 +30,7 @@ MEASUREMENTS = [
     ("recovery", "bench.recovery", True),
     ("memory", "bench.memory", True),
     ("scaling", "bench.scaling", True),
+    ("containment", "bench.containment", True),
 ]
 PEERS = ("peers", "bench.peers", True)
 

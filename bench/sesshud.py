@@ -50,8 +50,9 @@ def _counts(text: str | None) -> dict[str, int]:
 class Sesshud(Daemon):
     """The tests' daemon harness, with what the benchmarks add: psutil views and the exit summary."""
 
-    def __init__(self, config: Path) -> None:
-        super().__init__(config, None, env=quiet_env())
+    def __init__(self, config: Path, *, command: list[str] | None = None,
+                 env: dict[str, str] | None = None) -> None:
+        super().__init__(config, None, env={**quiet_env(), **(env or {})}, command=command)
 
     def start(self, wait_ready: bool = True) -> Self:
         super().start(wait_ready)

@@ -14,6 +14,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -100,7 +102,8 @@ def noop_body(size: int = 64) -> Body:
 
 def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: CountingProxy | None = None,
                   workers: int = 4, plugins: list[Any] | None = None, body: Body | None = None,
-                  visible: int = 50, name: str = "tp-sesshud", **settings: Any) -> dict[str, Any]:
+                  visible: int = 50, name: str = "tp-sesshud",
+                  launch: Callable[[Path], Sesshud] = Sesshud, **settings: Any) -> dict[str, Any]:
     """Throughput of one fresh daemon; also used by the scaling and I/O measurements.
 
     With ``proxy`` the daemon talks through it (and the requests it made in
@@ -110,7 +113,7 @@ def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: Counting
     config = write_config(bench.tmp / f"{name}-{uuid.uuid4().hex[:6]}.yaml",
                           endpoint=proxy.url if proxy else bench.moto.url,
                           queue=queue, topic=topic, plugins=plugins, workers=workers, **settings)
-    daemon = Sesshud(config).start()
+    daemon = launch(config).start()
     feeder: Feeder | None = None
     try:
         daemon.wait_idle_workers(workers)
