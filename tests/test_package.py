@@ -43,6 +43,12 @@ BOOKKEEPING = re.compile(r"^/(var/lib/dpkg/.*|var/log/dpkg\.log|etc/\.pwd\.lock|
 # Docker's "start no services" policy: not there on a real host, so not in the sandbox.
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
+# How the init script and the unit run the daemon: its own account, with exactly
+# the three capabilities it needs to switch workers to workers.user.
+CAPS = "+setuid,+setgid,+kill"
+AS_SESSHU = ("setpriv", "--reuid=sesshu", "--regid=sesshu", "--init-groups", f"--inh-caps={CAPS}",
+             f"--ambient-caps={CAPS}", f"--bounding-set=-all,{CAPS}", "--", "env", "HOME=/var/lib/sesshu")
+
 
 def say(line: str) -> None:
     """The transcript (pytest -s shows it)."""
@@ -164,7 +170,7 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
     assert box.exists("/etc/systemd/system/multi-user.target.wants/sesshud.service")
     assert box.sh("ls /etc/rc2.d/S*sesshud").returncode == 0
     service(box, "status", expect=3)
-    assert box.run("runuser", "-u", "sesshu", "--", "sesshud", "--check").check().stdout.startswith("sesshud: /etc")
+    assert box.run(*AS_SESSHU, "sesshud", "--check").check().stdout.startswith("sesshud: /etc")
     say("installed: accounts sesshu and sesshu-worker, /var/log/sesshu, service enabled and not running")
 
     # -- configure as the operator: the config, the service account's credentials, the defaults file
@@ -175,7 +181,7 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
     box.run("chown", "sesshu:sesshu", "/var/lib/sesshu/.aws/credentials").check()
     defaults = box.read("/etc/default/sesshud")
     box.write("/etc/default/sesshud", defaults + f"export AWS_ENDPOINT_URL={moto.url}\nSTOP_TIMEOUT=30\n")
-    check = box.run("runuser", "-u", "sesshu", "--", "sesshud", "--check", "--aws", env={"AWS_ENDPOINT_URL": moto.url})
+    check = box.run(*AS_SESSHU, "sesshud", "--check", "--aws", env={"AWS_ENDPOINT_URL": moto.url})
     assert check.returncode == 0 and deployment.queue_url in check.stdout, check
     say(f"configured for {moto.url}: sesshud --check --aws: {check.stdout.strip()}")
 
