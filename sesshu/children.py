@@ -217,6 +217,10 @@ class ChildProcess:
     def ready(self) -> None:
         self._change(State.IDLE, State.STARTING)
 
+    def adopt(self, generation: int) -> None:
+        """A probe slot whose plugin set was committed joins that configuration's slots."""
+        self.generation = generation
+
     def assign(self, running: RunningJob) -> bool:
         """Send the runner a job; False if its pipe is broken (it died since it went idle)."""
         if self._state is not State.IDLE or self._conn is None:

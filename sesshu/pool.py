@@ -189,7 +189,7 @@ class Pool:
         probe_child, self._settings, config = self._proposal
         self._proposal = None
         self._generation += 1
-        probe_child.generation = self._generation
+        probe_child.adopt(self._generation)
         for child in self.children:
             if child.generation != self._generation and child.state in (State.IDLE, State.STARTING):
                 child.stop()

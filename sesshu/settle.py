@@ -46,7 +46,7 @@ class Settler:
         """A reload's config; the bus keys in it are the running ones (``sesshu.daemon``)."""
         self.config = config
 
-    def finished(self, event: JobFinished) -> None:
+    def on_job_finished(self, event: JobFinished) -> None:
         """Decide what becomes of a message whose job ran to its end."""
         ticket: Ticket = event.running.ticket
         ticket.duration = event.finished - event.running.started
@@ -100,7 +100,7 @@ class Settler:
         s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
         return self.outbox.next_batch(bus, s3)
 
-    def sent(self, sent: Sent) -> None:
+    def on_sent(self, sent: Sent) -> None:
         """Record the outcomes a sender batch completed."""
         failed_deletes = {id(t): err for t, err in sent.delete_failed}
         for ticket in sent.published:

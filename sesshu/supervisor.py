@@ -328,7 +328,7 @@ class Supervisor:
     def _on_sent(self, sent: Sent) -> None:
         self.health.sent(sent.error)
         try:
-            self.settler.sent(sent)
+            self.settler.on_sent(sent)
         except Exception:
             log.error("internal error while recording a sent batch; its messages will reappear", exc_info=True)
 
@@ -384,7 +384,7 @@ class Supervisor:
 
     def _on_job_ended(self, event: JobFinished | JobLost) -> None:
         if isinstance(event, JobFinished):
-            self.settler.finished(event)
+            self.settler.on_job_finished(event)
             return
         job = event.running.job
         detail = event.detail
