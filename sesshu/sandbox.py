@@ -16,6 +16,7 @@ import os
 import pwd
 import resource
 import signal
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -311,6 +312,7 @@ def kill_tree(root: int, exclude: int | None = None, rounds: int = 50) -> list[t
                 os.kill(victim, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+        time.sleep(0.001)  # SIGKILL takes effect asynchronously: give the dying a moment to become reapable
         reaped += reap_all()
     return reaped
 
