@@ -23,6 +23,9 @@ from typing import Any
 
 from cerberus import Validator
 
+from sesshu.config import valid_plugin_name
+from sesshu.text import loggable
+
 MAX_BODY_BYTES = 256 * 1024  # what SQS itself accepts
 MAX_DEPTH = 32  # a request is two levels deep; extra keys may nest a little
 MAX_TARGET_CHARS = 2048
@@ -43,7 +46,15 @@ _CONTAINER = 0
 
 
 class Rejected(Exception):
-    """The message can never be processed as it is; it belongs in the DLQ."""
+    """The message can never be processed as it is; it belongs in the DLQ.
+
+    ``plugin`` and ``target`` are what the request named, when it named them
+    as strings, so that the log line can say which job was refused.
+    """
+
+    def __init__(self, reason: str, plugin: str | None = None, target: str | None = None) -> None:
+        super().__init__(reason)
+        self.plugin, self.target = plugin, target
 
 
 @dataclass(frozen=True)
@@ -65,6 +76,7 @@ class RequestParser:
         # Extra keys are allowed (and ignored) so that Panorama can add fields
         # without every worker rejecting its requests.
         self._validator = Validator(self._schema, allow_unknown=True)
+        self._enabled = tuple(enabled)
         self._envelope = Validator(_ENVELOPE, allow_unknown=True)
 
     def parse(self, body: str) -> Request:
@@ -75,11 +87,15 @@ class RequestParser:
             if not self._envelope.validate(_scalars(doc, _ENVELOPE), normalize=False):
                 raise Rejected(f"bad SNS envelope: {_errors(self._envelope.errors)}")
             doc = _json_object(doc["Message"], "SNS Message")
-        if not self._validator.validate(_scalars(doc, self._schema), normalize=False):
-            raise Rejected(_errors(self._validator.errors))
-        plugin, target = doc["plugin"], doc["target"]
-        _check_text(plugin, "plugin")
-        _check_text(target, "target")
+        named = {k: v for k in ("plugin", "target") if isinstance(v := doc.get(k), str)}
+        try:
+            if not self._validator.validate(_scalars(doc, self._schema), normalize=False):
+                raise Rejected(_errors(self._validator.errors, self._enabled, named.get("plugin")))
+            plugin, target = doc["plugin"], doc["target"]
+            _check_text(plugin, "plugin")
+            _check_text(target, "target")
+        except Rejected as exc:
+            raise Rejected(str(exc), named.get("plugin"), named.get("target")) from None
         return Request(plugin, target)
 
 
@@ -139,12 +155,16 @@ def _check_text(value: str, key: str) -> None:
     raise Rejected(f"{key} holds the non-printable character U+{ord(value[at]):04X} at position {at}")
 
 
-def _errors(errors: dict[str, Any]) -> str:
+def _errors(errors: dict[str, Any], enabled: tuple[str, ...] = (), plugin: str | None = None) -> str:
     parts = []
     for key in sorted(errors):
         messages = [m for m in errors[key] if isinstance(m, str)]
-        # cerberus echoes the offending value; it came from the sender, so never repeat it.
+        # cerberus echoes the offending value raw; it came from the sender, so
+        # it is named here only masked, escaped and clipped.
         if any(m.startswith("unallowed value") for m in messages):
-            messages = ["is not an enabled plugin" if key == "plugin" else "has a value that is not allowed"]
+            if key == "plugin" and plugin is not None and valid_plugin_name(plugin):
+                messages = [f"{loggable(plugin, 60)!r} is not an enabled plugin (enabled: {', '.join(enabled)})"]
+            else:
+                messages = ["is not an enabled plugin" if key == "plugin" else "has a value that is not allowed"]
         parts.append(f"{key} {'; '.join(messages) or 'is invalid'}")
     return ", ".join(parts)

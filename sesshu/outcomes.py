@@ -29,14 +29,29 @@ DETAIL_CHARS = 1000
 OutcomeObserver = Callable[[str, str, str, "float | None"], None]
 
 
+# Messages remembered per outcome for the exit summary; past this the count says "at least".
+TRACKED_IDS = 100_000
+
+
 class Outcomes:
     def __init__(self, observer: OutcomeObserver | None = None) -> None:
-        self.counts: Counter[tuple[str, str]] = Counter()  # (plugin, outcome)
+        self.counts: Counter[tuple[str, str]] = Counter()  # (plugin, outcome): one per receive
         self.reasons: Counter[str] = Counter()  # reasons of "retried" and "rejected"
+        self._messages: dict[str, set[str]] = {o: set() for o in OUTCOMES}  # distinct MessageIds
         self._observer = observer
 
     def total(self, outcome: str) -> int:
+        """Outcomes of this kind, one per receive."""
         return sum(n for (_, o), n in self.counts.items() if o == outcome)
+
+    def summary(self) -> str:
+        """Messages per outcome; receives apart, where a message came more than once."""
+        def messages(o: str) -> str:
+            n = len(self._messages[o])
+            return f"{n}+" if n >= TRACKED_IDS else str(n)
+        text = ", ".join(f"{o}={messages(o)}" for o in OUTCOMES)
+        repeats = [f"{o}={self.total(o)}" for o in OUTCOMES if self.total(o) != len(self._messages[o])]
+        return text + (f"; receives: {', '.join(repeats)}" if repeats else "")
 
     def record(
         self,
@@ -49,9 +64,13 @@ class Outcomes:
         detail: str = "",
         duration: float | None = None,
         pid: int | None = None,
+        receive: tuple[int, int | None] = (1, None),
     ) -> None:
+        """``receive``: this receive of the message, and how many the redrive policy allows."""
         assert outcome in OUTCOMES, outcome
         self.counts[(plugin or "-", outcome)] += 1
+        if len(self._messages[outcome]) < TRACKED_IDS:
+            self._messages[outcome].add(message_id)
         if reason:
             self.reasons[f"{outcome}:{reason}"] += 1
         if self._observer is not None:
@@ -68,16 +87,19 @@ class Outcomes:
             "reason": reason or None,
             "duration": round(duration, 4) if duration is not None else None,
             "worker_pid": pid,
+            "receive": receive[0],
         }
         what = f"{plugin} {fields['target']}" if plugin else "request"
         took = f" in {duration:.3f} s" if duration is not None else ""
+        nth, allowed = receive
+        count = f" (receive {nth} of {allowed})" if allowed else (f" (receive {nth})" if nth > 1 else "")
         if outcome == "done":
             text = f"{what}: result published{took}; message {message_id} deleted"
         elif outcome == "empty":
             text = f"{what}: no data{took}; message {message_id} deleted"
         elif outcome == "rejected":
-            text = f"{what}: {detail}; message {message_id} left for the dead-letter queue"
+            text = f"{what}: {detail}; message {message_id} left for the dead-letter queue{count}"
         else:
-            text = f"{what}: {detail}; message {message_id} will be retried"
+            text = f"{what}: {detail}; message {message_id} will be retried{count}"
         level = logging.INFO if outcome in ("done", "empty") else logging.WARNING
         log.log(level, "%s: %s", outcome, text, extra={"sesshu": fields})

@@ -318,6 +318,7 @@ class Supervisor:
             ticket.request = self.parser.parse(ticket.message.body)
         except Rejected as exc:
             log.debug("rejected body of %s: %r", ticket.message_id, ticket.message.body[:2048])
+            ticket.named_plugin, ticket.named_target = exc.plugin, exc.target
             self.settler.reject(ticket, str(exc))
             return
         if self.stopping:

@@ -17,6 +17,9 @@ class Ticket:
     duration: float | None = None  # plugin run time, once it ran
     pid: int | None = None  # the worker that ran it
     visible_until: float = 0.0  # monotonic: when SQS may hand the message to someone else
+    # What a rejected request named, for its log line (never trusted for anything else).
+    named_plugin: str | None = None
+    named_target: str | None = None
 
     @property
     def message_id(self) -> str:

@@ -94,6 +94,24 @@ def test_bad_messages_are_rejected_into_the_dlq(moto: MotoServer, deployment: De
     assert not Inbox(moto, deployment.results_queue_url).bodies()
 
 
+def test_rejections_name_the_job_and_count_messages_apart_from_receives(
+        moto: MotoServer, deployment: Deployment, cfg_path: Path, daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment), moto)
+    daemons.append(d.start())
+    publish(moto, deployment, "no_such_plugin", "https://user:hunter2@example.com/a")
+    send_raw(moto, deployment, "{broken")
+    dead = Inbox(moto, deployment.dlq_url)
+    dead.wait(2, timeout=60)  # max_receive is 2: each came twice
+    d.wait_log(r"rejected: no_such_plugin https://\*\*\*@example\.com/a: plugin 'no_such_plugin' is not an "
+               r"enabled plugin \(enabled: chaos, http_robots, http_javascript, http_stylesheet\); message \S+ "
+               r"left for the dead-letter queue \(receive 2 of 2\)")
+    d.wait_log(r"rejected: request: body is not valid JSON; message \S+ left for the dead-letter queue "
+               r"\(receive 2 of 2\)")
+    assert d.stop() == 0
+    assert "outcomes: done=0, empty=0, rejected=2, retried=0; receives: rejected=4;" in d.log()
+    assert "hunter2" not in d.log()
+
+
 def test_malformed_message_reaches_dlq_within_10s(moto: MotoServer, cfg_path: Path,
                                                   daemons: list[Daemon]) -> None:
     dep = provision(moto, f"dlq{time.monotonic_ns()}", visibility=30, max_receive=2)

@@ -83,21 +83,26 @@ def test_envelope_of_another_type(parser: RequestParser) -> None:
     assert rejection(parser, body).startswith("bad SNS envelope: Type")
 
 
-@pytest.mark.parametrize("plugin", ["os", "subprocess", "../x", "a.b", "sesshu.child", "/etc/passwd",
-                                    "", "CHAOS", "chaos ", "http_javascript"])
-def test_names_that_are_not_enabled_plugins(parser: RequestParser, plugin: str) -> None:
+@pytest.mark.parametrize("plugin", ["os", "subprocess", "CHAOS", "http_javascript"])
+def test_names_that_are_not_enabled_plugins_are_named(parser: RequestParser, plugin: str) -> None:
+    body = json.dumps({"plugin": plugin, "target": "t"})
+    assert rejection(parser, body) == f"plugin {plugin!r} is not an enabled plugin (enabled: chaos, http_robots)"
+
+
+@pytest.mark.parametrize("plugin", ["../x", "a.b", "sesshu.child", "/etc/passwd", "", "chaos "])
+def test_what_is_not_even_a_plugin_name_is_not_repeated(parser: RequestParser, plugin: str) -> None:
     body = json.dumps({"plugin": plugin, "target": "t"})
     assert rejection(parser, body) == "plugin is not an enabled plugin"
 
 
 def test_disabled_plugin_via_envelope(parser: RequestParser) -> None:
     assert rejection(parser, envelope({"plugin": "http_stylesheet", "target": "t"})) == (
-        "plugin is not an enabled plugin")
+        "plugin 'http_stylesheet' is not an enabled plugin (enabled: chaos, http_robots)")
 
 
 def test_an_empty_enabled_list_rejects_everything() -> None:
     assert rejection(RequestParser(()), json.dumps({"plugin": "chaos", "target": "t"})) == (
-        "plugin is not an enabled plugin")
+        "plugin 'chaos' is not an enabled plugin (enabled: )")
 
 
 def test_empty_target(parser: RequestParser) -> None:
@@ -155,7 +160,7 @@ def test_missing_keys_and_non_string_types(parser: RequestParser, doc: dict[str,
     json.dumps({"note": SECRET}),
     envelope("{" + SECRET),
     envelope([SECRET]),
-    envelope({"plugin": SECRET, "target": SECRET}),
+    envelope({"plugin": "../" + SECRET, "target": SECRET}),
     json.dumps({"Type": "Notification", "Message": {"m": SECRET}}),
     SECRET * 30,
 ])
@@ -283,8 +288,7 @@ def test_printable_unicode_and_spaces_are_fine(parser: RequestParser) -> None:
 def test_plugin_names_that_are_not_text_are_not_enabled() -> None:
     parser = RequestParser(["chaos"])
     for plugin in ("chaos\x00", "cha\u202eos", "chaos\ud800", "chaos\n"):
-        assert rejection(parser, json.dumps({"plugin": plugin, "target": "t"})) == (
-            "plugin is not an enabled plugin")
+        assert rejection(parser, json.dumps({"plugin": plugin, "target": "t"})) == "plugin is not an enabled plugin"
 
 
 def test_plugin_name_bound_matches_the_config_rule() -> None:

@@ -71,7 +71,8 @@ def test_hup_reloads_without_killing_a_running_job(moto: MotoServer, deployment:
     assert json.loads(results.wait(1)[0])["result"] == 3.0
     poll(lambda: idle_workers(d) == 3, 30, what="3 workers of the new config")
     publish(moto, deployment, "http_robots", "http://127.0.0.1:1/")
-    d.wait_log(r"rejected: request: plugin is not an enabled plugin; message")
+    d.wait_log(r"rejected: http_robots http://127\.0\.0\.1:1/: plugin 'http_robots' is not an enabled plugin "
+               r"\(enabled: chaos\); message \S+ left for the dead-letter queue \(receive 1 of 2\)")
     assert d.proc is not None and d.proc.poll() is None
 
 
