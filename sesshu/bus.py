@@ -7,7 +7,7 @@ pool benchmark use the in-memory ``sesshu.membus``. Batch calls take at most
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +47,21 @@ def message_size(body: str, attributes: Mapping[str, Mapping[str, str | bytes]] 
         size += len(name.encode())
         size += sum(len(v.encode() if isinstance(v, str) else v) for v in attribute.values())
     return size
+
+
+def batches(sizes: Sequence[int], max_bytes: int, max_entries: int = BATCH_MAX) -> list[range]:
+    """Cut messages of these sizes, in order, into batches of at most ``max_entries``
+    messages and ``max_bytes`` together; a message bigger than that goes alone."""
+    out: list[range] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start == max_entries or total + size > max_bytes):
+            out.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(range(start, len(sizes)))
+    return out
 
 
 def error_name(code: str) -> str:

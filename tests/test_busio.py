@@ -22,6 +22,7 @@ from sesshu.bus import (
     Message,
     Publish,
     Visibility,
+    batches,
     error_name,
     message_size,
 )
@@ -332,3 +333,25 @@ def test_the_memory_of_stored_keys_is_bounded() -> None:
     drain(outbox, bus)
     assert len(outbox.stored) == STORED_KEYS
     assert "k0" not in outbox.stored and f"k{STORED_KEYS + 4}" in outbox.stored
+
+
+# -- batches for sesshu submit -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sizes, limit, expected", [
+    ([], 100, []),
+    ([10] * 25, 1000, [range(0, 10), range(10, 20), range(20, 25)]),
+    ([60, 40, 1, 99, 100], 100, [range(0, 2), range(2, 4), range(4, 5)]),
+    ([300, 5], 100, [range(0, 1), range(1, 2)]),  # too big alone: it goes alone, for the server to judge
+])
+def test_batches(sizes: list[int], limit: int, expected: list[range]) -> None:
+    assert batches(sizes, limit) == expected
+
+
+@given(st.lists(st.integers(0, 300), max_size=60), st.integers(1, 1000), st.integers(1, 10))
+def test_batches_cover_everything_in_order_within_limits(sizes: list[int], limit: int, entries: int) -> None:
+    got = batches(sizes, limit, entries)
+    assert [i for r in got for i in r] == list(range(len(sizes)))
+    for r in got:
+        assert 1 <= len(r) <= entries
+        assert len(r) == 1 or sum(sizes[i] for i in r) <= limit
