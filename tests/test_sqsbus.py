@@ -78,3 +78,14 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
     assert settler.heartbeat
     assert "message m-gone: could not change its visibility" in caplog.text
     assert sum(settler.outcomes.counts.values()) == 0
+
+
+def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCaptureFixture) -> None:
+    """No emulator enforces IAM: this answer only AWS gives."""
+    config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
+    settler = Settler(config)
+    held = Ticket(Message("m-1", "rh-1", "{}", 1))
+    with caplog.at_level(logging.WARNING):
+        settler.sent(Sent(visibility_failed=[(held, "AccessDenied: not authorized")]))
+    assert not settler.heartbeat
+    assert "sqs:ChangeMessageVisibility is denied" in caplog.text
