@@ -64,6 +64,11 @@ def batches(sizes: Sequence[int], max_bytes: int, max_entries: int = BATCH_MAX) 
     return out
 
 
+def is_permanent(code: str) -> bool:
+    """No retry of the same request can cure an error with this code: not an outage."""
+    return error_name(code) in PERMANENT_CODES
+
+
 def error_name(code: str) -> str:
     """An AWS error code without its service prefix or "Exception" suffix.
 
@@ -117,7 +122,7 @@ class BusError(Exception):
     @property
     def permanent(self) -> bool:
         """Retrying the same request cannot help: not an outage."""
-        return error_name(self.code) in PERMANENT_CODES
+        return is_permanent(self.code)
 
     @property
     def splittable(self) -> bool:

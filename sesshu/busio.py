@@ -19,7 +19,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sesshu.bus import (
     BATCH_MAX,
@@ -30,6 +30,7 @@ from sesshu.bus import (
     Message,
     Publish,
     Visibility,
+    is_permanent,
     message_size,
 )
 
@@ -41,18 +42,22 @@ STORED_KEYS = 1024  # S3 keys remembered as stored, so a retried result is not u
 
 
 class Fault(str):
-    """Why a bus call failed: the text to log, carrying the error's class.
+    """Why a bus call failed: the text to log, carrying the AWS error code.
 
     A str, so whatever only logs or compares it needs to know nothing more;
-    :class:`BusHealth` tells a permanent refusal from an outage by it.
+    :class:`BusHealth` tells a permanent refusal from an outage by its code.
     """
 
-    permanent: bool
+    code: str
 
-    def __new__(cls, text: str, permanent: bool = False) -> Self:
+    def __new__(cls, text: str, code: str = "") -> Self:
         fault = super().__new__(cls, text)
-        fault.permanent = permanent
+        fault.code = code
         return fault
+
+    @property
+    def permanent(self) -> bool:
+        return is_permanent(self.code)
 
 
 @dataclass
@@ -257,12 +262,12 @@ def _guard(sent: Sent, call: Callable[[list[Any]], dict[str, str]], entries: lis
         if exc.splittable and len(entries) > 1:
             # Refused for what the batch holds, not for where it goes: each
             # entry alone may pass, and the one at fault fails by itself.
-            sent.error = Fault(f"{exc}; sent its {len(entries)} entries one by one", permanent=True)
+            sent.error = Fault(f"{exc}; sent its {len(entries)} entries one by one", exc.code)
             failed: dict[str, str] = {}
             for entry in entries:
                 failed.update(_guard(sent, call, [entry]))
             return failed
-        sent.error = Fault(str(exc), exc.permanent)
+        sent.error = Fault(str(exc), exc.code)
         return {e.entry_id: str(exc) for e in entries}
     except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
         sent.error = Fault(f"unexpected {type(exc).__name__}: {exc}")
@@ -274,7 +279,7 @@ def receive(bus: Bus, n: int, wait: int) -> Received:
     try:
         return Received(bus.receive(n, wait), None, started)
     except BusError as exc:
-        return Received([], Fault(str(exc), exc.permanent), started)
+        return Received([], Fault(str(exc), exc.code), started)
     except Exception as exc:  # noqa: BLE001
         return Received([], f"unexpected {type(exc).__name__}: {exc}", started)
 
@@ -295,7 +300,7 @@ class BusHealth:
         self._receive_down: float | None = None
         self._failures = 0
         self._send_down: float | None = None
-        self._refusals: dict[str, float] = {}  # the first line of a refusal: when it was last logged
+        self._refusals: dict[tuple[str, str], float] = {}  # (what, error code): when last logged
 
     def receive_failed(self, error: str) -> None:
         now = self._clock()
@@ -326,15 +331,15 @@ class BusHealth:
             log.warning("sending recovered after %.1f s", self._clock() - self._send_down)
             self._send_down = None
 
-    def _refused(self, doing: str, error: str) -> None:
+    def _refused(self, doing: str, error: Fault) -> None:
         """Log a permanent refusal; the same one again only once a minute (it recurs with every batch)."""
         now = self._clock()
-        key = f"{doing}: {error.splitlines()[0][:200]}"
+        key = (doing, error.code)
         last = self._refusals.get(key)
         if last is None or now - last >= self.REFUSAL_LOG_EVERY:
             self._refusals[key] = now
             log.error("the bus refused a request while %s (a client error, not an outage): %s", doing, error)
 
 
-def _permanent(error: str) -> bool:
+def _permanent(error: str) -> TypeGuard[Fault]:
     return isinstance(error, Fault) and error.permanent

@@ -246,8 +246,8 @@ def test_an_outage_is_still_an_outage(caplog: pytest.LogCaptureFixture) -> None:
 def test_a_refusal_during_an_outage_ends_it(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
     with caplog.at_level(logging.INFO, "sesshu.supervisor"):
-        health.sent(Fault("publish: timeout"))
-        health.sent(Fault("publish: AuthorizationError", permanent=True))
+        health.sent(Fault("publish: timeout", "ReadTimeoutError"))
+        health.sent(Fault("publish: AuthorizationError", "AuthorizationError"))
     assert "bus outage while sending" in caplog.text and "sending recovered" in caplog.text
 
 
