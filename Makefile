@@ -50,10 +50,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(LS_STAMP)
 	$(PY) -m bench.run
 
-bench-peers: $(BENCH_STAMP)
+bench-peers: $(BENCH_STAMP) $(LS_STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench,peers]'
 	$(PY) -m bench.run --peers
 

@@ -92,6 +92,10 @@ class LocalStackServer(BusServer):
         self.client("s3").list_buckets()
         return self
 
+    def version(self) -> str:
+        with urllib.request.urlopen(f"{self.url}/_localstack/health", timeout=5) as reply:
+            return str(json.loads(reply.read()).get("version", "unknown"))
+
     def _up(self) -> bool:
         assert self._proc is not None
         if self._proc.poll() is not None:
