@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install sysvenv demo test lint bench bench-peers soak clean deb deploy-stack
+.PHONY: install sysvenv demo test test-localstack localstack lint bench bench-peers soak clean deb deploy-stack
 
 install: $(STAMP)
 
@@ -38,6 +38,26 @@ $(SYS_STAMP): setup.cfg pyproject.toml
 test: $(STAMP) $(SYS_STAMP)
 	SESSHU_SYSVENV=$(SYSVENV) $(PY) -m pytest -q
 
+# LocalStack, a second SQS/SNS/S3 implementation, in a virtualenv of its own
+# so its pins never touch Sesshu's (tests/harness/localstack.py explains why).
+# The same end-to-end, fault and operations tests run against it.
+LS_VENV  := .venv-localstack
+LS_STAMP := $(LS_VENV)/.installed-stamp
+LS_TESTS := tests/test_bus_server.py tests/test_daemon_e2e.py tests/test_faults.py \
+            tests/test_operations.py tests/test_opcli.py
+
+localstack: $(LS_STAMP)
+
+$(LS_STAMP): tests/localstack-requirements.txt tests/localstack-constraints.txt
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet -r tests/localstack-requirements.txt \
+		-c tests/localstack-constraints.txt
+	touch $(LS_STAMP)
+
+test-localstack: $(STAMP) $(LS_STAMP)
+	SESSHU_TEST_SERVER=localstack $(PY) -m pytest -q $(LS_TESTS)
+
 # The soak run is kept out of the default test run (see README, Reliability).
 soak: $(STAMP)
 	$(PY) -m tests.soak
@@ -47,10 +67,10 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)
+bench: $(BENCH_STAMP) $(LS_STAMP)
 	$(PY) -m bench.run
 
-bench-peers: $(BENCH_STAMP)
+bench-peers: $(BENCH_STAMP) $(LS_STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench,peers]'
 	$(PY) -m bench.run --peers
 
@@ -82,4 +102,4 @@ deploy-stack:
 	$(AWS) cloudformation describe-stacks --stack-name $(STACK) --query 'Stacks[0].Outputs' --output table
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo
+	rm -rf $(VENV) $(LS_VENV) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache .demo

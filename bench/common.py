@@ -57,7 +57,8 @@ class Bench:
 
     quick: bool
     tmp: Path
-    moto: Any = None  # bench.motoserver.MotoProcess, started by run.py
+    moto: Any = None  # the SQS/SNS server, started by run.py: bench.motoserver.MotoProcess, or LocalStack
+    server_name: str = "moto"  # how CPU tables name the server process
 
     def size(self, full: T, quick: T) -> T:
         return quick if self.quick else full

@@ -19,7 +19,10 @@ METHOD = """\
   same values (a datetime-based clock called twice per queued message per scan; all queue attributes recomputed
   per received message and per requested name); `--stock-moto` runs it unpatched.
 - **Processes**: sesshud, the raw boto3 loop (`bench/rawloop.py`), Celery and the server each run as their own
-  process; CPU per job is read from `/proc` (psutil) over each measuring window."""
+  process; CPU per job is read from `/proc` (psutil) over each measuring window.
+- **LocalStack column**: the figures that depend on the server (requests per job, throughput against the raw
+  loop, latency) are measured again, by the same code, against LocalStack (the tests' second server), with moto
+  stopped. Each ratio compares sesshud and the raw loop on the same server. Targets are judged on moto's figures."""
 
 
 def _met(value: bool | None) -> str:
@@ -29,12 +32,16 @@ def _met(value: bool | None) -> str:
 
 
 def render(sections: list[Section], facts: dict[str, str], server: str, command: str,
-           total_seconds: float, failures: list[str]) -> str:
+           total_seconds: float, failures: list[str], second: list[Section] | None = None,
+           second_server: str = "") -> str:
+    """The whole report; ``second`` holds the same measurements made on ``second_server``."""
+    second = second or []
     out = [
         "# Benchmarks",
         "",
         "Written by `make bench` (`python -m bench.run`); do not edit by hand. Everything runs on "
-        "loopback: sesshud as a subprocess against a moto SQS/SNS server, plugins from `bench/plugins/`. "
+        "loopback: sesshud as a subprocess against a moto SQS/SNS server (and LocalStack, for its column), "
+        "plugins from `bench/plugins/`. "
         "The machine is shared and noisy, so each figure is a ratio against something measured side "
         "by side in the same run, or is shown next to such a baseline.",
         "",
@@ -50,6 +57,7 @@ def render(sections: list[Section], facts: dict[str, str], server: str, command:
                          f"pebble {facts['pebble']}, psutil {facts['psutil']}, celery {facts['celery']}, "
                          f"sesshu {facts['sesshu']}"],
             ["server", server],
+            *([["second server", second_server]] if second else []),
         ]),
         "",
         "## How",
@@ -59,11 +67,18 @@ def render(sections: list[Section], facts: dict[str, str], server: str, command:
         "## Summary",
         "",
     ]
+    again = {(s.title, f.name): f.measured for s in second for f in s.figures}
     rows = []
     for s in sections:
         for f in s.figures:
-            rows.append([f"{s.title}: {f.name}", f.measured, f.target or "-", _met(f.met), f.note])
-    out.append(table(["figure", "measured", "target", "met?", "notes"], rows))
+            row = [f"{s.title}: {f.name}", f.measured, f.target or "-", _met(f.met), f.note]
+            if second:
+                row.insert(2, again.get((s.title, f.name), "-"))
+            rows.append(row)
+    header = ["figure", "measured", "target", "met?", "notes"]
+    if second:
+        header[1:2] = ["moto", "LocalStack"]
+    out.append(table(header, rows))
     if failures:
         out += ["", "Measurements that failed in this run:", ""]
         out += [f"- {f}" for f in failures]
@@ -72,6 +87,11 @@ def render(sections: list[Section], facts: dict[str, str], server: str, command:
             out += ["", f"## {s.title}", "", f"({s.seconds:.0f} s)", ""]
             for block in s.details:
                 out += [block, ""]
+    for s in second:
+        out += ["", f"## {s.title}, on LocalStack", "", f"({s.seconds:.0f} s)", ""]
+        out += [table(["figure", "measured", "notes"], [[f.name, f.measured, f.note] for f in s.figures]), ""]
+        for block in s.details:
+            out += [block, ""]
     return "\n".join(out).rstrip() + "\n"
 
 

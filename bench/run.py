@@ -3,6 +3,9 @@
 Each measurement lives in its own module with ``run(bench) -> Section``.
 They run one after another against one moto server (reset between them),
 so their figures share a machine state as far as a noisy machine allows.
+Then the figures that depend on the server (requests per job, throughput
+against the raw loop, latency) are measured again against LocalStack, the
+tests' second server: the summary shows them in a column of their own.
 """
 
 from __future__ import annotations
@@ -14,11 +17,13 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 
 from bench import report
 from bench.common import ROOT, Bench, Section, machine, progress
 from bench.motoserver import MotoProcess
+from tests.harness.localstack import LocalStackServer
 
 # (name, module, needs the SQS/SNS server)
 MEASUREMENTS = [
@@ -33,6 +38,7 @@ MEASUREMENTS = [
     ("containment", "bench.containment", True),
 ]
 PEERS = ("peers", "bench.peers", True)
+ON_LOCALSTACK = ("requests", "throughput", "latency")  # the figures that depend on the server
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="run only this measurement (repeatable): "
                         + ", ".join(n for n, _, _ in [*MEASUREMENTS, PEERS]))
     p.add_argument("--stock-moto", action="store_true", help="run moto without the hot-spot patch")
+    p.add_argument("--no-localstack", action="store_true",
+                   help="skip the LocalStack column (which needs `make localstack`)")
     p.add_argument("--output", type=Path, default=ROOT / "docs" / "benchmarks.md")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (configs, logs)")
     return p
@@ -64,39 +72,66 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     started = time.monotonic()
     moto = MotoProcess(stock=args.stock_moto, log_path=str(tmp / "moto.log"))
+    localstack: LocalStackServer | None = None
+    second: list[Section] = []
+    second_server = ""
     try:
         if any(needs for _, _, needs in chosen):
             progress(f"starting {moto.description}")
             bench.moto = moto.start()
         for name, module_name, needs_server in chosen:
-            t0 = time.monotonic()
-            progress(f"== {name}")
-            try:
-                section = importlib.import_module(module_name).run(bench)
-            except Exception as exc:  # noqa: BLE001 - one broken measurement must not lose the others
-                traceback.print_exc()
-                failures.append(f"{name}: {type(exc).__name__}: {exc}")
-                continue
-            finally:
-                if needs_server:
-                    moto.reset()
-            section.seconds = time.monotonic() - t0
-            sections.append(section)
-            for f in section.figures:
-                mark = "" if f.met is None else ("  [met]" if f.met else "  [MISSED]")
-                progress(f"   {section.title}: {f.name}: {f.measured}{mark}")
+            section = _measure(bench, name, module_name, failures, moto.reset if needs_server else None)
+            if section is not None:
+                sections.append(section)
+        again = [m for m in chosen if m[0] in ON_LOCALSTACK] if not args.no_localstack else []
+        if again:
+            moto.stop()  # idle, but the machine has two cores: nothing else runs beside the servers
+            (tmp / "localstack").mkdir()
+            localstack = LocalStackServer(tmp / "localstack")
+            progress("starting LocalStack (host mode, SQS/SNS/S3 on loopback)")
+            ls_bench = Bench(quick=args.quick, tmp=tmp, moto=localstack.start(), server_name="localstack")
+            second_server = (f"LocalStack {localstack.version()} in host mode (hypercorn gateway, its own SQS, SNS "
+                             "and S3 providers), in its own process, from `.venv-localstack/`")
+            for name, module_name, _ in again:
+                section = _measure(ls_bench, name, module_name, failures, None, "LocalStack")
+                if section is not None:
+                    second.append(section)
     finally:
         moto.stop()
+        if localstack is not None:
+            localstack.stop()
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
         else:
             progress(f"scratch files kept in {tmp}")
     command = "python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:])
     text = report.render(sections, facts, moto.description, command.strip(), time.monotonic() - started,
-                         failures)
+                         failures, second, second_server)
     report.write(args.output, text)
     progress(f"wrote {args.output} ({time.monotonic() - started:.0f} s in all)")
     return 1 if failures else 0
+
+
+def _measure(bench: Bench, name: str, module_name: str, failures: list[str], reset: Callable[[], None] | None,
+             server: str = "") -> Section | None:
+    """Run one measurement; a failure is recorded, and the run goes on."""
+    t0 = time.monotonic()
+    label = f"{name} on {server}" if server else name
+    progress(f"== {label}")
+    try:
+        section: Section = importlib.import_module(module_name).run(bench)
+    except Exception as exc:  # noqa: BLE001 - one broken measurement must not lose the others
+        traceback.print_exc()
+        failures.append(f"{label}: {type(exc).__name__}: {exc}")
+        return None
+    finally:
+        if reset is not None:
+            reset()
+    section.seconds = time.monotonic() - t0
+    for f in section.figures:
+        mark = "" if f.met is None or server else ("  [met]" if f.met else "  [MISSED]")
+        progress(f"   {section.title}{f' ({server})' if server else ''}: {f.name}: {f.measured}{mark}")
+    return section
 
 
 if __name__ == "__main__":

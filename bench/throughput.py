@@ -1,7 +1,7 @@
 """End-to-end throughput: sesshud (4 workers, no-op plugin) versus a raw boto3 loop.
 
-Both run as subprocesses against the same moto server, fed by the same
-:class:`~bench.feeder.Feeder` (about 50 messages always waiting), and are
+Both run as subprocesses against the same server (moto; then LocalStack),
+fed by the same :class:`~bench.feeder.Feeder` (about 50 messages always waiting), and are
 timed the same way: messages completed (sent and gone from the queue) over a
 fixed window after a warm-up. Rounds alternate which side goes first. CPU
 time of every process involved is sampled over each window, to show where
@@ -88,7 +88,7 @@ def raw_round(bench: Bench, warmup: float, window: float) -> dict[str, Any]:
     proc = subprocess.Popen([sys.executable, "-m", "bench.rawloop", "--endpoint", bench.moto.url,
                              "--queue", queue, "--topic", topic], env=quiet_env())
     try:
-        meter = CpuMeter({"moto": (bench.moto.pid(), False), "raw loop": (proc.pid, False)})
+        meter = CpuMeter({bench.server_name: (bench.moto.pid(), False), "raw loop": (proc.pid, False)})
         return _measure(feeder, meter, warmup, window)
     finally:
         proc.terminate()
@@ -118,7 +118,7 @@ def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: Counting
     try:
         daemon.wait_idle_workers(workers)
         feeder = Feeder(bench.moto.url, queue, body or noop_body(), visible=visible).start()
-        meter = CpuMeter({"moto": (bench.moto.pid(), False), "sesshud master": (daemon.pid, False),
+        meter = CpuMeter({bench.server_name: (bench.moto.pid(), False), "sesshud master": (daemon.pid, False),
                           "sesshud children": (daemon.pid, True)})
         result = _measure(feeder, meter, warmup, window, proxy)
         result["cpu"]["sesshud children"] -= result["cpu"]["sesshud master"]
@@ -154,8 +154,8 @@ def run(bench: Bench) -> Section:
     r_raw, r_ses = median([r["rate"] for r in raw]), median([r["rate"] for r in ses])
     ratio = r_ses / r_raw
     note = f"sesshud {r_ses:.0f} jobs/s vs raw loop {r_raw:.0f} jobs/s (median of {rounds})"
-    moto_ses = median([1000 * r["cpu"]["moto"] / max(1, r["jobs"]) for r in ses])
-    moto_raw = median([1000 * r["cpu"]["moto"] / max(1, r["jobs"]) for r in raw])
+    moto_ses = median([1000 * r["cpu"][bench.server_name] / max(1, r["jobs"]) for r in ses])
+    moto_raw = median([1000 * r["cpu"][bench.server_name] / max(1, r["jobs"]) for r in raw])
     if not check(ratio, at_least=TARGET):
         note += (f". The server is the bottleneck: it spends {moto_ses:.1f} ms of CPU per sesshud job vs "
                  f"{moto_raw:.1f} ms per raw job ({moto_ses / moto_raw:.1f}x), because sesshud sends more "

@@ -8,11 +8,76 @@ pool benchmark use the in-memory ``sesshu.membus``. Batch calls take at most
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 BATCH_MAX = 10
+# SNS caps one message, and all the messages of one PublishBatch together, at
+# 256 KiB. SQS has allowed 1 MiB since 2025, but 256 KiB is what every
+# SQS-compatible server accepts, so Sesshu keeps SendMessageBatch under it too.
 SNS_MAX_BYTES = 256 * 1024
+SQS_MAX_BYTES = 256 * 1024
+
+# AWS error codes that no retry of the same request can cure: the request (or
+# the permissions, or the resource) must change. A failure with one of them
+# is a client error, not an outage.
+PERMANENT_CODES = frozenset({
+    "BatchRequestTooLong", "TooManyEntriesInBatchRequest", "BatchEntryIdsNotDistinct", "InvalidBatchEntryId",
+    "EmptyBatchRequest", "InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid",
+    "ValidationError", "InvalidMessageContents", "AuthorizationError", "AccessDenied", "NotFound",
+    "NonExistentQueue", "QueueDoesNotExist", "NoSuchBucket",
+})
+# The permanent errors a batch earns as a whole although its entries, sent one
+# by one, may pass: the batch is too long or too big, or one entry is bad.
+SPLIT_CODES = frozenset({
+    "BatchRequestTooLong", "TooManyEntriesInBatchRequest", "InvalidParameter", "InvalidParameterValue",
+    "ParameterValueInvalid", "ValidationError", "InvalidMessageContents",
+})
+
+
+def message_size(body: str, attributes: Mapping[str, Mapping[str, str | bytes]] | None = None) -> int:
+    """The bytes SNS and SQS count against their size limits for one message.
+
+    The body in UTF-8, plus every message attribute's name, data type and
+    value. Entry ids and the request's own encoding do not count: the limit of
+    a batch is on "the total aggregate size of all messages" in it.
+    """
+    size = len(body.encode())
+    for name, attribute in (attributes or {}).items():
+        size += len(name.encode())
+        size += sum(len(v.encode() if isinstance(v, str) else v) for v in attribute.values())
+    return size
+
+
+def batches(sizes: Sequence[int], max_bytes: int, max_entries: int = BATCH_MAX) -> list[range]:
+    """Cut messages of these sizes, in order, into batches of at most ``max_entries``
+    messages and ``max_bytes`` together; a message bigger than that goes alone."""
+    out: list[range] = []
+    start, total = 0, 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start == max_entries or total + size > max_bytes):
+            out.append(range(start, i))
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        out.append(range(start, len(sizes)))
+    return out
+
+
+def is_permanent(code: str) -> bool:
+    """No retry of the same request can cure an error with this code: not an outage."""
+    return error_name(code) in PERMANENT_CODES
+
+
+def error_name(code: str) -> str:
+    """An AWS error code without its service prefix or "Exception" suffix.
+
+    Servers spell the same error differently: ``AWS.SimpleQueueService.NonExistentQueue``
+    and ``QueueDoesNotExist``, ``InvalidParameterValue`` and ``InvalidParameterValueException``.
+    """
+    name = code.rsplit(".", 1)[-1]
+    return name.removesuffix("Exception") or name
 
 
 @dataclass(frozen=True)
@@ -55,6 +120,16 @@ class BusError(Exception):
         super().__init__(message)
         self.code = code  # the AWS error code, or the exception's name
         self.status = status  # the HTTP status of an answer; None when none came
+
+    @property
+    def permanent(self) -> bool:
+        """Retrying the same request cannot help: not an outage."""
+        return is_permanent(self.code)
+
+    @property
+    def splittable(self) -> bool:
+        """The batch failed as a whole, but its entries one by one may pass."""
+        return error_name(self.code) in SPLIT_CODES
 
 
 class Bus(Protocol):

@@ -18,12 +18,46 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from sesshu.backoff import Backoff
-from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, BusError, Delete, Message, Publish, Visibility
+from sesshu.bus import (
+    BATCH_MAX,
+    SNS_MAX_BYTES,
+    Bus,
+    BusError,
+    Delete,
+    Message,
+    Publish,
+    Visibility,
+    is_permanent,
+    message_size,
+)
+
+if TYPE_CHECKING:
+    from typing import Self
 
 log = logging.getLogger("sesshu.busio")
+STORED_KEYS = 1024  # S3 keys remembered as stored, so a retried result is not uploaded again
+
+
+class Fault(str):
+    """Why a bus call failed: the text to log, carrying the AWS error code.
+
+    A str, so whatever only logs or compares it needs to know nothing more;
+    :class:`BusHealth` tells a permanent refusal from an outage by its code.
+    """
+
+    code: str
+
+    def __new__(cls, text: str, code: str = "") -> Self:
+        fault = super().__new__(cls, text)
+        fault.code = code
+        return fault
+
+    @property
+    def permanent(self) -> bool:
+        return is_permanent(self.code)
 
 
 @dataclass
@@ -42,7 +76,7 @@ class Sent:
     deleted: list[Any] = field(default_factory=list)  # "empty" tickets deleted
     delete_failed: list[tuple[Any, str]] = field(default_factory=list)
     visibility_failed: list[tuple[Any, str]] = field(default_factory=list)
-    error: str | None = None  # set when any call of the batch failed as a whole
+    error: str | None = None  # set when any call of the batch failed as a whole (a Fault)
 
 
 class Lane:
@@ -109,6 +143,11 @@ class Outbox:
         # can never land after (or in the same batch as) its release or delete.
         self.extensions: dict[int, tuple[Any, int]] = {}
         self._waiting_since: float | None = None  # when results began waiting for the sender
+        # S3 keys stored by earlier batches (oldest first, bounded). The key is
+        # the message's own, so when a result whose pointer failed to publish
+        # comes back, only the pointer goes out again. Only the sender thread
+        # touches it, one batch at a time.
+        self.stored: dict[str, None] = {}
 
     def __len__(self) -> int:
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
@@ -185,20 +224,25 @@ class Outbox:
         """The sender call for the next batch, or None when there is nothing to send."""
         visibility = [self.extensions.pop(k) for k in list(self.extensions)[:BATCH_MAX]]
         visibility += _take(self.releases, BATCH_MAX - len(visibility))
+        # One PublishBatch carries at most ten messages and 256 KiB of them
+        # all together (message_size: what SNS counts), an upload's pointer
+        # included. The upload goes first, so a steady stream of publishes
+        # cannot hold it back; a lone message always goes (settle made sure
+        # that it fits on its own).
+        uploads = _take(self.uploads, 1)
+        size = sum(message_size(pointer) for _, _, _, pointer in uploads)
         publishes: list[tuple[Any, str]] = []
-        size = 0
-        # SNS caps a whole PublishBatch at 256 KiB, not just each message.
-        while self.publishes and len(publishes) < BATCH_MAX:
-            doc = self.publishes[0][1]
-            if publishes and size + len(doc) > SNS_MAX_BYTES:
+        while self.publishes and len(uploads) + len(publishes) < BATCH_MAX:
+            n = message_size(self.publishes[0][1])
+            if size and size + n > SNS_MAX_BYTES:
                 break
-            size += len(doc)
+            size += n
             publishes.append(self.publishes.popleft())
-        uploads = _take(self.uploads, 1) if len(publishes) < BATCH_MAX else []
         deletes = _take(self.deletes, BATCH_MAX)
         if not (visibility or publishes or uploads or deletes):
             return None
-        return lambda: send_batch(bus, visibility, publishes, deletes, uploads, s3)
+        stored = self.stored
+        return lambda: send_batch(bus, visibility, publishes, deletes, uploads, s3, stored)
 
 
 @dataclass(frozen=True)
@@ -218,31 +262,40 @@ def send_batch(
     deletes: list[Any],
     uploads: list[tuple[Any, str, str, str]] | None = None,
     s3: S3Target | None = None,
+    stored: dict[str, None] | None = None,
 ) -> Sent:
     """Run one sender turn: visibility changes, then publish-then-delete, then deletes.
 
     A message is deleted only if its own publish entry succeeded, in this
     same turn, so a delete can never overtake its publish. An oversized
-    result is stored in S3 first, and only then is its pointer published.
+    result is stored in S3 first, and only then is its pointer published; a
+    key in ``stored`` is not uploaded again. A batch refused as a whole for
+    what one of its entries is (too long, an invalid parameter) is sent again
+    entry by entry, so only the entry at fault fails.
     """
     sent = Sent()
     publishes = list(publishes)
     for ticket, document, key, pointer in uploads or []:
         assert s3 is not None
-        try:
-            bus.put_object(s3.bucket, key, document)
-        except BusError as exc:
-            sent.publish_failed.append((ticket, f"S3 upload failed: {exc}"))
-            continue
+        if stored is None or key not in stored:
+            try:
+                bus.put_object(s3.bucket, key, document)
+            except BusError as exc:
+                sent.publish_failed.append((ticket, f"S3 upload failed: {exc}"))
+                continue
+            if stored is not None:
+                stored[key] = None
+                while len(stored) > STORED_KEYS:
+                    del stored[next(iter(stored))]
         publishes.append((ticket, pointer))
     if releases:
         entries = [Visibility(str(i), t.message.receipt_handle, s) for i, (t, s) in enumerate(releases)]
-        failed = _guard(sent, lambda: bus.change_visibility(entries), entries)
+        failed = _guard(sent, bus.change_visibility, entries)
         sent.visibility_failed = [(releases[int(k)][0], v) for k, v in failed.items()]
     to_delete: list[Any] = []
     if publishes:
         pub = [Publish(str(i), doc) for i, (_, doc) in enumerate(publishes)]
-        failed = _guard(sent, lambda: bus.publish(pub), pub)
+        failed = _guard(sent, bus.publish, pub)
         for i, (ticket, _) in enumerate(publishes):
             if str(i) in failed:
                 sent.publish_failed.append((ticket, failed[str(i)]))
@@ -251,23 +304,35 @@ def send_batch(
                 to_delete.append(ticket)
     first_empty = len(to_delete)
     to_delete.extend(deletes)
-    if to_delete:
-        dels = [Delete(str(i), t.message.receipt_handle) for i, t in enumerate(to_delete)]
-        failed = _guard(sent, lambda: bus.delete(dels), dels)
-        sent.delete_failed = [(to_delete[int(k)], v) for k, v in failed.items()]
-        sent.deleted = [t for i, t in enumerate(to_delete[first_empty:], first_empty) if str(i) not in failed]
+    # Published and empty results share the delete batch: in tens, as SQS takes them.
+    for start in range(0, len(to_delete), BATCH_MAX):
+        dels = [Delete(str(i), t.message.receipt_handle)
+                for i, t in enumerate(to_delete[start:start + BATCH_MAX], start)]
+        failed = _guard(sent, bus.delete, dels)
+        sent.delete_failed += [(to_delete[int(k)], v) for k, v in failed.items()]
+        sent.deleted += [t for i, t in enumerate(to_delete[start:start + BATCH_MAX], start)
+                         if i >= first_empty and str(i) not in failed]
     return sent
 
 
-def _guard(sent: Sent, call: Callable[[], dict[str, str]], entries: list[Any]) -> dict[str, str]:
+def _guard(sent: Sent, call: Callable[[list[Any]], dict[str, str]], entries: list[Any]) -> dict[str, str]:
+    """``call(entries)``; a failure of the call as a whole fails every entry (and is kept in ``sent.error``)."""
     try:
-        return call()
+        return call(entries)
     except BusError as exc:
-        sent.error = str(exc)
+        if exc.splittable and len(entries) > 1:
+            # Refused for what the batch holds, not for where it goes: each
+            # entry alone may pass, and the one at fault fails by itself.
+            sent.error = Fault(f"{exc}; sent its {len(entries)} entries one by one", exc.code)
+            failed: dict[str, str] = {}
+            for entry in entries:
+                failed.update(_guard(sent, call, [entry]))
+            return failed
+        sent.error = Fault(str(exc), exc.code)
         return {e.entry_id: str(exc) for e in entries}
     except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
-        sent.error = f"unexpected {type(exc).__name__}: {exc}"
-        return {e.entry_id: sent.error for e in entries}
+        sent.error = Fault(f"unexpected {type(exc).__name__}: {exc}")
+        return {e.entry_id: str(sent.error) for e in entries}
 
 
 def receive(bus: Bus, n: int, wait: int) -> Received:
@@ -275,7 +340,7 @@ def receive(bus: Bus, n: int, wait: int) -> Received:
     try:
         return Received(bus.receive(n, wait), None, started)
     except BusError as exc:
-        return Received([], str(exc), started)
+        return Received([], Fault(str(exc), exc.code), started)
     except Exception as exc:  # noqa: BLE001
         return Received([], f"unexpected {type(exc).__name__}: {exc}", started)
 
@@ -287,16 +352,22 @@ class BusHealth:
     jitter, so a fleet of hosts does not hammer a recovering endpoint in step.
     """
 
+    REFUSAL_LOG_EVERY = 60.0  # seconds between two log lines for the same refusal
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self.poll_after = 0.0
         self._receive_down: float | None = None
         self._backoff = Backoff(first=1.0, cap=30.0, jitter=0.5)
         self._send_down: float | None = None
+        self._refusals: dict[tuple[str, str], float] = {}  # (what, error code): when last logged
 
     def receive_failed(self, error: str) -> None:
         now = self._clock()
-        if self._receive_down is None:
+        if _permanent(error):
+            # The bus answered: it is up, and refuses. Back off all the same.
+            self._refused("receiving", error)
+        elif self._receive_down is None:
             self._receive_down = now
             log.error("bus outage: %s; retrying with backoff", error)
         self.poll_after = now + self._backoff.next()
@@ -308,9 +379,25 @@ class BusHealth:
         self._backoff.reset()
 
     def sent(self, error: str | None) -> None:
+        if error is not None and _permanent(error):
+            self._refused("sending", error)
+            error = None  # the bus answered, so it is up
         if error is not None and self._send_down is None:
             self._send_down = self._clock()
             log.error("bus outage while sending: %s; results stay undeleted and are retried", error)
         elif error is None and self._send_down is not None:
             log.warning("sending recovered after %.1f s", self._clock() - self._send_down)
             self._send_down = None
+
+    def _refused(self, doing: str, error: Fault) -> None:
+        """Log a permanent refusal; the same one again only once a minute (it recurs with every batch)."""
+        now = self._clock()
+        key = (doing, error.code)
+        last = self._refusals.get(key)
+        if last is None or now - last >= self.REFUSAL_LOG_EVERY:
+            self._refusals[key] = now
+            log.error("the bus refused a request while %s (a client error, not an outage): %s", doing, error)
+
+
+def _permanent(error: str) -> TypeGuard[Fault]:
+    return isinstance(error, Fault) and error.permanent

@@ -168,6 +168,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     from sesshu import opaws
+    from sesshu.bus import SNS_MAX_BYTES, SQS_MAX_BYTES, batches, message_size
     from sesshu.config import valid_plugin_name
     from sesshu.messages import MAX_TARGET_CHARS
 
@@ -185,10 +186,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         client = opaws.client("sqs", args, args.queue)
         where = opaws.queue_url(client, args.queue)
     failed: list[str] = []
-    for start in range(0, len(documents), BATCH):
-        chunk = documents[start:start + BATCH]
+    # Ten messages a batch, and 256 KiB for all of them together: SNS and SQS
+    # refuse a whole batch over either (moto does not, so nothing else checks).
+    limit = SNS_MAX_BYTES if args.topic else SQS_MAX_BYTES
+    for batch in batches([message_size(d) for d in documents], limit, BATCH):
+        chunk = documents[batch.start:batch.stop]
         errors = _send_topic(client, where, chunk) if args.topic else _send_queue(client, where, chunk)
-        failed.extend(f"{targets[start + i]}: {error}" for i, error in sorted(errors.items()))
+        failed.extend(f"{targets[batch.start + i]}: {error}" for i, error in sorted(errors.items()))
     print(f"sent {len(documents) - len(failed)} request(s) to {where}")
     if failed:
         raise _Failure(f"{len(failed)} request(s) not sent, first: {failed[0]}")

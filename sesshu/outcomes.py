@@ -65,8 +65,13 @@ class Outcomes:
         duration: float | None = None,
         pid: int | None = None,
         receive: tuple[int, int | None] = (1, None),
+        named: tuple[str | None, str | None] = (None, None),
     ) -> None:
-        """``receive``: this receive of the message, and how many the redrive policy allows."""
+        """``receive``: this receive of the message, and how many the redrive policy allows.
+
+        ``named``: what a request that never parsed named, for the log line
+        only; counts and metrics label it ``-``, so a sender cannot mint labels.
+        """
         assert outcome in OUTCOMES, outcome
         self.counts[(plugin or "-", outcome)] += 1
         if len(self._messages[outcome]) < TRACKED_IDS:
@@ -77,6 +82,8 @@ class Outcomes:
             self._observer(plugin or "-", outcome, reason, duration)
         # Plugin, target and detail all come from the sender or a plugin: masked,
         # escaped and bounded here, in text and JSON lines alike.
+        if plugin is None:
+            plugin, target = named
         plugin = loggable(plugin) if plugin else None
         detail = loggable(detail, DETAIL_CHARS)
         fields: dict[str, Any] = {

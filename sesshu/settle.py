@@ -77,10 +77,11 @@ class Settler:
     def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
                 pid: int | None = None) -> None:
         req = ticket.request
-        plugin, target = (req.plugin, req.target) if req else (ticket.named_plugin, ticket.named_target)
-        self.outcomes.record(outcome, ticket.message.message_id, plugin, target, reason=reason, detail=detail,
+        self.outcomes.record(outcome, ticket.message.message_id, req.plugin if req else None,
+                             req.target if req else None, reason=reason, detail=detail,
                              duration=ticket.duration, pid=pid or ticket.pid,
-                             receive=(ticket.message.receive_count, self.queue_info.max_receive_count))
+                             receive=(ticket.message.receive_count, self.queue_info.max_receive_count),
+                             named=(ticket.named_plugin, ticket.named_target))
 
     def reject(self, ticket: Ticket, detail: str) -> None:
         self._record("rejected", ticket, reason="invalid", detail=detail)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -248,6 +250,66 @@ def test_large_result_goes_to_s3(moto: MotoServer, cfg_path: Path, daemons: list
     assert set(docs["chaos:echo:small"]) == {"target", "plugin", "result"}
     assert d.stop() == 0
     assert "outcomes: done=2, empty=0, rejected=0, retried=0" in d.log()
+
+
+def exact_document_target(size: int, pause: float) -> str:
+    """A chaos:big target whose result document is exactly ``size`` bytes."""
+    n = size
+    while True:
+        target = f"chaos:big:{n}:{pause:g}"
+        length = len(json.dumps({"target": target, "plugin": "chaos", "result": "x" * n}, separators=(",", ":")))
+        if length == size:
+            return target
+        n -= length - size
+
+
+def unsent_bytes(pid: int) -> int:
+    """Bytes ``pid`` wrote to its unix sockets that no reader has taken yet (Send-Q of ``ss -xnp``)."""
+    table = subprocess.run(["ss", "-xnp"], capture_output=True, text=True, check=True, timeout=30).stdout
+    return sum(int(line.split()[3]) for line in table.splitlines()
+               if line.startswith("u_str") and f"pid={pid}," in line)
+
+
+def test_two_big_results_finishing_together(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    """A document of exactly 256 KiB and an S3 pointer must not share a PublishBatch.
+
+    The master is stopped while both jobs finish, so it reads both results in
+    one turn and both are queued for the same sender batch. Together they are
+    over what SNS takes in one PublishBatch (moto takes it all the same).
+    """
+    dep = fresh(moto, "pair", visibility=30, max_receive=2)
+    bucket = f"sesshu-{uuid.uuid4().hex[:10]}"
+    s3 = moto.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    d = Daemon(configure(cfg_path, moto, dep, s3_bucket=bucket, workers={"count": 2, "timeout": 30}), moto)
+    daemons.append(d.start())
+    exact, oversized = exact_document_target(262144, 3), "chaos:big:400000:3"
+    publish(moto, dep, "chaos", exact, oversized)
+    poll(lambda: sum("chaos:big:" in t for t in d.worker_titles()) == 2, 30, what="both jobs running")
+    workers = d.workers()
+    assert d.proc is not None
+    d.send_signal(signal.SIGSTOP)
+    try:
+        # Each result is bigger than a socket buffer: a worker that finished
+        # its job waits, part of its result unsent, for the master to read it.
+        poll(lambda: all(unsent_bytes(pid) for pid in workers), 30, interval=0.2,
+             what="both workers to be done and waiting for the master to read their results")
+    finally:
+        d.send_signal(signal.SIGCONT)
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for([exact, oversized], timeout=60)
+    assert d.stop() == 0
+    by_target = {doc["target"]: doc for doc in results.docs}
+    inline = [body for body in results.raw if json.loads(body)["target"] == exact]
+    assert [len(body.encode()) for body in inline] == [262144]
+    pointer = by_target[oversized]["result_s3"]
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=pointer["key"])["Body"].read())
+    assert stored["result"] == "x" * 400000
+    log = d.log()
+    assert "outcomes: done=2, empty=0, rejected=0, retried=0" in log
+    assert "put_object=1" in log  # stored once
+    assert "bus outage" not in log and "not an outage" not in log  # nothing was refused
+    assert drain(moto, dep.dlq_url) == []
 
 
 def test_large_result_without_s3_is_dead_lettered(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:

@@ -1,4 +1,4 @@
-"""The ``sesshu`` operator command, run as a real process against moto_server."""
+"""The ``sesshu`` operator command, run as a real process against the session's SQS/SNS server."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +31,9 @@ _names = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with MotoServer(tmp_path_factory.mktemp("moto") / "moto.log") as s:
-        yield s
+def server(bus_server: MotoServer) -> MotoServer:
+    """The session's server: moto, or LocalStack under ``make test-localstack``."""
+    return bus_server
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
-"""A real SQS/SNS-speaking server on loopback (moto's standalone server), and
-the queues and topics a Sesshu deployment needs, for tests, demo and bench.
+"""A real SQS/SNS-speaking server on loopback (moto's standalone server, or
+LocalStack: ``tests.harness.localstack``), and the queues and topics a Sesshu
+deployment needs, for tests, demo and bench.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 
 from sesshu.provision import Deployment
 from sesshu.provision import provision as provision_deployment
@@ -55,8 +57,10 @@ def poll(condition: Any, timeout: float = 30.0, interval: float = 0.05, what: st
         time.sleep(interval)
 
 
-class MotoServer:
-    """``moto_server`` in a subprocess on a free 127.0.0.1 port."""
+class BusServer:
+    """An SQS/SNS/S3 server in a subprocess on a free 127.0.0.1 port; subclasses start it."""
+
+    name = ""  # "moto" or "localstack": what tests and reports call it
 
     def __init__(self, log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
@@ -64,6 +68,44 @@ class MotoServer:
         self._log_path = log_path
         self._env = env or {}  # e.g. INITIAL_NO_AUTH_ACTION_COUNT, to make it check credentials
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BusServer:
+        raise NotImplementedError
+
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def processes(self) -> list[psutil.Process]:
+        """The server and every process it started."""
+        root = psutil.Process(self.pid())
+        return [root, *root.children(recursive=True)]
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def client(self, service: str) -> Any:
+        return boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        ).client(service, endpoint_url=self.url)
+
+    def __enter__(self) -> BusServer:  # noqa: PYI034 - start() returns the server
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class MotoServer(BusServer):
+    """``moto_server`` in a subprocess on a free 127.0.0.1 port."""
+
+    name = "moto"
 
     def start(self) -> MotoServer:
         exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
@@ -88,35 +130,45 @@ class MotoServer:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
 
-    def client(self, service: str) -> Any:
-        return boto3.session.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
-        ).client(service, endpoint_url=self.url)
+def start_server(name: str, workdir: Path) -> BusServer:
+    """Start the server called ``name`` ("moto" or "localstack"), its files in ``workdir``."""
+    if name == "moto":
+        return MotoServer(log_path=workdir / "moto.log").start()
+    if name == "localstack":
+        from tests.harness.localstack import LocalStackServer
 
-    def __enter__(self) -> MotoServer:  # noqa: PYI034 - start() returns the server
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        return LocalStackServer(workdir).start()
+    raise ValueError(f"unknown bus server {name!r}: moto or localstack")
 
 
-def provision(server: MotoServer, name: str, *, visibility: int = 30, max_receive: int | None = 2,
+def listening_sockets(processes: list[psutil.Process]) -> list[tuple[int, str, str, int]]:
+    """(pid, "tcp" or "udp", address, port) of every socket these processes serve on.
+
+    A TCP socket counts in state LISTEN; a UDP socket counts when it is not
+    connected to a peer (a server's socket, as a DNS server's would be).
+    """
+    found = []
+    for proc in processes:
+        try:
+            conns = proc.net_connections(kind="inet")
+        except psutil.NoSuchProcess:
+            continue
+        for c in conns:
+            tcp = c.type == socket.SOCK_STREAM
+            if (tcp and c.status == psutil.CONN_LISTEN) or (not tcp and not c.raddr):
+                found.append((proc.pid, "tcp" if tcp else "udp", c.laddr.ip, c.laddr.port))
+    return found
+
+
+def provision(server: BusServer, name: str, *, visibility: int = 30, max_receive: int | None = 2,
               raw: bool = False) -> Deployment:
     """The deployment ``sesshu provision`` would make, on ``server``."""
     return provision_deployment(server.client("sqs"), server.client("sns"), name,
                                 visibility=visibility, max_receive=max_receive, raw=raw)
 
 
-def drain(server: MotoServer, queue_url: str, *, wait: int = 0) -> list[dict[str, Any]]:
+def drain(server: BusServer, queue_url: str, *, wait: int = 0) -> list[dict[str, Any]]:
     """Receive and delete everything visible in a queue now."""
     sqs = server.client("sqs")
     out: list[dict[str, Any]] = []
@@ -131,7 +183,7 @@ def drain(server: MotoServer, queue_url: str, *, wait: int = 0) -> list[dict[str
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
 
 
-def queue_depth(server: MotoServer, queue_url: str) -> int:
+def queue_depth(server: BusServer, queue_url: str) -> int:
     attrs = server.client("sqs").get_queue_attributes(
         QueueUrl=queue_url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
@@ -139,7 +191,7 @@ def queue_depth(server: MotoServer, queue_url: str) -> int:
     return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
 
 
-def publish(server: MotoServer, dep: Deployment, plugin: str, *targets: str) -> None:
+def publish(server: BusServer, dep: Deployment, plugin: str, *targets: str) -> None:
     """Publish one request per target to the requests topic, as Panorama does (batches of 10)."""
     sns = server.client("sns")
     for i in range(0, len(targets), 10):
@@ -156,7 +208,7 @@ class Inbox:
     ``docs`` holds the requests inside them.
     """
 
-    def __init__(self, server: MotoServer, queue_url: str, envelope: bool = False) -> None:
+    def __init__(self, server: BusServer, queue_url: str, envelope: bool = False) -> None:
         self.server, self.queue_url, self.envelope = server, queue_url, envelope
         self.raw: list[str] = []
 

@@ -6,7 +6,8 @@ ever, ``chaos:spin`` burns CPU ignoring SIGTERM, ``chaos:raise`` raises,
 ``chaos:unserialisable`` returns an object JSON cannot encode,
 ``chaos:grandchild:PIDFILE`` leaves a sleeping grandchild (its pid written to
 PIDFILE) and hangs, ``chaos:invalid`` fails validate(), ``chaos:sleep:S``
-sleeps S seconds then returns S, ``chaos:big:N`` returns N bytes of text,
+sleeps S seconds then returns S, ``chaos:big:N`` returns N bytes of text
+(``chaos:big:N:S`` after S seconds),
 ``chaos:modules`` reports whether boto3 is imported in the child.
 """
 
@@ -62,7 +63,9 @@ def fetch(target: str) -> Any:
         time.sleep(float(arg))
         return float(arg)
     if action == "big":
-        return "x" * int(arg)
+        size, _, pause = arg.partition(":")
+        time.sleep(float(pause or 0))
+        return "x" * int(size)
     if action == "modules":
         return {"boto3": "boto3" in sys.modules, "botocore": "botocore" in sys.modules}
     raise ValueError(f"unknown chaos action {action}")

@@ -1,0 +1,92 @@
+"""SqsSnsBus against the answers of different servers, replayed with botocore's Stubber.
+
+The end-to-end suites run on moto and on LocalStack; where the two answer
+the same request differently, both answers are kept here, so Sesshu keeps
+handling each even when only one server runs.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from botocore.stub import Stubber
+
+from sesshu.bus import Message, Visibility
+from sesshu.busio import Sent
+from sesshu.config import from_mapping
+from sesshu.settle import Settler
+from sesshu.sqsbus import SqsSnsBus
+from sesshu.ticket import Ticket
+from tests.harness.aws import FAKE_CREDENTIALS
+
+QUEUE = "http://127.0.0.1:9/000000000000/q"
+DLQ_ARN = "arn:aws:sqs:us-east-1:000000000000:q-dlq"
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqsSnsBus]:
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    yield SqsSnsBus(QUEUE, "arn:aws:sns:us-east-1:000000000000:results", region="us-east-1",
+                    endpoint_url="http://127.0.0.1:9")
+
+
+def stubbed(client: Any, operation: str, reply: dict[str, Any]) -> Stubber:
+    stub = Stubber(client)
+    stub.add_response(operation, reply)
+    stub.activate()
+    return stub
+
+
+# moto always answers a number; LocalStack hands back what it was given, a
+# string when the policy was written with one (as CloudFormation templates do).
+@pytest.mark.parametrize("max_receive", [3, "3"], ids=["number", "string"])
+def test_max_receive_count_as_number_or_string(bus: SqsSnsBus, max_receive: Any) -> None:
+    policy = json.dumps({"deadLetterTargetArn": DLQ_ARN, "maxReceiveCount": max_receive})
+    with stubbed(bus._sqs, "get_queue_attributes",
+                 {"Attributes": {"VisibilityTimeout": "30", "RedrivePolicy": policy}}):
+        info = bus.queue_info()
+    assert (info.visibility_timeout, info.max_receive_count) == (30, 3)
+
+
+def test_no_redrive_policy_means_no_dlq(bus: SqsSnsBus) -> None:
+    with stubbed(bus._sqs, "get_queue_attributes", {"Attributes": {"VisibilityTimeout": "30"}}):
+        assert bus.queue_info().max_receive_count is None
+
+
+# A visibility change for a message deleted meanwhile fails per entry, with a
+# code that depends on the server.
+@pytest.mark.parametrize("code", ["ReceiptHandleIsInvalid", "InvalidParameterValue", "InvalidParameterValueException"],
+                         ids=["moto", "SQS", "LocalStack-4.13"])
+def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    reply = {"Successful": [{"Id": "1"}],
+             "Failed": [{"Id": "0", "SenderFault": True, "Code": code, "Message": "not available"}]}
+    with stubbed(bus._sqs, "change_message_visibility_batch", reply):
+        failed = bus.change_visibility([Visibility("0", "gone", 30), Visibility("1", "here", 30)])
+    assert list(failed) == ["0"] and failed["0"].startswith(code)
+
+    config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
+    settler = Settler(config)
+    gone = Ticket(Message("m-gone", "gone", "{}", 1))
+    with caplog.at_level(logging.WARNING):
+        settler.on_sent(Sent(visibility_failed=[(gone, failed["0"])]))
+    # Only a warning: neither code is a refused permission, so the heartbeat stays on.
+    assert settler.heartbeat
+    assert "message m-gone: could not change its visibility" in caplog.text
+    assert sum(settler.outcomes.counts.values()) == 0
+
+
+def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCaptureFixture) -> None:
+    """No emulator enforces IAM: this answer only AWS gives."""
+    config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
+    settler = Settler(config)
+    held = Ticket(Message("m-1", "rh-1", "{}", 1))
+    with caplog.at_level(logging.WARNING):
+        settler.on_sent(Sent(visibility_failed=[(held, "AccessDenied: not authorized")]))
+    assert not settler.heartbeat
+    assert "sqs:ChangeMessageVisibility is denied" in caplog.text
