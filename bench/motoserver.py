@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
-from bench.common import free_port, quiet_env, wait_until
+from tests.harness.aws import MotoServer
 
 
 def patch_moto() -> None:
@@ -70,15 +70,12 @@ def patch_moto() -> None:
     backend.get_queue_attributes = get_queue_attributes  # type: ignore[method-assign]
 
 
-class MotoProcess:
-    """A moto server in a child process on a free 127.0.0.1 port."""
+class MotoProcess(MotoServer):
+    """The tests' moto launcher, running this module (moto, hot-spot patched unless ``stock``)."""
 
     def __init__(self, stock: bool = False, log_path: str | None = None) -> None:
+        super().__init__(Path(log_path) if log_path else None)
         self.stock = stock
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def description(self) -> str:
@@ -87,46 +84,19 @@ class MotoProcess:
         how = "stock" if self.stock else "with bench/motoserver.py's hot-spot patch"
         return f"moto {moto.__version__} threaded werkzeug server, {how}, in its own process"
 
-    def start(self) -> MotoProcess:
-        cmd = [sys.executable, "-m", "bench.motoserver", "--port", str(self.port)]
-        if self.stock:
-            cmd.append("--stock")
-        if self._log_path:
-            with open(self._log_path, "ab") as out:
-                self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=quiet_env())
-        else:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=quiet_env())
-        wait_until(self._up, 60, "the moto server to answer")
-        return self
+    def command(self) -> list[str]:
+        stock = ["--stock"] if self.stock else []
+        return [sys.executable, "-m", "bench.motoserver", "--port", str(self.port), *stock]
 
-    def _up(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"moto server exited with {self.proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
-                return True
-        except OSError:
-            return False
+    def start(self) -> MotoProcess:
+        super().start()
+        return self
 
     def reset(self) -> None:
         """Forget every queue, topic and stored notification (frees memory between stages)."""
         req = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(req, timeout=30):
             pass
-
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def main() -> None:

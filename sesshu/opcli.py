@@ -208,23 +208,19 @@ def _targets(arguments: list[str], stdin: Iterable[str]) -> Iterator[str]:
 
 
 def _send_topic(sns: Any, topic: str, chunk: list[str]) -> dict[int, str]:
-    if len(chunk) == 1:
-        # Plain Publish for one: SNS-compatible servers without PublishBatch still work.
-        sns.publish(TopicArn=topic, Message=chunk[0])
-        return {}
-    reply = sns.publish_batch(TopicArn=topic, PublishBatchRequestEntries=[
-        {"Id": str(i), "Message": doc} for i, doc in enumerate(chunk)])
-    return _batch_failures(reply)
+    from sesshu.bus import Publish
+    from sesshu.sqsbus import call, publish_entries
+
+    failed = publish_entries(call, sns, topic, [Publish(str(i), doc) for i, doc in enumerate(chunk)])
+    return {int(k): v for k, v in failed.items()}
 
 
 def _send_queue(sqs: Any, queue: str, chunk: list[str]) -> dict[int, str]:
-    reply = sqs.send_message_batch(QueueUrl=queue, Entries=[
+    from sesshu.sqsbus import batch_failures, call
+
+    reply = call(sqs, "send_message_batch", QueueUrl=queue, Entries=[
         {"Id": str(i), "MessageBody": doc} for i, doc in enumerate(chunk)])
-    return _batch_failures(reply)
-
-
-def _batch_failures(reply: dict[str, Any]) -> dict[int, str]:
-    return {int(f["Id"]): f"{f.get('Code', 'error')}: {f.get('Message', '')}" for f in reply.get("Failed", [])}
+    return {int(k): v for k, v in batch_failures(reply).items()}
 
 
 class _Stop(BaseException):
@@ -308,9 +304,11 @@ def _result_line(body: str) -> str:
 
 
 def _delete(sqs: Any, queue: str, handles: list[str]) -> None:
+    from sesshu.sqsbus import batch_failures
+
     for start in range(0, len(handles), BATCH):
         entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start:start + BATCH])]
-        failures = _batch_failures(sqs.delete_message_batch(QueueUrl=queue, Entries=entries))
+        failures = batch_failures(sqs.delete_message_batch(QueueUrl=queue, Entries=entries))
         if failures:
             print(f"sesshu: warning: {len(failures)} printed message(s) not deleted: "
                   f"{next(iter(failures.values()))}", file=sys.stderr)

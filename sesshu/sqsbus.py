@@ -65,10 +65,10 @@ class SqsSnsBus:
 
     def _call(self, client: Any, operation: str, **kwargs: Any) -> Any:
         try:
-            reply = getattr(client, operation)(**kwargs)
-        except (BotoCoreError, ClientError) as exc:
+            reply = call(client, operation, **kwargs)
+        except BusError:
             self._count(operation, False)
-            raise BusError(f"{operation}: {exc}", _error_code(exc), _http_status(exc)) from exc
+            raise
         self._count(operation, True)
         return reply
 
@@ -95,21 +95,7 @@ class SqsSnsBus:
         ]
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:
-        if len(entries) == 1:
-            # A lone result goes out with plain Publish: same cost, and it
-            # needs no sns:PublishBatch support from SNS-compatible servers.
-            try:
-                self._call(self._sns, "publish", TopicArn=self.topic, Message=entries[0].document)
-            except BusError as exc:
-                return {entries[0].entry_id: str(exc)}
-            return {}
-        reply = self._call(
-            self._sns,
-            "publish_batch",
-            TopicArn=self.topic,
-            PublishBatchRequestEntries=[{"Id": e.entry_id, "Message": e.document} for e in entries],
-        )
-        return _failures(reply)
+        return publish_entries(self._call, self._sns, self.topic, entries)
 
     def delete(self, entries: list[Delete]) -> dict[str, str]:
         reply = self._call(
@@ -118,7 +104,7 @@ class SqsSnsBus:
             QueueUrl=self.queue_url,
             Entries=[{"Id": e.entry_id, "ReceiptHandle": e.receipt_handle} for e in entries],
         )
-        return _failures(reply)
+        return batch_failures(reply)
 
     def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
         reply = self._call(
@@ -130,7 +116,7 @@ class SqsSnsBus:
                 for e in entries
             ],
         )
-        return _failures(reply)
+        return batch_failures(reply)
 
     def queue_info(self) -> QueueInfo:
         reply = self._call(
@@ -190,5 +176,32 @@ def _http_status(exc: Exception) -> int | None:
     return None
 
 
-def _failures(reply: dict[str, Any]) -> dict[str, str]:
+def call(client: Any, operation: str, **kwargs: Any) -> Any:
+    """One boto3 call; whatever goes wrong is a :class:`BusError` with the AWS error code."""
+    try:
+        return getattr(client, operation)(**kwargs)
+    except (BotoCoreError, ClientError) as exc:
+        raise BusError(f"{operation}: {exc}", _error_code(exc), _http_status(exc)) from exc
+
+
+def publish_entries(caller: Callable[..., Any], sns: Any, topic: str, entries: list[Publish]) -> dict[str, str]:
+    """Publish up to ten documents; ``{entry_id: error}`` for those that failed.
+
+    Shared by the daemon and ``sesshu submit``. A lone document goes out with
+    plain Publish: the same cost, and SNS-compatible servers without
+    PublishBatch still work.
+    """
+    if len(entries) == 1:
+        try:
+            caller(sns, "publish", TopicArn=topic, Message=entries[0].document)
+        except BusError as exc:
+            return {entries[0].entry_id: str(exc)}
+        return {}
+    reply = caller(sns, "publish_batch", TopicArn=topic,
+                   PublishBatchRequestEntries=[{"Id": e.entry_id, "Message": e.document} for e in entries])
+    return batch_failures(reply)
+
+
+def batch_failures(reply: dict[str, Any]) -> dict[str, str]:
+    """A batch call's per-entry failures, by entry id."""
     return {f["Id"]: f"{f.get('Code', 'error')}: {f.get('Message', '')}" for f in reply.get("Failed", [])}

@@ -107,23 +107,25 @@ class MotoServer(BusServer):
 
     name = "moto"
 
-    def start(self) -> MotoServer:
+    def command(self) -> list[str]:
         exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
         if exe is None:
             raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")
+        return [exe, "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def start(self) -> MotoServer:
         log = open(self._log_path, "wb") if self._log_path else None  # noqa: SIM115 - handed to the child
-        self._proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)],
-                                      stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+        self._proc = subprocess.Popen(self.command(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
                                       env={**aws_env(), **self._env})
         if log is not None:
             log.close()  # the child holds its own copy of the fd
-        poll(self._up, timeout=60, what="moto_server to answer")
+        poll(self._up, timeout=60, what="the moto server to answer")
         return self
 
     def _up(self) -> bool:
         assert self._proc is not None
         if self._proc.poll() is not None:
-            raise RuntimeError(f"moto_server exited with {self._proc.returncode}")
+            raise RuntimeError(f"the moto server exited with {self._proc.returncode}")
         try:
             with urllib.request.urlopen(f"{self.url}/moto-api/", timeout=1):
                 return True
