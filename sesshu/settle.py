@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 from sesshu.backoff import exponential
 from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo
-from sesshu.busio import Outbox, S3Target, Sent
 from sesshu.config import Config
 from sesshu.events import JobFinished
+from sesshu.outbox import Outbox, S3Target, Sent
 from sesshu.outcomes import OutcomeObserver, Outcomes
 from sesshu.ticket import Ticket
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
-from sesshu.busio import BusHealth, Lane, Received, Sent, receive
+from sesshu.busio import BusHealth, Lane, Received, receive
 from sesshu.config import Config
 from sesshu.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
+from sesshu.outbox import Sent
 from sesshu.outcomes import Outcomes
 from sesshu.pool import Pool, PoolSettings
 from sesshu.protocol import Job

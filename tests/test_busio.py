@@ -26,7 +26,8 @@ from sesshu.bus import (
     error_name,
     message_size,
 )
-from sesshu.busio import STORED_KEYS, BusHealth, Fault, Lane, Outbox, S3Target, receive, send_batch
+from sesshu.busio import BusHealth, Fault, Lane, receive
+from sesshu.outbox import STORED_KEYS, Outbox, S3Target, send_batch
 from sesshu.ticket import Ticket
 
 S3 = S3Target("bucket", "sesshu/")

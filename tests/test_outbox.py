@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from sesshu.bus import Message
-from sesshu.busio import LINGER, Outbox
 from sesshu.membus import MemoryBus
+from sesshu.outbox import LINGER, Outbox
 from sesshu.ticket import Ticket
 
 

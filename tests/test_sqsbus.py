@@ -16,8 +16,8 @@ import pytest
 from botocore.stub import Stubber
 
 from sesshu.bus import Message, Visibility
-from sesshu.busio import Sent
 from sesshu.config import from_mapping
+from sesshu.outbox import Sent
 from sesshu.settle import Settler
 from sesshu.sqsbus import SqsSnsBus
 from sesshu.ticket import Ticket
