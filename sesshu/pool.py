@@ -114,12 +114,15 @@ class Pool:
             mine = [fd for fd in child.fds() if fd in ready]
             if not mine:
                 continue
+            # Output before frames, so a job's last lines are logged with its
+            # MessageId; frames before the keeper's hang-up, so a runner that
+            # sends its result and exits at once does not lose the result.
             if any(child.is_output_fd(fd) for fd in mine):
                 self._log_output(child, child.read_output())
-            if any(child.is_control_fd(fd) for fd in mine) and not child.read_control():
-                child.stop(expected=False)  # the keeper is gone; its sentinel tells how
             if any(child.is_frame_fd(fd) for fd in mine):
                 self._read(child, now, events)
+            if any(child.is_control_fd(fd) for fd in mine):
+                child.read_control()  # a keeper that hung up is dying: its sentinel tells how
             if child.sentinel in mine:
                 self._reap(child, events)
         return events
@@ -311,6 +314,8 @@ class Pool:
         self._count_restart(reason)
 
     def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:
+        if child.state is State.BUSY:
+            self._read(child, self._clock(), events)  # a result written just before the end still counts
         pid = child.pid
         if self._is_probe(child):
             self._proposal = None

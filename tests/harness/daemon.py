@@ -41,18 +41,20 @@ class Daemon:
     """``sesshud -c CONFIG`` in a subprocess, its stderr in a file."""
 
     def __init__(self, config: Path, server: MotoServer | None = None, *args: str,
-                 env: dict[str, str] | None = None, command: list[str] | None = None) -> None:
+                 env: dict[str, str] | None = None, command: list[str] | None = None,
+                 cwd: str | None = None) -> None:
         self.config = config
         self.log_path = config.with_suffix(".log")
         self.env = aws_env(server.url if server else None)
         self.env.update(env or {})
         self.args = args
         self.command = command or [str(SESSHUD)]
+        self.cwd = cwd
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait_ready: bool = True) -> Daemon:
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen([*self.command, "-c", str(self.config), *self.args],
+            self.proc = subprocess.Popen([*self.command, "-c", str(self.config), *self.args], cwd=self.cwd,
                                          stdout=log, stderr=log, env=self.env,
                                          # Its own session: every descendant keeps the session
                                          # id, which is how orphans are found.
