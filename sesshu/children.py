@@ -201,7 +201,9 @@ class ChildProcess:
             return False
         if data.startswith(RUNNER) and b"\n" in data:
             line, _, data = data.partition(b"\n")
-            self._runner_pid = int(line[len(RUNNER):])
+            digits = line[len(RUNNER):]
+            # Only the keeper holds this socket, but the master parses nothing on trust.
+            self._runner_pid = int(digits) if digits.isdigit() and len(digits) < 10 else 0
         if SWEPT in data and self._state is State.SWEEPING:
             self._change(State.IDLE, State.SWEEPING)
             self.sweep_by = None

@@ -72,10 +72,6 @@ class Pool:
     def size(self) -> int:
         return self._settings.size
 
-    @property
-    def settings(self) -> PoolSettings:
-        return self._settings
-
     def resize(self, size: int) -> None:
         """Aim for ``size`` slots (at least one); maintain() gets there."""
         self._settings = replace(self._settings, size=max(1, size))

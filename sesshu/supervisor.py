@@ -10,6 +10,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
@@ -312,7 +313,7 @@ class Supervisor:
         visible_until = received.started + self.settler.visibility()
         for message in received.messages:
             ticket = Ticket(message, visible_until=visible_until)
-            self._guarded(ticket, lambda t=ticket: self._accept(t))  # type: ignore[misc]
+            self._guarded(ticket, partial(self._accept, ticket))
 
     def _accept(self, ticket: Ticket) -> None:
         try:
@@ -354,7 +355,7 @@ class Supervisor:
         idle = self.pool.idle()
         while idle and self.held:
             ticket = self.held.popleft()
-            self._guarded(ticket, lambda t=ticket: self._start(t, idle))  # type: ignore[misc]
+            self._guarded(ticket, partial(self._start, ticket, idle))
 
     def _start(self, ticket: Ticket, idle: list[Any]) -> None:
         request = ticket.request
@@ -371,7 +372,7 @@ class Supervisor:
         for event in events:
             if isinstance(event, JobFinished | JobLost):
                 ticket = event.running.ticket
-                self._guarded(ticket, lambda e=event: self._on_job_ended(e))  # type: ignore[misc]
+                self._guarded(ticket, partial(self._on_job_ended, event))
             elif isinstance(event, Reconfigured):
                 self._apply(event.config)
             elif isinstance(event, ReconfigureFailed):

@@ -64,13 +64,15 @@ def test_kill_tree_reaches_a_grandchild_that_left_its_session() -> None:
     if subreaper == 0:  # the keeper's part
         os.close(r)
         sandbox.set_subreaper()
-        if os.fork() == 0:
+        middle = os.fork()
+        if middle == 0:
             os.setsid()
             if os.fork() == 0:
                 time.sleep(60)
                 os._exit(0)
             os._exit(0)
-        time.sleep(0.3)  # the middle one exits; the grandchild comes to us
+        # Once the middle one has exited, its child is ours: no waiting on the clock.
+        os.waitpid(middle, 0)
         before = sandbox.descendants(os.getpid())
         sandbox.kill_tree(os.getpid())
         after = sandbox.descendants(os.getpid())
