@@ -2,10 +2,12 @@
 
 The supervisor's loop must keep enforcing deadlines and reaping children
 while a 20-second long poll is outstanding, so every bus call runs in a
-thread and its completion wakes the loop. Two single-thread lanes keep
-ordering simple: the *poller* only receives; the *sender* runs what the
-outbox (``sesshu.outbox``) hands it. :class:`BusHealth` tells outages from
-refusals and logs each once.
+thread and its completion wakes the loop. A :class:`Lane` is one thread
+running one call at a time; :class:`Lanes` is a few of them, so that
+several receives (``bus.receivers``) and several sender calls
+(``bus.senders``) can be in flight at once. The outbox (``sesshu.outbox``)
+decides which sender calls may overlap. :class:`BusHealth` tells outages
+from refusals and logs each once.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ class Received:
     messages: list[Message]
     error: str | None = None
     started: float = 0.0  # monotonic time the receive was sent: visibility runs from then
+    asked: int = 0  # messages asked for
 
 
 class Lane:
@@ -109,11 +112,50 @@ class Lane:
 def receive(bus: Bus, n: int, wait: int) -> Received:
     started = time.monotonic()
     try:
-        return Received(bus.receive(n, wait), None, started)
+        return Received(bus.receive(n, wait), None, started, n)
     except BusError as exc:
-        return Received([], Fault(str(exc), exc.code), started)
+        return Received([], Fault(str(exc), exc.code), started, n)
     except Exception as exc:  # noqa: BLE001
-        return Received([], f"unexpected {type(exc).__name__}: {exc}", started)
+        return Received([], f"unexpected {type(exc).__name__}: {exc}", started, n)
+
+
+class Lanes:
+    """A few lanes of one kind; the loop hands a call to whichever is free."""
+
+    def __init__(self, name: str, count: int, wake: Callable[[], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._name, self._wake, self._clock = name, wake, clock
+        self._made = 0
+        self.lanes = [self._new() for _ in range(count)]
+
+    def _new(self) -> Lane:
+        self._made += 1
+        return Lane(f"{self._name}-{self._made}", self._wake, self._clock)
+
+    def free(self) -> Lane | None:
+        return next((lane for lane in self.lanes if not lane.busy), None)
+
+    def busy_count(self) -> int:
+        return sum(lane.busy for lane in self.lanes)
+
+    @property
+    def busy(self) -> bool:
+        return any(lane.busy for lane in self.lanes)
+
+    def take(self) -> list[Any]:
+        return [result for lane in self.lanes for result in lane.take()]
+
+    def replace(self, lane: Lane) -> None:
+        """Put a fresh lane in a stalled one's place (a thread cannot be killed; the caller keeps the old one)."""
+        self.lanes[self.lanes.index(lane)] = self._new()
+
+    def stop(self) -> None:
+        for lane in self.lanes:
+            lane.stop()
+
+    def join(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        return all(lane.join(max(0.0, deadline - time.monotonic())) for lane in self.lanes)
 
 
 class BusHealth:

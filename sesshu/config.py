@@ -110,6 +110,10 @@ SCHEMA: dict[str, Any] = {
         "schema": {
             "region": {"type": "string", "nullable": True, "default": None},
             "endpoint_url": {"type": "string", "nullable": True, "default": None},
+            # Bus calls in flight at once: sender calls (publish, delete,
+            # visibility, upload) and receives. "auto" follows workers.count.
+            "senders": {"type": ["integer", "string"], "default": "auto"},
+            "receivers": {"type": ["integer", "string"], "default": "auto"},
             "input": {
                 "type": "dict",
                 "required": True,
@@ -122,6 +126,8 @@ SCHEMA: dict[str, Any] = {
                     "topic": {"type": "string", "required": True, "empty": False},
                     "s3_bucket": {"type": "string", "nullable": True, "default": None, "empty": False},
                     "s3_prefix": {"type": "string", "default": "sesshu/"},
+                    "s3_threshold": {"type": "integer", "min": 1, "max": 262144, "nullable": True,
+                                     "default": None},
                 },
             },
         },
@@ -170,6 +176,9 @@ class Config:
     limit_processes: int = 512
     limit_open_files: int = 1024
     limit_file_size: int = 1024  # MiB
+    s3_threshold: int | None = None  # bytes: results above it go to S3 even when SNS would take them
+    senders: int = 2
+    receivers: int = 1
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -215,6 +224,8 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         if p.name in seen:
             raise ConfigError(f"plugin[{i}]: {p.name!r} is listed twice")
         seen.add(p.name)
+    if bus["output"]["s3_threshold"] is not None and bus["output"]["s3_bucket"] is None:
+        raise ConfigError("bus.output.s3_threshold: needs bus.output.s3_bucket to store results in")
     return Config(
         path=path,
         log_name=logs["name"],
@@ -246,7 +257,27 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         limit_processes=workers["limits"]["processes"],
         limit_open_files=workers["limits"]["open_files"],
         limit_file_size=workers["limits"]["file_size"],
+        s3_threshold=bus["output"]["s3_threshold"],
+        senders=_lanes(bus["senders"], "bus.senders", AUTO_SENDERS, workers["count"]),
+        receivers=_lanes(bus["receivers"], "bus.receivers", AUTO_RECEIVERS, workers["count"]),
     )
+
+
+MAX_LANES = 64
+# "auto": (workers per lane, fewest lanes, most lanes). A sender call carries ten results and
+# takes one round trip, tens of milliseconds from EC2; one sender per 16
+# workers keeps up with short jobs, and a receive per 64 workers with a deep queue.
+AUTO_SENDERS = (16, 2, 16)
+AUTO_RECEIVERS = (64, 1, 4)
+
+
+def _lanes(value: Any, key: str, auto: tuple[int, int, int], workers: int) -> int:
+    if value == "auto":
+        per, fewest, most = auto
+        return max(fewest, min(most, math.ceil(workers / per)))
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LANES:
+        raise ConfigError(f"{key}: must be auto or a whole number from 1 to {MAX_LANES}")
+    return value
 
 
 _ALL_TEXT = object()

@@ -150,8 +150,8 @@ def restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
     return replace(new, **{k: getattr(running, k) for k in RESTART_ONLY}), changed
 
 
-RESTART_ONLY = ("queue", "topic", "region", "endpoint_url", "s3_bucket", "s3_prefix", "metrics_address",
-                "metrics_port")
+RESTART_ONLY = ("queue", "topic", "region", "endpoint_url", "s3_bucket", "s3_prefix", "s3_threshold",
+                "senders", "receivers", "metrics_address", "metrics_port")
 
 
 def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile: Pidfile | None = None) -> int:

@@ -1,250 +1,231 @@
-"""What waits for the sender, and one sender turn.
+"""What waits for the senders, and which call goes next.
 
 The :class:`Outbox` owns every pending bus change of the outcomes: results
-to publish or upload, deletes, releases and heartbeat extensions. It alone
-decides when a batch is due (lingering briefly while a fuller batch is sure
-to come), when receiving must wait (backpressure), and what goes into the
-next batch within SNS's and SQS's limits. :func:`send_batch` runs one batch
-in the sender lane, publish before delete.
+to publish or upload, deletes, releases and heartbeat extensions, and what
+of them is in flight. Several sender calls run at once (``bus.senders``);
+the outbox alone decides which call is due, which may overlap, and when
+receiving must wait (backpressure). Three rules keep overlapping calls safe:
+
+1. A message is deleted only after its result's publish succeeded: a
+   result's delete is queued when its publish call comes back, never before.
+2. At most one SQS call per message is in flight. A visibility extension
+   never races the message's delete or release: each waits for the other.
+3. Queuing a message's outcome drops its pending extension, and no extension
+   is queued for a message whose delete or release is under way, so an
+   extension never lands after its message was released or deleted.
+
+Results linger briefly (:data:`LINGER`) for a fuller PublishBatch while jobs
+still run; deletes linger longer (:data:`DELETE_LINGER`), across sender
+turns, so that large results, one publish each, still share deletes in tens.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-from sesshu.bus import (
-    BATCH_MAX,
-    SNS_MAX_BYTES,
-    Bus,
-    BusError,
-    Delete,
-    Publish,
-    Visibility,
-    message_size,
-)
-from sesshu.busio import Fault
+from sesshu import sending
+from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size
+from sesshu.sending import S3Target, Sent
+
+__all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Outbox", "S3Target", "Sent"]
 
 STORED_KEYS = 1024  # S3 keys remembered as stored, so a retried result is not uploaded again
-
-
-@dataclass
-class Sent:
-    """What became of one sender batch, per ticket."""
-
-    published: list[Any] = field(default_factory=list)  # published and deleted
-    publish_failed: list[tuple[Any, str]] = field(default_factory=list)
-    deleted: list[Any] = field(default_factory=list)  # "empty" tickets deleted
-    delete_failed: list[tuple[Any, str]] = field(default_factory=list)
-    visibility_failed: list[tuple[Any, str]] = field(default_factory=list)
-    error: str | None = None  # set when any call of the batch failed as a whole (a Fault)
-
-
 LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
+# Seconds a partial batch of deletes may wait for more. The result is out by
+# then, so no one waits on it; the heartbeat keeps the message locked.
+DELETE_LINGER = 1.0
 
 
 class Outbox:
-    """Pending bus work, by kind, each item carrying the supervisor's ticket."""
+    """Pending bus work by kind, each item carrying the supervisor's ticket; and what is in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, senders: int = 1) -> None:
+        self._clock = clock
+        self.senders = senders
         self.publishes: deque[tuple[Any, str]] = deque()  # (ticket, document)
         self.uploads: deque[tuple[Any, str, str, str]] = deque()  # (ticket, document, key, pointer)
-        self.deletes: deque[Any] = deque()  # tickets whose result was empty
+        self.deletes: deque[tuple[Any, str]] = deque()  # (ticket, outcome it confirms: done or empty)
         self.releases: deque[tuple[Any, int]] = deque()  # (ticket, visibility seconds)
-        # Heartbeat extensions, by ticket identity: one per ticket at most, and
-        # dropped as soon as the ticket's outcome is queued, so an extension
-        # can never land after (or in the same batch as) its release or delete.
+        # Heartbeat extensions, by ticket identity: one per ticket at most.
         self.extensions: dict[int, tuple[Any, int]] = {}
-        self._waiting_since: float | None = None  # when results began waiting for the sender
-        # S3 keys stored by earlier batches (oldest first, bounded). The key is
+        self._publish_since: float | None = None  # when the oldest waiting result was queued
+        self._delete_since: float | None = None
+        self._in_sqs: set[int] = set()  # tickets with a visibility change or delete in flight
+        self._in_flight: dict[int, Any] = {}  # tickets with an upload or publish in flight
+        self.calls_in_flight = 0
+        # S3 keys stored by earlier uploads (oldest first, bounded). The key is
         # the message's own, so when a result whose pointer failed to publish
-        # comes back, only the pointer goes out again. Only the sender thread
-        # touches it, one batch at a time.
+        # comes back, only the pointer goes out again.
         self.stored: dict[str, None] = {}
 
     def __len__(self) -> int:
+        """Items queued, and calls in flight: zero once everything has been sent."""
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
-                + len(self.extensions))
+                + len(self.extensions) + self.calls_in_flight)
 
-    def urgent(self) -> bool:
-        """Visibility changes and uploads never wait for a fuller batch."""
-        return bool(self.releases or self.extensions or self.uploads)
-
-    # Queuing a ticket's outcome drops its pending extension, here and only
-    # here, so no caller can forget it and let an extension follow a release.
+    # -- queuing: each outcome drops its ticket's pending extension, here and
+    # only here, so no caller can forget it and let an extension follow a release.
 
     def publish(self, ticket: Any, document: str) -> None:
         self.extensions.pop(id(ticket), None)
+        if not self.publishes:
+            self._publish_since = self._clock()
         self.publishes.append((ticket, document))
 
     def upload(self, ticket: Any, document: str, key: str, pointer: str) -> None:
         self.extensions.pop(id(ticket), None)
-        self.uploads.append((ticket, document, key, pointer))
+        if key in self.stored:
+            self.publish(ticket, pointer)  # stored by an earlier receive: only the pointer goes again
+        else:
+            self.uploads.append((ticket, document, key, pointer))
 
-    def delete(self, ticket: Any) -> None:
+    def delete(self, ticket: Any, outcome: str = "empty") -> None:
         self.extensions.pop(id(ticket), None)
-        self.deletes.append(ticket)
+        if not self.deletes:
+            self._delete_since = self._clock()
+        self.deletes.append((ticket, outcome))
 
     def release(self, ticket: Any, seconds: int) -> None:
         self.extensions.pop(id(ticket), None)
         self.releases.append((ticket, seconds))
 
     def extend(self, ticket: Any, seconds: int) -> None:
-        """Queue a heartbeat extension; at most one per ticket."""
-        self.extensions[id(ticket)] = (ticket, seconds)
+        """Queue a heartbeat extension; at most one per ticket, none while its delete or release is under way."""
+        if id(ticket) not in self._in_sqs:
+            self.extensions[id(ticket)] = (ticket, seconds)
 
     def extending(self, ticket: Any) -> bool:
-        return id(ticket) in self.extensions
-
-    def pending_results(self) -> int:
-        """Results and deletes waiting for the sender: what lingering is about."""
-        return len(self.publishes) + len(self.deletes)
-
-    def note_waiting(self, now: float) -> None:
-        """Start the linger clock when results or deletes begin to wait."""
-        if self.pending_results() and self._waiting_since is None:
-            self._waiting_since = now
-
-    def linger_until(self) -> float | None:
-        return None if self._waiting_since is None else self._waiting_since + LINGER
-
-    def due(self, now: float, more_coming: bool) -> bool:
-        """Whether to send now, or linger briefly while a fuller batch is sure to come.
-
-        Results and deletes wait up to LINGER only while jobs are still
-        running (``more_coming``: more results are on their way) and the
-        batch is not full. When nothing else is in flight they go at once:
-        light load never pays for batching. Visibility changes and uploads
-        never wait.
-        """
-        waiting = self.pending_results()
-        lingering = (waiting and waiting < BATCH_MAX and not self.urgent() and more_coming
-                     and self._waiting_since is not None and now < self._waiting_since + LINGER)
-        if lingering:
-            return False
-        self._waiting_since = None
-        return True
-
-    def backlogged(self) -> bool:
-        """Two batches' worth waiting: receive nothing more until they are sent."""
-        return len(self) >= 2 * BATCH_MAX
+        """An extension is queued or a visibility change or delete is in flight: queue none now."""
+        return id(ticket) in self.extensions or id(ticket) in self._in_sqs
 
     def waiting(self) -> list[Any]:
-        """Tickets whose result is queued for publishing or deleting: still to keep locked."""
-        return [t for t, _ in self.publishes] + [u[0] for u in self.uploads] + list(self.deletes)
+        """Tickets whose result is on its way out: still to keep locked."""
+        return [*(t for t, _ in self.publishes), *(u[0] for u in self.uploads),
+                *(t for t, _ in self.deletes), *self._in_flight.values()]
 
-    def next_batch(self, bus: Bus, s3: S3Target | None = None) -> Callable[[], Sent] | None:
-        """The sender call for the next batch, or None when there is nothing to send."""
-        visibility = [self.extensions.pop(k) for k in list(self.extensions)[:BATCH_MAX]]
-        visibility += _take(self.releases, BATCH_MAX - len(visibility))
+    # -- when, and what ---------------------------------------------------------
+
+    def linger_until(self) -> float | None:
+        """When a lingering batch falls due, if one is lingering."""
+        times = [since + wait for since, wait, queued in (
+            (self._publish_since, LINGER, self.publishes), (self._delete_since, DELETE_LINGER, self.deletes))
+            if queued and since is not None]
+        return min(times, default=None)
+
+    def backlogged(self) -> bool:
+        """Two batches per sender waiting: receive nothing more until they are sent."""
+        queued = len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
+        return queued >= 2 * BATCH_MAX * self.senders
+
+    def next_call(self, bus: Bus, s3: S3Target | None, more_coming: bool) -> Callable[[], Sent] | None:
+        """The next sender call that is due, or None.
+
+        Visibility changes and uploads never wait. Results and deletes wait
+        for a fuller batch only while jobs still run (``more_coming``): light
+        load never pays for batching.
+        """
+        now = self._clock()
+        visibility = self._take_visibility()
+        if visibility:
+            self._in_sqs.update(id(t) for t, _ in visibility)
+            return self._flying(partial(sending.change_visibility, bus, visibility))
+        if self.uploads:
+            entry = self.uploads.popleft()
+            assert s3 is not None
+            self._in_flight[id(entry[0])] = entry[0]
+            return self._flying(partial(sending.upload, bus, s3, entry))
+        if self.publishes and self._due(self._publish_since, LINGER, self._full_publish(), now, more_coming):
+            batch = self._take_publishes()
+            self._publish_since = now if self.publishes else None
+            self._in_flight.update((id(t), t) for t, _ in batch)
+            return self._flying(partial(sending.publish, bus, batch))
+        ready = [d for d in self.deletes if id(d[0]) not in self._in_sqs]
+        if ready and self._due(self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX, now, more_coming):
+            batch = ready[:BATCH_MAX]
+            taken = {id(t) for t, _ in batch}
+            self.deletes = deque(d for d in self.deletes if id(d[0]) not in taken)
+            self._delete_since = now if self.deletes else None
+            self._in_sqs.update(taken)
+            return self._flying(partial(sending.delete, bus, batch))
+        return None
+
+    def completed(self, sent: Sent) -> None:
+        """A sender call came back: clear what it held, and queue what follows from it.
+
+        A published result's delete is queued now, and an uploaded result's
+        pointer is queued for publishing (first, so it is not held back).
+        """
+        self.calls_in_flight -= 1
+        if sent.kind in (sending.VISIBILITY, sending.DELETE):
+            self._in_sqs.difference_update(id(e[0]) for e in sent.entries)
+            return
+        for entry in sent.entries:
+            self._in_flight.pop(id(entry[0]), None)
+        if sent.kind == sending.PUBLISH:
+            for ticket, _ in sent.succeeded():
+                self.delete(ticket, "done")
+        elif sent.kind == sending.UPLOAD:
+            for ticket, _, key, pointer in sent.succeeded():
+                self._remember(key)
+                self.extensions.pop(id(ticket), None)
+                if not self.publishes:
+                    self._publish_since = self._clock()
+                self.publishes.appendleft((ticket, pointer))
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _flying(self, call: Callable[[], Sent]) -> Callable[[], Sent]:
+        self.calls_in_flight += 1
+        return call
+
+    @staticmethod
+    def _due(since: float | None, wait: float, full: bool, now: float, more_coming: bool) -> bool:
+        return full or not more_coming or since is None or now >= since + wait
+
+    def _take_visibility(self) -> list[tuple[Any, int]]:
+        """Up to ten visibility changes, none for a ticket with an SQS call in flight."""
+        taken: list[tuple[Any, int]] = []
+        for key in list(self.extensions):
+            if len(taken) == BATCH_MAX:
+                return taken
+            if key not in self._in_sqs:
+                taken.append(self.extensions.pop(key))
+        if self.releases and len(taken) < BATCH_MAX:
+            kept: deque[tuple[Any, int]] = deque()
+            for release in self.releases:
+                if len(taken) < BATCH_MAX and id(release[0]) not in self._in_sqs:
+                    taken.append(release)
+                else:
+                    kept.append(release)
+            self.releases = kept
+        return taken
+
+    def _full_publish(self) -> bool:
+        """Ten results, or no room left for one more like the last: lingering would gain nothing."""
+        if len(self.publishes) >= BATCH_MAX:
+            return True
+        sizes = [message_size(document) for _, document in self.publishes]
+        return sum(sizes) + sizes[-1] > SNS_MAX_BYTES
+
+    def _take_publishes(self) -> list[tuple[Any, str]]:
         # One PublishBatch carries at most ten messages and 256 KiB of them
-        # all together (message_size: what SNS counts), an upload's pointer
-        # included. The upload goes first, so a steady stream of publishes
-        # cannot hold it back; a lone message always goes (settle made sure
-        # that it fits on its own).
-        uploads = _take(self.uploads, 1)
-        size = sum(message_size(pointer) for _, _, _, pointer in uploads)
-        publishes: list[tuple[Any, str]] = []
-        while self.publishes and len(uploads) + len(publishes) < BATCH_MAX:
+        # all together (message_size: what SNS counts). A lone message always
+        # goes (the settler made sure that it fits on its own).
+        size = 0
+        batch: list[tuple[Any, str]] = []
+        while self.publishes and len(batch) < BATCH_MAX:
             n = message_size(self.publishes[0][1])
-            if size and size + n > SNS_MAX_BYTES:
+            if batch and size + n > SNS_MAX_BYTES:
                 break
             size += n
-            publishes.append(self.publishes.popleft())
-        deletes = _take(self.deletes, BATCH_MAX)
-        if not (visibility or publishes or uploads or deletes):
-            return None
-        stored = self.stored
-        return lambda: send_batch(bus, visibility, publishes, deletes, uploads, s3, stored)
+            batch.append(self.publishes.popleft())
+        return batch
 
-
-@dataclass(frozen=True)
-class S3Target:
-    bucket: str
-    prefix: str
-
-
-def _take(items: deque[Any], n: int) -> list[Any]:
-    return [items.popleft() for _ in range(min(len(items), n))]
-
-
-def send_batch(
-    bus: Bus,
-    releases: list[tuple[Any, int]],
-    publishes: list[tuple[Any, str]],
-    deletes: list[Any],
-    uploads: list[tuple[Any, str, str, str]] | None = None,
-    s3: S3Target | None = None,
-    stored: dict[str, None] | None = None,
-) -> Sent:
-    """Run one sender turn: visibility changes, then publish-then-delete, then deletes.
-
-    A message is deleted only if its own publish entry succeeded, in this
-    same turn, so a delete can never overtake its publish. An oversized
-    result is stored in S3 first, and only then is its pointer published; a
-    key in ``stored`` is not uploaded again. A batch refused as a whole for
-    what one of its entries is (too long, an invalid parameter) is sent again
-    entry by entry, so only the entry at fault fails.
-    """
-    sent = Sent()
-    publishes = list(publishes)
-    for ticket, document, key, pointer in uploads or []:
-        assert s3 is not None
-        if stored is None or key not in stored:
-            try:
-                bus.put_object(s3.bucket, key, document)
-            except BusError as exc:
-                sent.publish_failed.append((ticket, f"S3 upload failed: {exc}"))
-                continue
-            if stored is not None:
-                stored[key] = None
-                while len(stored) > STORED_KEYS:
-                    del stored[next(iter(stored))]
-        publishes.append((ticket, pointer))
-    if releases:
-        entries = [Visibility(str(i), t.message.receipt_handle, s) for i, (t, s) in enumerate(releases)]
-        failed = _guard(sent, bus.change_visibility, entries)
-        sent.visibility_failed = [(releases[int(k)][0], v) for k, v in failed.items()]
-    to_delete: list[Any] = []
-    if publishes:
-        pub = [Publish(str(i), doc) for i, (_, doc) in enumerate(publishes)]
-        failed = _guard(sent, bus.publish, pub)
-        for i, (ticket, _) in enumerate(publishes):
-            if str(i) in failed:
-                sent.publish_failed.append((ticket, failed[str(i)]))
-            else:
-                sent.published.append(ticket)
-                to_delete.append(ticket)
-    first_empty = len(to_delete)
-    to_delete.extend(deletes)
-    # Published and empty results share the delete batch: in tens, as SQS takes them.
-    for start in range(0, len(to_delete), BATCH_MAX):
-        dels = [Delete(str(i), t.message.receipt_handle)
-                for i, t in enumerate(to_delete[start:start + BATCH_MAX], start)]
-        failed = _guard(sent, bus.delete, dels)
-        sent.delete_failed += [(to_delete[int(k)], v) for k, v in failed.items()]
-        sent.deleted += [t for i, t in enumerate(to_delete[start:start + BATCH_MAX], start)
-                         if i >= first_empty and str(i) not in failed]
-    return sent
-
-
-def _guard(sent: Sent, call: Callable[[list[Any]], dict[str, str]], entries: list[Any]) -> dict[str, str]:
-    """``call(entries)``; a failure of the call as a whole fails every entry (and is kept in ``sent.error``)."""
-    try:
-        return call(entries)
-    except BusError as exc:
-        if exc.splittable and len(entries) > 1:
-            # Refused for what the batch holds, not for where it goes: each
-            # entry alone may pass, and the one at fault fails by itself.
-            sent.error = Fault(f"{exc}; sent its {len(entries)} entries one by one", exc.code)
-            failed: dict[str, str] = {}
-            for entry in entries:
-                failed.update(_guard(sent, call, [entry]))
-            return failed
-        sent.error = Fault(str(exc), exc.code)
-        return {e.entry_id: str(exc) for e in entries}
-    except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
-        sent.error = Fault(f"unexpected {type(exc).__name__}: {exc}")
-        return {e.entry_id: str(sent.error) for e in entries}
+    def _remember(self, key: str) -> None:
+        self.stored[key] = None
+        while len(self.stored) > STORED_KEYS:
+            del self.stored[next(iter(self.stored))]

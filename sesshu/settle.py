@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 
+from sesshu import sending
 from sesshu.backoff import exponential
 from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo
 from sesshu.config import Config
@@ -35,11 +37,11 @@ class Settler:
     """Owns outcomes and visibility: decides them, and queues the bus work that carries them out."""
 
     def __init__(self, config: Config, queue_info: QueueInfo | None = None, *, heartbeat: bool = True,
-                 observer: OutcomeObserver | None = None) -> None:
+                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.queue_info = queue_info or QueueInfo(None, None)
         self.outcomes = Outcomes(observer)
-        self.outbox = Outbox()
+        self.outbox = Outbox(clock, senders=config.senders)
         self.heartbeat = heartbeat  # extend visibility of held and running messages
 
     def reconfigure(self, config: Config) -> None:
@@ -57,7 +59,9 @@ class Settler:
             # The child's payload is already JSON: splice it in rather than decode it again.
             head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
             document = f'{head}"result":{result.payload.decode("ascii")}}}'
-            if len(document) <= SNS_MAX_BYTES:
+            # Above the threshold, S3 even where SNS would take it: botocore
+            # encodes a big SNS body twice, while PutObject sends it as it is.
+            if len(document) <= (self.config.s3_threshold or SNS_MAX_BYTES):
                 self.outbox.publish(ticket, document)
             elif self.config.s3_bucket:
                 key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
@@ -68,7 +72,7 @@ class Settler:
                             f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
                             pid=event.pid)
         elif result.status == "empty":
-            self.outbox.delete(ticket)
+            self.outbox.delete(ticket, "empty")
         elif result.status == "rejected":
             self.reject(ticket, result.error)
         else:
@@ -98,29 +102,31 @@ class Settler:
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
 
-    def next_send(self, bus: Bus) -> Callable[[], Sent] | None:
+    def next_send(self, bus: Bus, more_coming: bool) -> Callable[[], Sent] | None:
         s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
-        return self.outbox.next_batch(bus, s3)
+        return self.outbox.next_call(bus, s3, more_coming)
 
     def on_sent(self, sent: Sent) -> None:
-        """Record the outcomes a sender batch completed."""
-        failed_deletes = {id(t): err for t, err in sent.delete_failed}
-        for ticket in sent.published:
-            self._record_deleted("done", ticket, failed_deletes.get(id(ticket)))
-        for ticket in sent.deleted:
-            self._record_deleted("empty", ticket, None)
-        for ticket, err in sent.delete_failed:
-            if ticket not in sent.published:
-                self._record_deleted("empty", ticket, err)
-        for ticket, err in sent.publish_failed:
-            self.retry(ticket, "publish_error", f"publish failed: {err}")
-        if self.heartbeat and any("AccessDenied" in err for _, err in sent.visibility_failed):
-            self.heartbeat = False
-            log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
-                        "release of rejected or retried messages; grant it (see the README's IAM policy)")
-        for ticket, err in sent.visibility_failed:
-            log.warning("message %s: could not change its visibility (%s); it reappears "
-                        "when its visibility timeout ends", ticket.message.message_id, err)
+        """Record what a sender call completed, and let the outbox queue what follows."""
+        self.outbox.completed(sent)
+        if sent.kind == sending.DELETE:
+            for ticket, outcome in sent.succeeded():
+                self._record_deleted(outcome, ticket, None)
+            for (ticket, outcome), err in sent.failures():
+                self._record_deleted(outcome, ticket, err)
+        elif sent.kind in (sending.PUBLISH, sending.UPLOAD):
+            for entry, err in sent.failures():
+                what = "" if sent.kind == sending.UPLOAD else "publish failed: "
+                self.retry(entry[0], "publish_error", f"{what}{err}")
+        elif sent.kind == sending.VISIBILITY:
+            failures = sent.failures()
+            if self.heartbeat and any("AccessDenied" in err for _, err in failures):
+                self.heartbeat = False
+                log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
+                            "release of rejected or retried messages; grant it (see the README's IAM policy)")
+            for (ticket, _), err in failures:
+                log.warning("message %s: could not change its visibility (%s); it reappears "
+                            "when its visibility timeout ends", ticket.message.message_id, err)
 
     def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
         self._record(outcome, ticket)

@@ -36,6 +36,7 @@ class SqsSnsBus:
         endpoint_url: str | None = None,
         poll_seconds: int = MAX_POLL,
         on_call: Callable[[str, bool], None] | None = None,  # (operation, ok), from any thread
+        connections: int = 4,  # per client: at least the calls that may be in flight at once
     ) -> None:
         session = boto3.session.Session(region_name=region)
         # Receives get their own client: its read timeout must outlast the
@@ -43,7 +44,7 @@ class SqsSnsBus:
         # endpoint much sooner.
         def config(read_timeout: int) -> BotoConfig:
             return BotoConfig(connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
-                              retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=4)
+                              retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=connections)
 
         self._receiver = session.client("sqs", endpoint_url=endpoint_url, config=config(poll_seconds + 10))
         self.max_wait = poll_seconds

@@ -76,7 +76,8 @@ def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | N
                           "(arn:aws:sns:REGION:ACCOUNT:NAME)")
     try:
         bus = SqsSnsBus(config.queue, config.topic, region=region, endpoint_url=endpoint_url,
-                        poll_seconds=config.poll_interval, on_call=on_call)
+                        poll_seconds=config.poll_interval, on_call=on_call,
+                        connections=max(config.senders, config.receivers) + 2)
     except NoRegionError:
         raise ConfigError("bus.region: no AWS region: set bus.region, or AWS_DEFAULT_REGION") from None
     except ValueError as exc:  # botocore's complaint about a malformed endpoint

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from sesshu.bus import BATCH_MAX, Bus, QueueInfo
-from sesshu.busio import BusHealth, Lane, Received, receive
+from sesshu.busio import BusHealth, Lane, Lanes, Received, receive
 from sesshu.config import Config
 from sesshu.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.messages import Rejected, RequestParser
@@ -57,12 +57,13 @@ class Supervisor:
           +- pool strength .. respawn with backoff (or drain, when stopping)
           +- dispatch ....... held messages -> idle slots
           +- heartbeat ...... visibility extensions, once a second; orphans swept
-          +- send ........... the outbox's next batch -> sender lane
-          +- poll ........... a receive -> poller lane, if slots are idle and no backlog
+          +- send ........... the outbox's due calls -> free sender lanes
+          +- poll ........... receives -> free poller lanes, if slots are idle and no backlog
 
     All AWS I/O happens in the lanes (``sesshu.busio``), so no chore blocks.
-    The supervisor owns what is held and when to stop; the settler owns
-    outcomes and visibility; the pool owns the slots; each lane its busy flag.
+    The supervisor owns what is held, what is being asked for, and when to
+    stop; the settler owns outcomes and visibility; the pool owns the slots;
+    each lane its busy flag.
     """
 
     def __init__(
@@ -85,13 +86,15 @@ class Supervisor:
         self.signals = signals or SignalRecorder()
         metrics = self.hooks.metrics
         self.settler = Settler(config, queue_info, heartbeat=heartbeat,
-                               observer=metrics.outcome if metrics is not None else None)
+                               observer=metrics.outcome if metrics is not None else None, clock=clock)
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
         self.stopping = False
         self.received = 0
-        self.poller = Lane("sesshu-poller", self.signals.wake, clock)
-        self.sender = Lane("sesshu-sender", self.signals.wake, clock)
+        self.pollers = Lanes("sesshu-poller", config.receivers, self.signals.wake, clock)
+        self.senders = Lanes("sesshu-sender", config.senders, self.signals.wake, clock)
+        self._asked: dict[int, int] = {}  # poller lane (by identity) -> messages its receive asked for
+        self._deep = False  # the last receive came back full: the queue holds more
         self._next_heartbeat = 0.0
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
         self._watched: tuple[Any, ...] = ()
@@ -115,8 +118,8 @@ class Supervisor:
             self.signals.uninstall()
             # A lane still running may yet write a wake-up: close the pipe only
             # once neither can, or the write could land on a reused fd.
-            lanes = [self.poller, *self._abandoned]
-            if self.sender.join(5.0) and all(lane.join(0.1) for lane in lanes):
+            if (self.senders.join(5.0) and self.pollers.join(0.1)
+                    and all(lane.join(0.1) for lane in self._abandoned)):
                 self.signals.close()
         log.info("stopped; outcomes: %s; bus requests: %s", self.settler.summary(), self._requests())
         return 0
@@ -138,16 +141,17 @@ class Supervisor:
         self._selector.close()
         self._on_pool_events(self.pool.kill_all())
         self.pool.sweep_orphans(final=True)
-        for lane in (self.poller, self.sender, *self._abandoned):
+        self.pollers.stop()
+        self.senders.stop()
+        for lane in self._abandoned:
             lane.stop()
 
     def turn(self, ready: set[Any]) -> None:
         for signum in self.signals.drain(self.signals.wake_r in ready):
             self._on_signal(signum)
-        for lane in (self.poller, *self._abandoned):
-            for received in lane.take():
-                self._on_received(received)
-        for sent in self.sender.take():
+        for received in [*self.pollers.take(), *(r for lane in self._abandoned for r in lane.take())]:
+            self._on_received(received)
+        for sent in self.senders.take():
             self._on_sent(sent)
         self._on_pool_events(self.pool.collect(ready))
         self._on_pool_events(self.pool.enforce_deadlines())
@@ -181,9 +185,9 @@ class Supervisor:
         until = [now + MAX_WAIT]
         if (t := self.pool.next_wakeup()) is not None:
             until.append(t)
-        if not self.poller.busy and not self.stopping and self.health.poll_after > now:
+        if self.pollers.free() is not None and not self.stopping and self.health.poll_after > now:
             until.append(self.health.poll_after)
-        if not self.sender.busy and (t := self.settler.outbox.linger_until()) is not None:
+        if self.senders.free() is not None and (t := self.settler.outbox.linger_until()) is not None:
             until.append(t)
         for t2 in (self._drain_deadline, self._exit_deadline):
             if t2 is not None:
@@ -191,23 +195,24 @@ class Supervisor:
         return max(0.0, min(until) - now)
 
     def _send(self) -> None:
-        """Hand the sender its next batch, when the outbox says one is due."""
-        outbox = self.settler.outbox
-        outbox.note_waiting(self.clock())
-        if self.sender.busy:
-            return
+        """Hand free senders the calls the outbox says are due."""
         more_coming = self.pool.busy_count() > 0 and not self.stopping
-        if outbox.due(self.clock(), more_coming) and (call := self.settler.next_send(self.bus)) is not None:
-            self.sender.submit(call)
+        while (lane := self.senders.free()) is not None:
+            call = self.settler.next_send(self.bus, more_coming)
+            if call is None:
+                return
+            lane.submit(call)
 
     def _watchdog(self) -> None:
-        stalled = self.clock() - self.poller.since
-        if self.poller.busy and stalled > self.config.poll_interval + STALL_SLACK:
-            # A thread cannot be killed; abandon it. Whatever it receives
-            # later still arrives as a completion and is handled as usual.
-            log.error("polling has stalled for %.0f s; starting a new poller", stalled)
-            self._abandoned.append(self.poller)
-            self.poller = Lane("sesshu-poller", self.signals.wake, self.clock)
+        now = self.clock()
+        for lane in list(self.pollers.lanes):
+            stalled = now - lane.since
+            if lane.busy and stalled > self.config.poll_interval + STALL_SLACK:
+                # A thread cannot be killed; abandon it. Whatever it receives
+                # later still arrives as a completion and is handled as usual.
+                log.error("polling has stalled for %.0f s; starting a new poller", stalled)
+                self._abandoned.append(lane)
+                self.pollers.replace(lane)
 
     # -- signals --------------------------------------------------------------
 
@@ -281,9 +286,9 @@ class Supervisor:
             self._on_pool_events(self.pool.kill_all())
 
     def finished(self) -> bool:
-        if not self.stopping or self.pool.children or self.settler.outbox or self.sender.busy:
+        if not self.stopping or self.pool.children or self.settler.outbox or self.senders.busy:
             return False
-        if not self.poller.busy:
+        if not self.pollers.busy:
             return True
         if self._exit_deadline is None:
             self._exit_deadline = self.clock() + EXIT_GRACE
@@ -292,23 +297,34 @@ class Supervisor:
     # -- receiving ------------------------------------------------------------
 
     def _poll(self) -> None:
-        if self.stopping or self.poller.busy or self.clock() < self.health.poll_after:
+        if self.stopping or self.clock() < self.health.poll_after:
             return
-        want = len(self.pool.idle()) + self.config.prefetch - len(self.held)
-        if want <= 0 or self.settler.outbox.backlogged():
-            return  # backpressure: results waiting to be sent come first
-        # While held messages keep the workers busy, wait until a full batch
-        # can be asked for: each receive is a billed request.
-        if self.held and want < min(BATCH_MAX, self.pool.size + self.config.prefetch):
-            return
-        n, wait_s = min(want, BATCH_MAX), self.config.poll_interval
-        self.poller.submit(lambda: receive(self.bus, n, wait_s))
+        while (lane := self.pollers.free()) is not None:
+            in_flight = [other for other in self.pollers.lanes if other.busy]
+            asking = sum(self._asked.get(id(other), 0) for other in in_flight)
+            want = len(self.pool.idle()) + self.config.prefetch - len(self.held) - asking
+            if want <= 0 or self.settler.outbox.backlogged():
+                return  # backpressure: results waiting to be sent come first
+            if in_flight:
+                # A second receive at once only for a full batch from a queue
+                # that the last receive found deep: otherwise it would only
+                # split the same messages over more billed requests.
+                if not self._deep or want < BATCH_MAX:
+                    return
+            elif self.held and want < min(BATCH_MAX, self.pool.size + self.config.prefetch):
+                # While held messages keep the workers busy, wait until a full
+                # batch can be asked for: each receive is a billed request.
+                return
+            n, wait_s = min(want, BATCH_MAX), self.config.poll_interval
+            self._asked[id(lane)] = n
+            lane.submit(partial(receive, self.bus, n, wait_s))
 
     def _on_received(self, received: Received) -> None:
         if received.error is not None:
             self.health.receive_failed(received.error)
             return
         self.health.received()
+        self._deep = len(received.messages) >= received.asked > 0
         self.received += len(received.messages)
         visible_until = received.started + self.settler.visibility()
         for message in received.messages:

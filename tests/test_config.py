@@ -209,3 +209,31 @@ def test_nan_retry_delay_is_rejected(tmp_path: Path) -> None:
 
 def test_boolean_worker_count_is_rejected() -> None:
     assert error_of(with_changes(workers={"count": True})).startswith("workers.count:")
+
+
+BUS = {"input": {"queue": "q"}, "output": {"topic": "t"}}
+
+
+@pytest.mark.parametrize("key", ["senders", "receivers"])
+@pytest.mark.parametrize("value", [0, 65, -1, True, "many", 2.5])
+def test_bus_lanes_are_auto_or_a_small_whole_number(key: str, value: Any) -> None:
+    error = error_of(with_changes(bus={**BUS, key: value}))
+    assert error.startswith(f"bus.{key}: ") and "\n" not in error
+
+
+@pytest.mark.parametrize("workers, senders, receivers", [(1, 2, 1), (4, 2, 1), (64, 4, 1), (256, 16, 4),
+                                                         (200, 13, 4)])
+def test_auto_lanes_follow_the_worker_count(workers: int, senders: int, receivers: int) -> None:
+    cfg = from_mapping(with_changes(workers={"count": workers}))
+    assert (cfg.senders, cfg.receivers) == (senders, receivers)
+    cfg = from_mapping(with_changes(workers={"count": workers}, bus={**BUS, "senders": 3, "receivers": 5}))
+    assert (cfg.senders, cfg.receivers) == (3, 5)
+
+
+def test_an_s3_threshold_needs_a_bucket() -> None:
+    output = {"topic": "t", "s3_threshold": 65536}
+    assert error_of(with_changes(bus={**BUS, "output": output})).startswith("bus.output.s3_threshold: needs")
+    cfg = from_mapping(with_changes(bus={**BUS, "output": {**output, "s3_bucket": "b"}}))
+    assert cfg.s3_threshold == 65536
+    assert error_of(with_changes(bus={**BUS, "output": {**output, "s3_bucket": "b", "s3_threshold": 0}})
+                    ).startswith("bus.output.s3_threshold: min value is 1")

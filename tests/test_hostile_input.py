@@ -150,8 +150,8 @@ def test_an_unexpected_error_while_parsing_retries_that_message_only(caplog: pyt
         crash = next(r for r in caplog.records if r.getMessage() == "internal error on message m-bug")
         assert crash.exc_info is not None and crash.exc_info[0] is KeyError
     finally:
-        sup.poller.stop()
-        sup.sender.stop()
+        sup.pollers.stop()
+        sup.senders.stop()
 
 
 def test_a_stalled_or_deep_frame_costs_only_its_worker(moto: MotoServer, deployment: Deployment, cfg_path: Path,

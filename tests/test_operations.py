@@ -120,12 +120,13 @@ def test_term_drains_and_releases_held_messages(moto: MotoServer, deployment: De
     d = Daemon(write_config(cfg_path, moto, deployment, workers={"count": 1, "prefetch": 3}), moto)
     daemons.append(d.start())
     poll(lambda: idle_workers(d) == 1, 30, what="1 worker")
+    # Jobs long enough that a loaded machine cannot finish one before the stop.
     for i in range(4):
-        publish(moto, deployment, "chaos", f"chaos:sleep:1.{i}")
-    poll(lambda: busy_with(d, "chaos:sleep:1."), 30, what="a job to start")
+        publish(moto, deployment, "chaos", f"chaos:sleep:4.{i}")
+    poll(lambda: busy_with(d, "chaos:sleep:4."), 30, what="a job to start")
     assert d.stop(signal.SIGTERM) == 0
     log = d.log()
-    assert log.count("done: chaos chaos:sleep:1.") == 1
+    assert log.count("done: chaos chaos:sleep:4.") == 1
     assert log.count("daemon stopping before it started") + log.count("received while stopping") >= 1
     # Every message is accounted for: one result, the rest visible again right away.
     assert len(Inbox(moto, deployment.results_queue_url).wait(1)) == 1

@@ -1,76 +1,351 @@
-"""The outbox: what waits for the sender, and when a batch is due (a fake clock, in milliseconds)."""
+"""The outbox: which sender call goes next, what may overlap, and what follows each call.
+
+A fake clock and fake buses: every ordering rule is shown with calls held
+in flight at once, completed in the order the test chooses.
+"""
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
+from typing import Any
 
-from sesshu.bus import Message
-from sesshu.membus import MemoryBus
-from sesshu.outbox import LINGER, Outbox
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sesshu import sending
+from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, BusError, message_size
+from sesshu.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
 from sesshu.ticket import Ticket
+from tests.test_busio import StrictBus, ticket
+from tests.test_sending import FakeBus, document
+
+S3 = S3Target("bucket", "sesshu/")
 
 
-def ticket(n: int) -> Ticket:
-    return Ticket(Message(f"m-{n}", f"r-{n}", "{}", 1))
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def box(clock: Callable[[], float] | None = None, senders: int = 1) -> Outbox:
+    return Outbox(clock or Clock(), senders=senders)
+
+
+def drain(outbox: Outbox, bus: Any, more_coming: bool = False) -> list[Sent]:
+    """Run sender calls one at a time until nothing is due; return each call's Sent."""
+    done = []
+    while (call := outbox.next_call(bus, S3, more_coming)) is not None:
+        sent = call()
+        outbox.completed(sent)
+        done.append(sent)
+    return done
+
+
+def kinds(sent: list[Sent]) -> list[str]:
+    return [s.kind for s in sent]
+
+
+def published(sent: list[Sent]) -> list[Ticket]:
+    return [e[0] for s in sent if s.kind == sending.PUBLISH for e in s.succeeded()]
+
+
+def deleted(sent: list[Sent]) -> list[tuple[Ticket, str]]:
+    return [e for s in sent if s.kind == sending.DELETE for e in s.succeeded()]
+
+
+# -- when a call is due -----------------------------------------------------------------
 
 
 def test_light_load_sends_at_once() -> None:
-    box = Outbox()
-    box.publish(ticket(1), "{}")
-    box.note_waiting(100.0)
-    assert box.due(100.0, more_coming=False)
+    outbox = box()
+    a = ticket("a")
+    outbox.publish(a, "{}")
+    sent = drain(outbox, FakeBus(), more_coming=False)
+    assert kinds(sent) == ["publish", "delete"] and deleted(sent) == [(a, "done")]
 
 
 def test_a_partial_batch_lingers_while_more_results_are_coming() -> None:
-    box = Outbox()
-    box.publish(ticket(1), "{}")
-    box.note_waiting(100.0)
-    assert not box.due(100.0, more_coming=True)
-    assert box.linger_until() == 100.0 + LINGER
-    assert not box.due(100.0 + LINGER * 0.9, more_coming=True)
-    assert box.due(100.0 + LINGER, more_coming=True)
-    assert box.linger_until() is None  # the clock starts afresh with the next result
+    clock = Clock()
+    outbox = box(clock)
+    outbox.publish(ticket("a"), "{}")
+    assert outbox.next_call(FakeBus(), S3, more_coming=True) is None
+    assert outbox.linger_until() == 100.0 + LINGER
+    clock.now += LINGER * 0.9
+    assert outbox.next_call(FakeBus(), S3, more_coming=True) is None
+    clock.now = 100.0 + LINGER
+    assert outbox.next_call(FakeBus(), S3, more_coming=True) is not None
+    assert outbox.linger_until() is None  # the clock starts afresh with the next result
 
 
 def test_a_full_batch_never_lingers() -> None:
-    box = Outbox()
-    for n in range(10):
-        box.publish(ticket(n), "{}")
-    box.note_waiting(5.0)
-    assert box.due(5.0, more_coming=True)
+    outbox = box()
+    for n in range(BATCH_MAX):
+        outbox.publish(ticket(str(n)), "{}")
+    assert outbox.next_call(FakeBus(), S3, more_coming=True) is not None
+    outbox.publish(ticket("half"), document(SNS_MAX_BYTES // 2 + 1))  # another like it would not fit
+    assert outbox.next_call(FakeBus(), S3, more_coming=True) is not None
 
 
-def test_visibility_changes_never_linger() -> None:
-    box = Outbox()
-    box.publish(ticket(1), "{}")
-    box.release(ticket(2), 0)
-    box.note_waiting(5.0)
-    assert box.due(5.0, more_coming=True)
+def test_visibility_changes_and_uploads_never_linger() -> None:
+    outbox = box()
+    outbox.publish(ticket("p"), "{}")
+    outbox.release(ticket("r"), 0)
+    outbox.upload(ticket("u"), "doc", "k", "pointer")
+    calls = [outbox.next_call(FakeBus(), S3, more_coming=True) for _ in range(3)]
+    assert [c is not None for c in calls] == [True, True, False]
+    assert [c().kind for c in calls if c is not None] == ["visibility", "upload"]
 
 
-def test_backlog_is_two_batches() -> None:
-    box = Outbox()
-    for n in range(19):
-        box.publish(ticket(n), "{}")
-    assert not box.backlogged()
-    box.delete(ticket(99))
-    assert box.backlogged()
+def test_deletes_wait_across_turns_for_a_batch_of_ten() -> None:
+    """Large results go one publish each; their deletes still share DeleteMessageBatch in tens."""
+    clock = Clock()
+    outbox = box(clock)
+    bus = StrictBus()
+    big = [ticket(f"big{n}") for n in range(25)]
+    for t in big:
+        outbox.publish(t, document(200_000, t.message.message_id))  # 200 KiB: one per PublishBatch
+        drain(outbox, bus, more_coming=True)  # no lingering: another like it would not fit
+        clock.now += 0.02
+    assert [len(entries) for name, entries in bus.calls if name == "delete"] == [10, 10]
+    assert len(outbox.deletes) == 5 and outbox.next_call(bus, S3, more_coming=True) is None
+    clock.now = outbox.linger_until() or 0.0
+    (last,) = drain(outbox, bus, more_coming=True)
+    assert len(last.entries) == 5
+    assert bus.ops().count("publish") == 25 and bus.ops().count("delete") == 3
+
+
+def test_backlog_is_two_batches_per_sender() -> None:
+    for senders in (1, 4):
+        outbox = box(senders=senders)
+        for n in range(2 * BATCH_MAX * senders - 1):
+            outbox.publish(ticket(str(n)), "{}")
+        assert not outbox.backlogged()
+        outbox.delete(ticket("e"))
+        assert outbox.backlogged()
+
+
+# -- what a batch may hold ----------------------------------------------------------------
+
+
+def test_a_full_document_and_a_pointer_never_exceed_256_kib_together() -> None:
+    """A document of exactly 262,144 bytes and an oversized result's pointer, finished together."""
+    bus = StrictBus()
+    outbox = box()
+    full, big = ticket("full"), ticket("big")
+    assert message_size(document(SNS_MAX_BYTES)) == 262144
+    outbox.publish(full, document(SNS_MAX_BYTES, "full"))
+    outbox.upload(big, document(400_000, "big"), "sesshu/id-big.json", '{"result_s3":{"key":"sesshu/id-big.json"}}')
+    sent = drain(outbox, bus)
+    assert published(sent) == [big, full]  # the pointer first, though its upload came second
+    assert all(s.error is None and not s.failed for s in sent)
+    assert bus.ops().count("put_object") == 1
+    assert all(len(entries) == 1 for name, entries in bus.calls if name == "publish")
+
+
+def test_a_pointer_takes_one_of_the_ten_entries() -> None:
+    bus = StrictBus()
+    outbox = box()
+    for n in range(BATCH_MAX):
+        outbox.publish(ticket(f"s{n}"), document(100, f"s{n}"))
+    outbox.upload(ticket("big"), "huge", "k", "pointer")
+    drain(outbox, bus)
+    assert [len(entries) for name, entries in bus.calls if name == "publish"] == [BATCH_MAX, 1]
+    assert bus.published()[0] == "pointer"  # in the first batch: the upload is never held back
+
+
+def test_deletes_go_in_tens() -> None:
+    bus = StrictBus()
+    outbox = box()
+    for n in range(BATCH_MAX):
+        outbox.publish(ticket(f"p{n}"), "{}")
+    for n in range(5):
+        outbox.delete(ticket(f"e{n}"), "empty")
+    drain(outbox, bus)
+    assert [len(entries) for name, entries in bus.calls if name == "delete"] == [10, 5]
+
+
+@given(st.lists(st.one_of(
+    st.tuples(st.just("publish"), st.integers(60, SNS_MAX_BYTES)),
+    st.tuples(st.just("upload"), st.integers(20, 300)),
+    st.tuples(st.just("delete"), st.just(0)),
+), max_size=40), st.booleans())
+def test_every_batch_keeps_the_limits_and_every_result_goes_once(work: list[tuple[str, int]],
+                                                                  more_coming: bool) -> None:
+    bus = StrictBus()
+    clock = Clock()
+    outbox = box(clock)
+    expected: dict[int, str] = {}
+    for i, (kind, size) in enumerate(work):
+        t = ticket(str(i))
+        if kind == "publish":
+            outbox.publish(t, document(size, str(i)))
+            expected[id(t)] = "done"
+        elif kind == "upload":
+            outbox.upload(t, "huge", f"k{i}", "p" * size)
+            expected[id(t)] = "done"
+        else:
+            outbox.delete(t, "empty")
+            expected[id(t)] = "empty"
+    sent = drain(outbox, bus, more_coming)
+    for _ in range(3):
+        clock.now += DELETE_LINGER  # whatever lingered is due now
+        sent += drain(outbox, bus, more_coming)
+    assert {id(t): outcome for t, outcome in deleted(sent)} == expected
+    assert all(s.error is None and not s.failed for s in sent) and len(outbox) == 0
+    assert bus.ops().count("put_object") == sum(kind == "upload" for kind, _ in work)
+
+
+# -- ordering with several calls in flight -------------------------------------------------
+
+
+def test_a_failed_publish_is_never_deleted_while_a_later_batch_is() -> None:
+    """Two publish calls in flight; the first fails, the second succeeds, and they come back out of order."""
+    outbox = box(senders=2)
+    first = [ticket(f"f{n}") for n in range(BATCH_MAX)]
+    later = [ticket(f"l{n}") for n in range(BATCH_MAX)]
+    for t in [*first, *later]:
+        outbox.publish(t, f"doc-{t.message.message_id}")
+    call1 = outbox.next_call(FakeBus(), S3, more_coming=True)
+    call2 = outbox.next_call(FakeBus(), S3, more_coming=True)
+    assert call1 is not None and call2 is not None and outbox.calls_in_flight == 2
+    sent2 = call2()
+    sent1 = call1.func(FakeBus(raise_on="publish"), *call1.args[1:])  # type: ignore[attr-defined]
+    outbox.completed(sent2)
+    outbox.completed(sent1)
+    assert sent1.error == "throttled"
+    bus = FakeBus()
+    drain(outbox, bus)
+    assert [e.receipt_handle for name, entries in bus.calls if name == "delete" for e in entries] == [
+        f"rh-l{n}" for n in range(BATCH_MAX)]
+
+
+def test_an_extension_in_flight_holds_back_the_delete_of_its_message() -> None:
+    outbox = box(senders=3)
+    a, b = ticket("a"), ticket("b")
+    outbox.extend(a, 30)
+    extension = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert extension is not None
+    outbox.delete(a, "empty")
+    outbox.delete(b, "empty")
+    # b's delete may run beside a's extension; a's must wait for it.
+    delete_b = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert delete_b is not None and [t for t, _ in delete_b().entries] == [b]
+    assert outbox.next_call(FakeBus(), S3, more_coming=False) is None
+    outbox.completed(extension())
+    delete_a = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert delete_a is not None and [t for t, _ in delete_a().entries] == [a]
+
+
+def test_no_extension_is_queued_while_a_delete_is_in_flight() -> None:
+    outbox = box(senders=2)
+    a = ticket("a")
+    outbox.delete(a, "empty")
+    delete = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert delete is not None
+    outbox.extend(a, 30)  # the heartbeat, while the delete is under way
+    assert outbox.extending(a)  # so the settler queues nothing more for it
+    assert outbox.next_call(FakeBus(), S3, more_coming=False) is None
+    outbox.completed(delete())
+    assert not outbox.extending(a) and len(outbox) == 0
+
+
+def test_a_release_waits_for_the_extension_in_flight() -> None:
+    """Were they to overlap, the extension could land last and hide a released message."""
+    outbox = box(senders=2)
+    a = ticket("a")
+    outbox.extend(a, 30)
+    extension = outbox.next_call(FakeBus(), S3, more_coming=False)
+    outbox.release(a, 0)
+    assert extension is not None and outbox.next_call(FakeBus(), S3, more_coming=False) is None
+    outbox.completed(extension())
+    release = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert release is not None and release().entries == [(a, 0)]
+
+
+def test_uploads_run_in_parallel() -> None:
+    outbox = box(senders=3)
+    for n in range(3):
+        outbox.upload(ticket(f"u{n}"), "doc", f"k{n}", "pointer")
+    calls = [outbox.next_call(FakeBus(), S3, more_coming=True) for _ in range(3)]
+    assert all(c is not None for c in calls) and outbox.calls_in_flight == 3
+    for call in calls:
+        assert call is not None
+        outbox.completed(call())
+    assert len(outbox.publishes) == 3 and outbox.calls_in_flight == 0
+
+
+def test_messages_in_flight_stay_locked() -> None:
+    """The heartbeat extends what is being published, not only what is queued."""
+    outbox = box()
+    a, b = ticket("a"), ticket("b")
+    outbox.publish(a, "{}")
+    call = outbox.next_call(FakeBus(), S3, more_coming=False)
+    outbox.delete(b, "empty")
+    assert set(map(id, outbox.waiting())) == {id(a), id(b)}
+    assert call is not None
+    outbox.completed(call())
+    assert set(map(id, outbox.waiting())) == {id(a), id(b)}  # a's delete is queued now
 
 
 def test_queuing_an_outcome_drops_the_pending_extension() -> None:
     """An extension must never reach SQS after (or beside) the release or delete of its message."""
-    bus = MemoryBus()
     for queue_outcome in ("release", "delete", "publish", "upload"):
-        outbox = Outbox()
-        bus.send(json.dumps({"plugin": "chaos", "target": f"chaos:echo:{queue_outcome}"}))
-        ticket = Ticket(bus.receive(1, 0)[0])
-        outbox.extend(ticket, 30)
+        outbox = box()
+        t = ticket(queue_outcome)
+        outbox.extend(t, 30)
         if queue_outcome == "release":
-            outbox.release(ticket, 0)
+            outbox.release(t, 0)
         elif queue_outcome == "delete":
-            outbox.delete(ticket)
+            outbox.delete(t, "empty")
         elif queue_outcome == "publish":
-            outbox.publish(ticket, "{}")
+            outbox.publish(t, "{}")
         else:
-            outbox.upload(ticket, "{}", "key", "{}")
-        assert not outbox.extending(ticket), queue_outcome
+            outbox.upload(t, "{}", "key", "{}")
+        assert not outbox.extending(t), queue_outcome
+
+
+# -- uploads: an object stored once is not stored again --------------------------------------
+
+
+def test_a_stored_result_is_not_uploaded_again_when_its_message_comes_back() -> None:
+    outbox = box()
+    key, pointer = "sesshu/id-big.json", '{"result_s3":"sesshu/id-big.json"}'
+    down = StrictBus(refuse={"publish": BusError("publish: timeout", "ReadTimeoutError")})
+    outbox.upload(ticket("big"), "first run", key, pointer)
+    first = drain(outbox, down)
+    assert down.ops() == ["put_object", "publish"] and first[-1].failed  # stored, not published
+    # The message is retried, its job runs again, and the result goes out: only its pointer.
+    up = StrictBus()
+    again = ticket("big")
+    outbox.upload(again, "second run", key, pointer)
+    second = drain(outbox, up)
+    assert up.ops() == ["publish", "delete"]
+    assert published(second) == [again] and up.published() == [pointer]
+
+
+def test_a_failed_upload_is_not_remembered() -> None:
+    class NoS3(StrictBus):
+        def put_object(self, bucket: str, key: str, body: str) -> None:
+            self.calls.append(("put_object", [key]))
+            raise BusError("put_object: NoSuchBucket", "NoSuchBucket")
+
+    outbox = box()
+    for _ in range(2):
+        bus = NoS3()
+        outbox.upload(ticket("big"), "doc", "k", "pointer")
+        (sent,) = drain(outbox, bus)
+        assert bus.ops() == ["put_object"] and sent.failed
+    assert outbox.stored == {}
+
+
+def test_the_memory_of_stored_keys_is_bounded() -> None:
+    outbox = box()
+    bus = StrictBus()
+    for i in range(STORED_KEYS + 5):
+        outbox.upload(ticket(str(i)), "doc", f"k{i}", "pointer")
+    drain(outbox, bus)
+    assert len(outbox.stored) == STORED_KEYS
+    assert "k0" not in outbox.stored and f"k{STORED_KEYS + 4}" in outbox.stored

@@ -74,3 +74,38 @@ def test_every_outcome_reaches_the_observer() -> None:
     settler = Settler(config(), QueueInfo(30, 3), observer=lambda *a: seen.append(a))
     settler.retry(ticket(1, 0.0), "timeout", "late")
     assert seen == [("-", "retried", "timeout", None)]
+
+
+def finished(t: Ticket, payload: bytes) -> Any:
+    from sesshu.children import RunningJob
+    from sesshu.events import JobFinished
+    from sesshu.protocol import Job, Result
+
+    return JobFinished(RunningJob(Job(1, "chaos", "chaos:x"), t, 0.0, 30.0), Result(1, "done", payload=payload),
+                       pid=1, finished=0.5)
+
+
+def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() -> None:
+    cfg = from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
+        "topic": "t", "s3_bucket": "b", "s3_prefix": "p/", "s3_threshold": 1000}}})
+    settler = Settler(cfg, QueueInfo(30, 3))
+    small, big = ticket(1, 0.0), ticket(2, 0.0)
+    settler.on_job_finished(finished(small, b'"' + b"x" * 900 + b'"'))
+    settler.on_job_finished(finished(big, b'"' + b"x" * 1000 + b'"'))
+    assert [t for t, _ in settler.outbox.publishes] == [small]
+    ((t, document, key, pointer),) = settler.outbox.uploads
+    assert t is big and key == "p/m-2.json" and len(document) > 1000
+    assert '"result_s3":{"bucket": "b", "key": "p/m-2.json"}' in pointer
+
+
+def test_a_failed_publish_is_retried_and_never_deleted() -> None:
+    from tests.test_sending import FakeBus
+
+    settler = Settler(config(), QueueInfo(30, 3))
+    a = ticket(1, 0.0)
+    settler.on_job_finished(finished(a, b"1"))
+    call = settler.next_send(FakeBus(raise_on="publish"), more_coming=False)  # type: ignore[arg-type]
+    assert call is not None
+    settler.on_sent(call())
+    assert settler.outcomes.reasons == {"retried:publish_error": 1}
+    assert not settler.outbox.deletes and [t for t, _ in settler.outbox.releases] == [a]

@@ -17,7 +17,6 @@ from botocore.stub import Stubber
 
 from sesshu.bus import Message, Visibility
 from sesshu.config import from_mapping
-from sesshu.outbox import Sent
 from sesshu.settle import Settler
 from sesshu.sqsbus import SqsSnsBus
 from sesshu.ticket import Ticket
@@ -72,13 +71,22 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
 
     config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
     settler = Settler(config)
-    gone = Ticket(Message("m-gone", "gone", "{}", 1))
-    with caplog.at_level(logging.WARNING):
-        settler.on_sent(Sent(visibility_failed=[(gone, failed["0"])]))
+    gone, here = Ticket(Message("m-gone", "gone", "{}", 1)), Ticket(Message("m-here", "here", "{}", 1))
+    settler.outbox.extend(gone, 30)
+    settler.outbox.extend(here, 30)
+    call = settler.next_send(bus, more_coming=False)
+    assert call is not None
+    with stubbed(bus._sqs, "change_message_visibility_batch", reply), caplog.at_level(logging.WARNING):
+        settler.on_sent(call())
     # Only a warning: neither code is a refused permission, so the heartbeat stays on.
     assert settler.heartbeat
     assert "message m-gone: could not change its visibility" in caplog.text
     assert sum(settler.outcomes.counts.values()) == 0
+
+
+class Denied:
+    def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
+        return {e.entry_id: "AccessDenied: not authorized" for e in entries}
 
 
 def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCaptureFixture) -> None:
@@ -86,7 +94,10 @@ def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCa
     config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
     settler = Settler(config)
     held = Ticket(Message("m-1", "rh-1", "{}", 1))
+    settler.outbox.extend(held, 30)
+    call = settler.next_send(Denied(), more_coming=False)
+    assert call is not None
     with caplog.at_level(logging.WARNING):
-        settler.on_sent(Sent(visibility_failed=[(held, "AccessDenied: not authorized")]))
+        settler.on_sent(call())
     assert not settler.heartbeat
     assert "sqs:ChangeMessageVisibility is denied" in caplog.text

@@ -1,0 +1,140 @@
+"""The sender calls, one kind each, per entry: against fake buses that record and keep AWS's limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from sesshu import sending
+from sesshu.bus import BusError, Delete, Message, Publish, Visibility
+from sesshu.busio import BusHealth, Fault
+from sesshu.sending import S3Target
+from sesshu.ticket import Ticket
+from tests.test_busio import StrictBus
+
+
+class FakeBus:
+    """Records every call; fails the entries (or whole calls) it is told to."""
+
+    def __init__(self, fails: dict[str, str] | None = None, raise_on: str = "") -> None:
+        self.calls: list[tuple[str, list[Any]]] = []
+        self.fails = fails or {}
+        self.raise_on = raise_on
+
+    def _call(self, name: str, entries: list[Any]) -> dict[str, str]:
+        self.calls.append((name, list(entries)))
+        if self.raise_on == name:
+            raise BusError("throttled", "Throttling")
+        return dict(self.fails)
+
+    def publish(self, entries: list[Publish]) -> dict[str, str]:
+        return self._call("publish", entries)
+
+    def delete(self, entries: list[Delete]) -> dict[str, str]:
+        return self._call("delete", entries)
+
+    def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
+        return self._call("change_visibility", entries)
+
+    def receive(self, max_messages: int, wait_seconds: int) -> list[Message]:
+        raise AssertionError("the sender never receives")
+
+    def queue_info(self) -> Any:
+        raise AssertionError("the sender never asks")
+
+    def put_object(self, bucket: str, key: str, body: str) -> None:
+        self.calls.append(("put_object", [bucket, key, body]))
+        if self.raise_on == "put_object":
+            raise BusError("access denied", "AccessDenied")
+
+
+def tickets(*names: str) -> list[Ticket]:
+    return [Ticket(Message(f"id-{n}", f"rh-{n}", "{}", 1)) for n in names]
+
+
+def document(size: int, name: str = "t") -> str:
+    """A result document of exactly ``size`` bytes."""
+    head = f'{{"target":"{name}","plugin":"chaos","result":"'
+    return head + "x" * (size - len(head) - 2) + '"}'
+
+
+def test_a_failed_publish_entry_fails_alone() -> None:
+    bus = FakeBus(fails={"1": "InternalError"})
+    a, b, c = tickets("a", "b", "c")
+    sent = sending.publish(bus, [(a, "doc-a"), (b, "doc-b"), (c, "doc-c")])
+    assert [t for t, _ in sent.succeeded()] == [a, c]
+    assert sent.failures() == [((b, "doc-b"), "InternalError")]
+    assert sent.error is None and [name for name, _ in bus.calls] == ["publish"]  # the delete is not its job
+
+
+def test_a_publish_call_failing_as_a_whole_fails_every_entry() -> None:
+    a, b = tickets("a", "b")
+    sent = sending.publish(FakeBus(raise_on="publish"), [(a, "doc-a"), (b, "doc-b")])
+    assert sent.succeeded() == [] and [err for _, err in sent.failures()] == ["throttled", "throttled"]
+    assert sent.error == "throttled"
+
+
+def test_delete_failures_are_reported_per_entry() -> None:
+    bus = FakeBus(fails={"0": "ReceiptHandleIsInvalid", "2": "InternalError"})
+    p, e1, e2 = tickets("p", "e1", "e2")
+    sent = sending.delete(bus, [(p, "done"), (e1, "empty"), (e2, "empty")])
+    assert sent.failures() == [((p, "done"), "ReceiptHandleIsInvalid"), ((e2, "empty"), "InternalError")]
+    assert sent.succeeded() == [(e1, "empty")]
+    assert [e.receipt_handle for e in bus.calls[0][1]] == ["rh-p", "rh-e1", "rh-e2"]
+
+
+def test_a_visibility_change_carries_its_seconds() -> None:
+    bus = FakeBus()
+    (r,) = tickets("r")
+    sent = sending.change_visibility(bus, [(r, 0)])
+    assert bus.calls == [("change_visibility", [Visibility("0", "rh-r", 0)])] and not sent.failed
+
+
+@pytest.mark.parametrize("fails", [False, True])
+def test_an_upload_stores_the_document_only(fails: bool) -> None:
+    bus = FakeBus(raise_on="put_object" if fails else "")
+    (big,) = tickets("big")
+    entry = (big, "huge-doc", "sesshu/id-big.json", "pointer-doc")
+    sent = sending.upload(bus, S3Target("bucket", "sesshu/"), entry)
+    assert bus.calls == [("put_object", ["bucket", "sesshu/id-big.json", "huge-doc"])]  # no publish here
+    if fails:
+        assert sent.failures() == [(entry, "S3 upload failed: access denied")] and sent.error is not None
+    else:
+        assert sent.succeeded() == [entry] and sent.error is None
+
+
+def test_a_bus_bug_does_not_escape_the_sender() -> None:
+    class Broken(FakeBus):
+        def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
+            raise KeyError("oops")
+
+    (r,) = tickets("r")
+    sent = sending.change_visibility(Broken(), [(r, 5)])
+    assert sent.failures() == [((r, 5), "unexpected KeyError: 'oops'")]
+    assert sent.error == "unexpected KeyError: 'oops'"
+
+
+def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptureFixture) -> None:
+    """Were the sizes ever miscounted, the batch is split instead of retried as a whole for ever."""
+    bus = StrictBus()
+    a, b = tickets("a", "b")
+    sent = sending.publish(bus, [(a, document(200_000, "a")), (b, document(100_000, "b"))])
+    assert bus.ops() == ["publish", "publish", "publish"]
+    assert [t for t, _ in sent.succeeded()] == [a, b] and not sent.failed
+    assert isinstance(sent.error, Fault) and sent.error.permanent
+    assert "one by one" in sent.error
+    health = BusHealth(clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, "sesshu.supervisor"):
+        health.sent(sent.error)
+    assert "not an outage" in caplog.text and "BatchRequestTooLong" in caplog.text
+    assert "bus outage" not in caplog.text
+
+
+def test_one_invalid_entry_fails_alone() -> None:
+    bus = StrictBus(bad_documents=("bad",))
+    a, bad, c = tickets("a", "bad", "c")
+    sent = sending.publish(bus, [(a, "ok-a"), (bad, "bad"), (c, "ok-c")])
+    assert [t for t, _ in sent.succeeded()] == [a, c]
+    assert sent.failures() == [((bad, "bad"), "InvalidParameter: bad")]
