@@ -295,3 +295,21 @@ def _edit(path: Path, **changes: Any) -> None:
         else:
             doc[key] = value
     path.write_text(yaml.safe_dump(doc))
+
+
+def test_several_senders_and_receivers_lose_and_repeat_nothing(moto: MotoServer, deployment: Deployment,
+                                                              cfg_path: Path, daemons: list[Daemon]) -> None:
+    """Many calls in flight at once, of every kind: each message is published once, then deleted."""
+    bus = {"region": "us-east-1", "endpoint_url": moto.url, "senders": 4, "receivers": 3,
+           "input": {"queue": deployment.queue_url}, "output": {"topic": deployment.results_topic}}
+    d = Daemon(write_config(cfg_path, moto, deployment, bus=bus, workers={"count": 8, "prefetch": 20}), moto)
+    daemons.append(d.start())
+    targets = [f"chaos:echo:{i}" for i in range(150)] + [f"chaos:none:{i}" for i in range(30)]
+    publish(moto, deployment, "chaos", *targets)
+    results = Inbox(moto, deployment.results_queue_url)
+    results.wait(150, timeout=120)
+    d.wait_log(r"sesshu\.outcome: (done|empty): ", count=180, timeout=60)
+    assert d.stop() == 0
+    assert "outcomes: done=150, empty=30, rejected=0, retried=0" in d.log()
+    assert sorted(json.loads(b)["target"] for b in results.bodies()) == sorted(targets[:150])  # each once
+    assert drain(moto, deployment.queue_url) == []
