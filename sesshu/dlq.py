@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
-from sesshu.dlqmove import BATCH, EMPTY_RECEIVES, DlqError, move_by_hand, move_by_task, release
+from sesshu.dlqmove import BATCH, EMPTY_RECEIVES, DlqError, TaskRefused, move_by_hand, move_by_task, release
 
 # Long enough to page through a large DLQ without meeting a message twice,
 # short enough that a peek killed before it could release its messages
@@ -161,14 +161,18 @@ def cmd_redrive(args: argparse.Namespace) -> int:
     target = opaws.queue_url(sqs, args.to) if args.to else origin(sqs, source)
     if target == source:
         raise DlqError("--to is the dead-letter queue itself: nothing to move")
+    how = "receive, send, delete"
     if args.max is None:
-        moved = move_by_task(sqs, source, target)
-        if moved is not None:
+        try:
+            moved = move_by_task(sqs, source, target)
+        except TaskRefused as refused:
+            how += f"; StartMessageMoveTask refused: {refused}"
+        else:
             print(f"moved {moved} message(s) from {source} to {target} (StartMessageMoveTask)")
             return 0
     with _stop_signals() as stopped:
         outcome = move_by_hand(sqs, source, target, limit=args.max, stopped=stopped)
-    print(f"moved {outcome.moved} message(s) from {source} to {target} (receive, send, delete)")
+    print(f"moved {outcome.moved} message(s) from {source} to {target} ({how})")
     if outcome.error:
         raise DlqError(outcome.error)
     if stopped():

@@ -32,6 +32,10 @@ class DlqError(Exception):
     """An operator-facing refusal or failure: printed as one line, exit status 1."""
 
 
+class TaskRefused(Exception):
+    """The server answered StartMessageMoveTask with an error: no task started; move by hand."""
+
+
 @dataclass
 class Moved:
     moved: int
@@ -45,8 +49,8 @@ def queue_arn(sqs: Any, url: str) -> str:
     return str(reply["Attributes"]["QueueArn"])
 
 
-def move_by_task(sqs: Any, source: str, target: str, *, sleep: Callable[[float], None] = time.sleep) -> int | None:
-    """Move everything with a message move task; its count, or None when the server refuses one."""
+def move_by_task(sqs: Any, source: str, target: str, *, sleep: Callable[[float], None] = time.sleep) -> int:
+    """Move everything with a message move task and return its count; TaskRefused if the server refuses one."""
     from sesshu.sqsbus import call
 
     source_arn, target_arn = queue_arn(sqs, source), queue_arn(sqs, target)
@@ -64,7 +68,7 @@ def move_by_task(sqs: Any, source: str, target: str, *, sleep: Callable[[float],
         if _running(sqs, source_arn):
             raise DlqError(f"a message move task is already running from {source_arn}: wait for it, "
                            "or cancel it") from exc
-        return None
+        raise TaskRefused(exc.code if exc.code != str(exc.status) else f"HTTP {exc.status}") from exc
     return wait_for_task(sqs, source_arn, handle, sleep=sleep)
 
 
@@ -114,11 +118,12 @@ def move_by_hand(sqs: Any, source: str, target: str, *, limit: int | None = None
         reply = call(sqs, "receive_message", QueueUrl=source, MaxNumberOfMessages=want, WaitTimeSeconds=0,
                      VisibilityTimeout=MOVE_HIDE, MessageAttributeNames=["All"])
         messages = reply.get("Messages", [])
-        if not messages:
-            empty += 1
-            continue
-        empty = 0
         fresh = [m for m in messages if m["MessageId"] not in sent]
+        # Only copies already sent (their delete failed) is no progress either:
+        # a delete that keeps failing must not keep the move going for ever.
+        empty = 0 if fresh else empty + 1
+        if not messages:
+            continue
         unsent = _send(sqs, target, fresh)
         ok = [m for i, m in enumerate(fresh) if i not in unsent]
         sent.update(m["MessageId"] for m in ok)
