@@ -7,8 +7,12 @@ boto3 is imported only when a client is made, for the same reason as there.
 from __future__ import annotations
 
 import argparse
+import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sesshu.provision import Deployment
 
 LONG_POLL = 20
 TOPIC_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,256}(\.fifo)?$")
@@ -61,3 +65,32 @@ def queue_url(sqs: Any, queue: str) -> str:
 def region_of(arn: str) -> str | None:
     parts = arn.split(":")
     return parts[3] if len(parts) > 3 and parts[3] else None
+
+
+def filter_results(sqs: Any, sns: Any, deployment: Deployment, plugins: list[str]) -> None:
+    """Let the results queue's subscription pass only results of ``plugins``; all of them when empty.
+
+    The filter is on the ``plugin`` message attribute of each result. A
+    re-run without plugins removes a filter set before (with ``{}``, as SNS
+    documents), so ``sesshu provision`` still converges on what it was asked.
+    """
+    queue_arn = str(sqs.get_queue_attributes(QueueUrl=deployment.results_queue_url,
+                                             AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+    subscription = None
+    for page in sns.get_paginator("list_subscriptions_by_topic").paginate(TopicArn=deployment.results_topic):
+        for sub in page.get("Subscriptions", []):
+            if sub.get("Endpoint") == queue_arn and str(sub.get("SubscriptionArn", "")).startswith("arn:"):
+                subscription = str(sub["SubscriptionArn"])
+    if subscription is None:
+        raise LookupFailed(f"{deployment.results_queue_url} is not subscribed to {deployment.results_topic}")
+    if plugins:
+        sns.set_subscription_attributes(SubscriptionArn=subscription, AttributeName="FilterPolicyScope",
+                                        AttributeValue="MessageAttributes")
+        policy = json.dumps({"plugin": sorted(set(plugins))})
+    else:
+        current = sns.get_subscription_attributes(SubscriptionArn=subscription)["Attributes"]
+        if current.get("FilterPolicy", "{}") in ("", "{}"):
+            return
+        policy = "{}"
+    sns.set_subscription_attributes(SubscriptionArn=subscription, AttributeName="FilterPolicy",
+                                    AttributeValue=policy)

@@ -1,7 +1,7 @@
 """``sesshu``: the operator's command line.
 
-``check`` and ``plugins`` read a config file; ``submit``, ``results`` and
-``provision`` talk to SQS/SNS directly. Credentials come from boto3's default
+``check`` and ``plugins`` read a config file; ``submit``, ``results``,
+``provision`` and ``dlq`` (in ``sesshu.dlq``) talk to SQS/SNS directly. Credentials come from boto3's default
 chain alone. Every failure is one line on stderr and exit status 1, except
 that ``check --aws`` exits 75 when the bus cannot be reached, as a start of
 ``sesshud`` would (``sesshu.startup``).
@@ -81,8 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--raw", action="store_true", help="raw delivery from the requests topic to the queue")
     c.add_argument("--visibility", type=int, default=60, help="input queue visibility timeout, s (%(default)s)")
     c.add_argument("--max-receive", type=int, default=3, help="receives before the DLQ (%(default)s)")
+    c.add_argument("--filter-plugin", action="append", default=[], metavar="NAME",
+                   help="the results queue gets only results of plugin NAME (repeatable; an SNS filter "
+                   "policy on the message attribute plugin); without it, every result")
     aws_args(c)
     c.set_defaults(func=cmd_provision)
+
+    from sesshu import dlq
+
+    dlq.add_commands(sub, aws_args)
     return p
 
 
@@ -92,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from sesshu.bus import BusError
     from sesshu.config import ConfigError
+    from sesshu.dlqmove import DlqError
     from sesshu.opaws import LookupFailed
     from sesshu.startup import EX_TEMPFAIL, BusUnreachable
 
@@ -104,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_TEMPFAIL
     except NoRegionError:
         return _fail("no AWS region: give --region or set AWS_DEFAULT_REGION")
-    except (_Failure, LookupFailed, BusError, BotoCoreError, ClientError) as exc:
+    except (_Failure, DlqError, LookupFailed, BusError, BotoCoreError, ClientError) as exc:
         return _fail(str(exc))
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, and delete nothing more.
@@ -328,10 +336,17 @@ def cmd_provision(args: argparse.Namespace) -> int:
     if not NAME_RE.match(args.name):
         raise _Failure(f"{args.name!r}: a name is 1 to 71 letters, digits, - or _")
     from sesshu import opaws
+    from sesshu.config import valid_plugin_name
 
+    bad = [name for name in args.filter_plugin if not valid_plugin_name(name)]
+    if bad:
+        raise _Failure(f"--filter-plugin {bad[0]!r} is not a valid plugin name")
     sqs, sns = opaws.client("sqs", args, None), opaws.client("sns", args, None)
     deployment = provision(sqs, sns, args.name, visibility=args.visibility,
                            max_receive=args.max_receive, raw=args.raw)
+    opaws.filter_results(sqs, sns, deployment, args.filter_plugin)
+    if args.filter_plugin:
+        print(f"# Results queue gets only plugin(s): {', '.join(sorted(set(args.filter_plugin)))}")
     print(config_snippet(deployment, sqs.meta.region_name, args.endpoint_url), end="")
     return 0
 
