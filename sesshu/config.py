@@ -122,6 +122,7 @@ SCHEMA: dict[str, Any] = {
                     "topic": {"type": "string", "required": True, "empty": False},
                     "s3_bucket": {"type": "string", "nullable": True, "default": None, "empty": False},
                     "s3_prefix": {"type": "string", "default": "sesshu/"},
+                    "failures_topic": {"type": "string", "nullable": True, "default": None, "empty": False},
                 },
             },
         },
@@ -170,6 +171,7 @@ class Config:
     limit_processes: int = 512
     limit_open_files: int = 1024
     limit_file_size: int = 1024  # MiB
+    failures_topic: str | None = None  # SNS topic ARN for failure records (sesshu.failures)
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -246,6 +248,7 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         limit_processes=workers["limits"]["processes"],
         limit_open_files=workers["limits"]["open_files"],
         limit_file_size=workers["limits"]["file_size"],
+        failures_topic=bus["output"]["failures_topic"],
     )
 
 
