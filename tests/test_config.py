@@ -209,3 +209,13 @@ def test_nan_retry_delay_is_rejected(tmp_path: Path) -> None:
 
 def test_boolean_worker_count_is_rejected() -> None:
     assert error_of(with_changes(workers={"count": True})).startswith("workers.count:")
+
+
+def test_failures_topic_is_optional_and_never_empty() -> None:
+    assert from_mapping(MINIMAL).failures_topic is None
+    arn = "arn:aws:sns:us-east-1:1:failures"
+    output = {"topic": "arn:aws:sns:us-east-1:1:results", "failures_topic": arn}
+    assert from_mapping(with_changes(bus={"input": {"queue": "q"}, "output": output})).failures_topic == arn
+    output["failures_topic"] = ""
+    assert error_of(with_changes(bus={"input": {"queue": "q"}, "output": output})).startswith(
+        "bus.output.failures_topic: empty values not allowed")
