@@ -13,12 +13,14 @@ import logging
 import math
 from collections.abc import Callable
 
+from sesshu import failures
 from sesshu.backoff import exponential
-from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo
+from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo, message_size, string_attributes
 from sesshu.config import Config
 from sesshu.events import JobFinished
 from sesshu.outbox import Outbox, S3Target, Sent
 from sesshu.outcomes import OutcomeObserver, Outcomes
+from sesshu.text import loggable
 from sesshu.ticket import Ticket
 
 log = logging.getLogger("sesshu.settle")
@@ -57,15 +59,18 @@ class Settler:
             # The child's payload is already JSON: splice it in rather than decode it again.
             head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
             document = f'{head}"result":{result.payload.decode("ascii")}}}'
-            if len(document) <= SNS_MAX_BYTES:
-                self.outbox.publish(ticket, document)
+            attrs = failures.attributes(job.plugin, "done")
+            size = message_size(document, string_attributes(attrs))  # what SNS counts
+            if size <= SNS_MAX_BYTES:
+                self.outbox.publish(ticket, document, attrs)
             elif self.config.s3_bucket:
                 key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
                 where = json.dumps({"bucket": self.config.s3_bucket, "key": key})
-                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}')
+                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}',
+                                   failures.attributes(job.plugin, "done", location="s3"))
             else:
-                self.retry(ticket, "too_large", f"result document is {len(document)} bytes, over the "
-                            f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
+                self.retry(ticket, "too_large", f"result document is {size} bytes with its attributes, over "
+                            f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
                             pid=event.pid)
         elif result.status == "empty":
             self.outbox.delete(ticket)
@@ -85,6 +90,7 @@ class Settler:
 
     def reject(self, ticket: Ticket, detail: str) -> None:
         self._record("rejected", ticket, reason="invalid", detail=detail)
+        self._give_up("rejected", ticket, "invalid", detail)
         # With a DLQ, release at once so redrive moves it with the fewest
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
@@ -93,7 +99,13 @@ class Settler:
     def retry(self, ticket: Ticket, reason: str, detail: str, *,
                pid: int | None = None, delay: int | None = None) -> None:
         self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
+        self._give_up("retried", ticket, reason, detail)
         self.outbox.release(ticket, self._backoff(ticket) if delay is None else delay)
+
+    def _give_up(self, outcome: str, ticket: Ticket, reason: str, detail: str) -> None:
+        """On the last receive redrive allows, queue the failure record; the release queued next waits for it."""
+        if self.config.failures_topic and failures.last_receive(ticket.message.receive_count, self.queue_info):
+            self.outbox.publish_failure(ticket, *failures.record(ticket, outcome, reason, detail))
 
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
@@ -112,6 +124,11 @@ class Settler:
         for ticket, err in sent.delete_failed:
             if ticket not in sent.published:
                 self._record_deleted("empty", ticket, err)
+        for ticket in sent.failures_published:
+            log.info("failure record published for message %s", loggable(ticket.message.message_id))
+        for ticket, err in sent.failures_failed:
+            log.warning("message %s: its failure record was not published (%s); the message still "
+                        "goes to the dead-letter queue", loggable(ticket.message.message_id), loggable(err))
         for ticket, err in sent.publish_failed:
             self.retry(ticket, "publish_error", f"publish failed: {err}")
         if self.heartbeat and any("AccessDenied" in err for _, err in sent.visibility_failed):

@@ -48,7 +48,7 @@ class StrictBus:
             raise self.refuse["publish"]
         if len(entries) > BATCH_MAX:
             raise BusError("too many entries", "TooManyEntriesInBatchRequest")
-        if sum(message_size(e.document) for e in entries) > SNS_MAX_BYTES:
+        if sum(e.size() for e in entries) > SNS_MAX_BYTES:  # attributes included, as SNS counts
             raise BusError("publish_batch: BatchRequestTooLong", "BatchRequestTooLong")
         bad = [e for e in entries if e.document in self.bad_documents]
         if bad and len(entries) > 1:
@@ -192,7 +192,7 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
     """Were the sizes ever miscounted, the batch is split instead of retried as a whole for ever."""
     bus = StrictBus()
     a, b = ticket("a"), ticket("b")
-    sent = send_batch(bus, [], [(a, document(200_000, "a")), (b, document(100_000, "b"))], [])
+    sent = send_batch(bus, [], [(a, document(200_000, "a"), {}), (b, document(100_000, "b"), {})], [])
     assert bus.ops() == ["publish", "publish", "publish", "delete"]
     assert sent.published == [a, b] and not sent.publish_failed
     assert isinstance(sent.error, Fault) and sent.error.permanent
@@ -207,7 +207,7 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
 def test_one_invalid_entry_fails_alone() -> None:
     bus = StrictBus(bad_documents=("bad",))
     a, bad, c = ticket("a"), ticket("bad"), ticket("c")
-    sent = send_batch(bus, [], [(a, "ok-a"), (bad, "bad"), (c, "ok-c")], [])
+    sent = send_batch(bus, [], [(a, "ok-a", {}), (bad, "bad", {}), (c, "ok-c", {})], [])
     assert sent.published == [a, c]
     assert sent.publish_failed == [(bad, "InvalidParameter: bad")]
     assert [e.receipt_handle for name, entries in bus.calls if name == "delete" for e in entries] == ["rh-a", "rh-c"]
@@ -222,7 +222,7 @@ def test_a_permanent_refusal_is_logged_as_such_once_a_minute(code: str, caplog: 
         for step in (0.0, 10.0, 30.0, 61.0):
             bus = StrictBus(refuse={"publish": error})
             now[0] = 100.0 + step
-            sent = send_batch(bus, [], [(ticket("a"), "doc")], [])
+            sent = send_batch(bus, [], [(ticket("a"), "doc", {})], [])
             assert sent.publish_failed and sent.published == []
             if code != "InvalidParameter":  # one entry cannot be split further
                 assert bus.ops() == ["publish"]
@@ -236,7 +236,7 @@ def test_an_outage_is_still_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
     bus = StrictBus(refuse={"publish": BusError("publish: connect timeout", "ConnectTimeoutError")})
     with caplog.at_level(logging.INFO, "sesshu.supervisor"):
-        sent = send_batch(bus, [], [(ticket("a"), "doc-a"), (ticket("b"), "doc-b")], [])
+        sent = send_batch(bus, [], [(ticket("a"), "doc-a", {}), (ticket("b"), "doc-b", {})], [])
         assert bus.ops() == ["publish"]  # not split: the endpoint is away, not the batch at fault
         health.sent(sent.error)
         health.sent(None)
@@ -408,7 +408,7 @@ def tickets(*names: str) -> list[Ticket]:
 def test_a_failed_publish_entry_is_not_deleted() -> None:
     bus = FakeBus(publish_fails={"1": "InternalError"})
     a, b, c = tickets("a", "b", "c")
-    sent = send_batch(bus, [], [(a, "doc-a"), (b, "doc-b"), (c, "doc-c")], [])
+    sent = send_batch(bus, [], [(a, "doc-a", {}), (b, "doc-b", {}), (c, "doc-c", {})], [])
     assert sent.published == [a, c]
     assert sent.publish_failed == [(b, "InternalError")]
     assert bus.deleted() == ["rh-a", "rh-c"]
@@ -419,7 +419,7 @@ def test_a_failed_publish_entry_is_not_deleted() -> None:
 def test_releases_then_publishes_then_deletes_in_one_turn() -> None:
     bus = FakeBus()
     r, p, e = tickets("r", "p", "e")
-    sent = send_batch(bus, [(r, 0)], [(p, "doc-p")], [e])
+    sent = send_batch(bus, [(r, 0)], [(p, "doc-p", {})], [e])
     assert [name for name, _ in bus.calls] == ["change_visibility", "publish", "delete"]
     assert bus.calls[0][1] == [Visibility("0", "rh-r", 0)]
     assert bus.calls[1][1] == [Publish("0", "doc-p")]
@@ -430,7 +430,7 @@ def test_releases_then_publishes_then_deletes_in_one_turn() -> None:
 def test_delete_failures_are_reported() -> None:
     bus = FakeBus(delete_fails={"0": "ReceiptHandleIsInvalid", "2": "InternalError"})
     p, e1, e2 = tickets("p", "e1", "e2")
-    sent = send_batch(bus, [], [(p, "doc")], [e1, e2])
+    sent = send_batch(bus, [], [(p, "doc", {})], [e1, e2])
     assert sent.published == [p]  # published even though its delete failed
     assert sent.delete_failed == [(p, "ReceiptHandleIsInvalid"), (e2, "InternalError")]
     assert sent.deleted == [e1]
@@ -439,7 +439,7 @@ def test_delete_failures_are_reported() -> None:
 def test_a_publish_call_failing_as_a_whole_deletes_nothing() -> None:
     bus = FakeBus(raise_on="publish")
     a, b, e = tickets("a", "b", "e")
-    sent = send_batch(bus, [], [(a, "doc-a"), (b, "doc-b")], [e])
+    sent = send_batch(bus, [], [(a, "doc-a", {}), (b, "doc-b", {})], [e])
     assert sent.published == []
     assert sent.publish_failed == [(a, "throttled"), (b, "throttled")]
     assert bus.deleted() == ["rh-e"]  # an empty result's delete does not depend on any publish
@@ -449,7 +449,7 @@ def test_a_publish_call_failing_as_a_whole_deletes_nothing() -> None:
 def test_a_delete_call_failing_as_a_whole_is_reported_per_ticket() -> None:
     bus = FakeBus(raise_on="delete")
     p, e = tickets("p", "e")
-    sent = send_batch(bus, [], [(p, "doc")], [e])
+    sent = send_batch(bus, [], [(p, "doc", {})], [e])
     assert sent.published == [p]
     assert sent.delete_failed == [(p, "throttled"), (e, "throttled")]
     assert sent.deleted == [] and sent.error == "throttled"
@@ -459,7 +459,7 @@ def test_a_delete_call_failing_as_a_whole_is_reported_per_ticket() -> None:
 def test_an_upload_is_published_as_a_pointer_only_once_stored(fails: bool) -> None:
     bus = FakeBus(raise_on="put_object" if fails else "")
     (big,) = tickets("big")
-    sent = send_batch(bus, [], [], [], [(big, "huge-doc", "sesshu/id-big.json", "pointer-doc")],
+    sent = send_batch(bus, [], [], [], [(big, "huge-doc", "sesshu/id-big.json", "pointer-doc", {})],
                       S3Target("bucket", "sesshu/"))
     assert bus.calls[0] == ("put_object", ["bucket", "sesshu/id-big.json", "huge-doc"])
     if fails:

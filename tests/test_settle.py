@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
-from sesshu.bus import Message, QueueInfo
+import pytest
+
+import sesshu
+from sesshu import failures
+from sesshu.bus import SNS_MAX_BYTES, Message, QueueInfo, message_size, string_attributes
+from sesshu.children import RunningJob
 from sesshu.config import Config, from_mapping
+from sesshu.events import JobFinished
+from sesshu.messages import Request
+from sesshu.outbox import Sent
+from sesshu.protocol import Job, Result
 from sesshu.settle import Settler, retry_delay
 from sesshu.ticket import Ticket
 
@@ -74,3 +85,106 @@ def test_every_outcome_reaches_the_observer() -> None:
     settler = Settler(config(), QueueInfo(30, 3), observer=lambda *a: seen.append(a))
     settler.retry(ticket(1, 0.0), "timeout", "late")
     assert seen == [("-", "retried", "timeout", None)]
+
+
+# -- failure records and attributes --------------------------------------------------------
+
+FAILURES = "arn:aws:sns:us-east-1:000000000000:failures"
+
+
+def with_failures(**bus_output: Any) -> Config:
+    return from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
+        "topic": "t", "failures_topic": FAILURES, **bus_output}}})
+
+
+def parsed(n: int, receives: int, target: str = "chaos:hang") -> Ticket:
+    t = ticket(n, 0.0, receives)
+    t.request = Request("chaos", target)
+    return t
+
+
+def finished(t: Ticket, payload: bytes) -> JobFinished:
+    assert t.request is not None
+    job = Job(1, t.request.plugin, t.request.target)
+    return JobFinished(RunningJob(job, t, 0.0, 10.0), Result(1, "done", payload=payload), 42, 1.0)
+
+
+def test_a_record_goes_out_on_the_last_receive_only() -> None:
+    settler = Settler(with_failures(), QueueInfo(30, 2))
+    early, last = parsed(1, receives=1), parsed(2, receives=2)
+    settler.retry(early, "timeout", "late")
+    settler.retry(last, "timeout", "plugin chaos timed out after 5 s on chaos:hang")
+    assert [t for t, *_ in settler.outbox.failures] == [last]
+    _, document, attrs = settler.outbox.failures[0]
+    doc = json.loads(document)
+    assert (doc["target"], doc["plugin"]) == ("chaos:hang", "chaos")
+    assert doc["failure"]["outcome"] == "retried" and doc["failure"]["reason"] == "timeout"
+    assert doc["failure"]["receives"] == 2 and doc["failure"]["message_id"] == "m-2"
+    assert attrs["outcome"] == "retried" and attrs["plugin"] == "chaos"
+    # Both are released all the same; the outbox holds the last one's release until its record is out.
+    assert [t for t, _ in settler.outbox.releases] == [early, last]
+
+
+def test_a_rejected_message_gets_its_record_with_the_reason_invalid() -> None:
+    settler = Settler(with_failures(), QueueInfo(30, 2))
+    t = ticket(1, 0.0, receives=2)
+    settler.reject(t, "body is not valid JSON")
+    (_, document, attrs), = settler.outbox.failures
+    doc = json.loads(document)
+    assert doc["failure"]["outcome"] == "rejected" and doc["failure"]["reason"] == "invalid"
+    assert doc["failure"]["detail"] == "body is not valid JSON" and doc["body"] == "{}"
+    assert attrs["plugin"] == "-"
+
+
+def test_no_record_without_a_failures_topic_or_without_a_redrive_policy() -> None:
+    without_topic = Settler(config(), QueueInfo(30, 2))
+    without_redrive = Settler(with_failures(), QueueInfo(30, None))
+    for settler in (without_topic, without_redrive):
+        settler.retry(parsed(1, receives=99), "timeout", "late")
+        settler.reject(ticket(2, 0.0, receives=99), "bad")
+        assert not settler.outbox.failures and len(settler.outbox.releases) == 2
+
+
+def test_published_and_lost_records_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    settler = Settler(with_failures(), QueueInfo(30, 2))
+    ok, lost = parsed(1, 2), parsed(2, 2)
+    with caplog.at_level(logging.INFO, logger="sesshu.settle"):
+        settler.on_sent(Sent(failures_published=[ok], failures_failed=[(lost, "NotFound: no\ntopic")]))
+    assert "failure record published for message m-1" in caplog.text
+    assert "message m-2: its failure record was not published (NotFound: no\\ntopic)" in caplog.text
+    assert sum(settler.outcomes.counts.values()) == 0  # the outcome was recorded when it was decided
+
+
+def test_results_carry_their_attributes() -> None:
+    settler = Settler(config(), QueueInfo(30, 2))
+    t = parsed(1, 1, "chaos:echo:x")
+    settler.on_job_finished(finished(t, b'{"echo":"x"}'))
+    (_, document, attrs), = settler.outbox.publishes
+    assert json.loads(document) == {"target": "chaos:echo:x", "plugin": "chaos", "result": {"echo": "x"}}
+    assert attrs == {"plugin": "chaos", "outcome": "done", "sesshu_version": sesshu.__version__}
+
+
+def result_of_size(size: int) -> bytes:
+    """A payload that makes the document of ``parsed(...)`` with target chaos:big exactly ``size`` bytes."""
+    head = len('{"target":"chaos:big","plugin":"chaos","result":""}')
+    return json.dumps("x" * (size - head)).encode()
+
+
+def test_the_fits_in_sns_check_counts_the_attributes() -> None:
+    """A document of exactly 256 KiB fits only without attributes: with them, it goes to S3."""
+    plain = Settler(config(), QueueInfo(30, 2))
+    t = parsed(1, 1, "chaos:big")
+    plain.on_job_finished(finished(t, result_of_size(SNS_MAX_BYTES)))
+    assert not plain.outbox.publishes and plain.outcomes.reasons["retried:too_large"] == 1
+
+    s3 = Settler(from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
+        "topic": "t", "s3_bucket": "b"}}}), QueueInfo(30, 2))
+    s3.on_job_finished(finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
+    (_, document, _, pointer, attrs), = s3.outbox.uploads
+    assert len(document) == SNS_MAX_BYTES and json.loads(pointer)["result_s3"]["bucket"] == "b"
+    assert attrs["result_location"] == "s3" and attrs["outcome"] == "done"
+
+    fits = Settler(config(), QueueInfo(30, 2))
+    room = SNS_MAX_BYTES - message_size("", string_attributes(failures.attributes("chaos", "done")))
+    fits.on_job_finished(finished(parsed(3, 1, "chaos:big"), result_of_size(room)))
+    assert len(fits.outbox.publishes) == 1
