@@ -69,7 +69,7 @@ class Settler:
                 self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}',
                                    failures.attributes(job.plugin, "done", location="s3"))
             else:
-                self.retry(ticket, "too_large", f"result document is {size} bytes with its attributes, over "
+                self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
                             f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
                             pid=event.pid)
         elif result.status == "empty":
