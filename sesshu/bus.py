@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 BATCH_MAX = 10
@@ -98,6 +98,18 @@ class QueueInfo:
 class Publish:
     entry_id: str
     document: str
+    # SNS message attributes, all of data type String: what subscription
+    # filter policies match on (``sesshu.failures.attributes``).
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def size(self) -> int:
+        """The bytes SNS counts for this message, its attributes included."""
+        return message_size(self.document, string_attributes(self.attributes))
+
+
+def string_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Message attributes as SNS and SQS take them: each one a String."""
+    return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
 
 
 @dataclass(frozen=True)
@@ -139,6 +151,10 @@ class Bus(Protocol):
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:
         """Publish up to BATCH_MAX documents; return ``{entry_id: error}`` for failures."""
+        ...
+
+    def publish_failures(self, entries: list[Publish]) -> dict[str, str]:
+        """As :meth:`publish`, to the failures topic (``bus.output.failures_topic``)."""
         ...
 
     def delete(self, entries: list[Delete]) -> dict[str, str]: ...

@@ -128,6 +128,7 @@ SCHEMA: dict[str, Any] = {
                     "s3_prefix": {"type": "string", "default": "sesshu/"},
                     "s3_threshold": {"type": "integer", "min": 1, "max": 262144, "nullable": True,
                                      "default": None},
+                    "failures_topic": {"type": "string", "nullable": True, "default": None, "empty": False},
                 },
             },
         },
@@ -179,6 +180,7 @@ class Config:
     s3_threshold: int | None = None  # bytes: results above it go to S3 even when SNS would take them
     senders: int = 2
     receivers: int = 1
+    failures_topic: str | None = None  # SNS topic ARN for failure records (sesshu.failures)
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -260,6 +262,7 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         s3_threshold=bus["output"]["s3_threshold"],
         senders=_lanes(bus["senders"], "bus.senders", AUTO_SENDERS, workers["count"]),
         receivers=_lanes(bus["receivers"], "bus.receivers", AUTO_RECEIVERS, workers["count"]),
+        failures_topic=bus["output"]["failures_topic"],
     )
 
 

@@ -151,7 +151,7 @@ def restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
 
 
 RESTART_ONLY = ("queue", "topic", "region", "endpoint_url", "s3_bucket", "s3_prefix", "s3_threshold",
-                "senders", "receivers", "metrics_address", "metrics_port")
+                "failures_topic", "senders", "receivers", "metrics_address", "metrics_port")
 
 
 def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile: Pidfile | None = None) -> int:
@@ -168,7 +168,8 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
         except OSError as exc:
             raise ConfigError(f"metrics.port: cannot listen on {config.metrics_address}:"
                               f"{config.metrics_port}: {exc.strerror}") from None
-    opened = open_bus(config, on_call=metrics.bus_call if metrics else None)
+    opened = open_bus(config, on_call=metrics.bus_call if metrics else None,
+                      on_failures_published=metrics.failures_published if metrics else None)
     bus = opened.bus
     pool = Pool(ctx, settings, time.monotonic, on_restart=metrics.restart if metrics else None, orphans=True)
     running = config

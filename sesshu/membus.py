@@ -31,6 +31,8 @@ class MemoryBus:
     visibility_timeout: int = 30
     max_receive_count: int | None = None
     published: list[str] = field(default_factory=list)
+    attributes: list[dict[str, str]] = field(default_factory=list)  # of each published document, in order
+    failures: list[Publish] = field(default_factory=list)  # failure records, attributes and all
     dead: list[str] = field(default_factory=list)  # bodies moved by the "redrive policy"
     requests: Counter[str] = field(default_factory=Counter)
     objects: dict[tuple[str, str], str] = field(default_factory=dict)
@@ -84,6 +86,13 @@ class MemoryBus:
         self.requests["publish_batch" if len(entries) > 1 else "publish"] += 1
         with self._cond:
             self.published.extend(e.document for e in entries)
+            self.attributes.extend(dict(e.attributes) for e in entries)
+        return {}
+
+    def publish_failures(self, entries: list[Publish]) -> dict[str, str]:
+        self.requests["publish_batch" if len(entries) > 1 else "publish"] += 1
+        with self._cond:
+            self.failures.extend(entries)
         return {}
 
     def delete(self, entries: list[Delete]) -> dict[str, str]:

@@ -25,6 +25,8 @@ class Metrics:
                                 ["reason"], registry=r)
         self.bus_requests = Counter("sesshu_bus_requests", "SQS/SNS API calls", ["operation"], registry=r)
         self.bus_errors = Counter("sesshu_bus_errors", "SQS/SNS API calls that failed", ["operation"], registry=r)
+        self.failures = Counter("sesshu_failures_published",
+                                "Failure records published to bus.output.failures_topic", registry=r)
         self.in_flight = Gauge("sesshu_messages_in_flight",
                                "Received messages without an outcome yet (held, running, being sent)", registry=r)
 
@@ -43,6 +45,9 @@ class Metrics:
         self.bus_requests.labels(operation).inc()
         if not ok:
             self.bus_errors.labels(operation).inc()
+
+    def failures_published(self, n: int) -> None:
+        self.failures.inc(n)
 
     def gauges(self, configured: int, busy: int, in_flight: int) -> None:
         self.workers.labels("configured").set(configured)

@@ -13,6 +13,10 @@ receiving must wait (backpressure). Three rules keep overlapping calls safe:
 3. Queuing a message's outcome drops its pending extension, and no extension
    is queued for a message whose delete or release is under way, so an
    extension never lands after its message was released or deleted.
+4. A failure record (``sesshu.failures``) goes out before its message's
+   last release: the release waits while the record is queued or in flight.
+   Whether the record's publish succeeds or fails, the release follows: a
+   lost record loses only the record, never the message.
 
 Results linger briefly (:data:`LINGER`) for a fuller PublishBatch while jobs
 still run; deletes linger longer (:data:`DELETE_LINGER`), across sender
@@ -28,8 +32,8 @@ from functools import partial
 from typing import Any
 
 from sesshu import sending
-from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size
-from sesshu.sending import S3Target, Sent
+from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes
+from sesshu.sending import Attributes, S3Target, Sent
 
 __all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Outbox", "S3Target", "Sent"]
 
@@ -46,8 +50,11 @@ class Outbox:
     def __init__(self, clock: Callable[[], float] = time.monotonic, senders: int = 1) -> None:
         self._clock = clock
         self.senders = senders
-        self.publishes: deque[tuple[Any, str]] = deque()  # (ticket, document)
-        self.uploads: deque[tuple[Any, str, str, str]] = deque()  # (ticket, document, key, pointer)
+        self.publishes: deque[tuple[Any, str, Attributes]] = deque()  # (ticket, document, attributes)
+        # (ticket, document, key, pointer, the pointer's attributes)
+        self.uploads: deque[tuple[Any, str, str, str, Attributes]] = deque()
+        self.failures: deque[tuple[Any, str, Attributes]] = deque()  # (ticket, failure record, attributes)
+        self._records: set[int] = set()  # tickets whose failure record is queued or in flight
         self.deletes: deque[tuple[Any, str]] = deque()  # (ticket, outcome it confirms: done or empty)
         self.releases: deque[tuple[Any, int]] = deque()  # (ticket, visibility seconds)
         # Heartbeat extensions, by ticket identity: one per ticket at most.
@@ -65,23 +72,30 @@ class Outbox:
     def __len__(self) -> int:
         """Items queued, and calls in flight: zero once everything has been sent."""
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
-                + len(self.extensions) + self.calls_in_flight)
+                + len(self.failures) + len(self.extensions) + self.calls_in_flight)
 
     # -- queuing: each outcome drops its ticket's pending extension, here and
     # only here, so no caller can forget it and let an extension follow a release.
 
-    def publish(self, ticket: Any, document: str) -> None:
+    def publish(self, ticket: Any, document: str, attributes: Attributes | None = None) -> None:
         self.extensions.pop(id(ticket), None)
         if not self.publishes:
             self._publish_since = self._clock()
-        self.publishes.append((ticket, document))
+        self.publishes.append((ticket, document, attributes or {}))
 
-    def upload(self, ticket: Any, document: str, key: str, pointer: str) -> None:
+    def upload(self, ticket: Any, document: str, key: str, pointer: str,
+               attributes: Attributes | None = None) -> None:
         self.extensions.pop(id(ticket), None)
         if key in self.stored:
-            self.publish(ticket, pointer)  # stored by an earlier receive: only the pointer goes again
+            self.publish(ticket, pointer, attributes)  # stored by an earlier receive: only the pointer again
         else:
-            self.uploads.append((ticket, document, key, pointer))
+            self.uploads.append((ticket, document, key, pointer, attributes or {}))
+
+    def publish_failure(self, ticket: Any, record: str, attributes: Attributes) -> None:
+        """Queue a failure record; the ticket's release, queued next, waits until it has been sent."""
+        self.extensions.pop(id(ticket), None)
+        self._records.add(id(ticket))
+        self.failures.append((ticket, record, attributes))
 
     def delete(self, ticket: Any, outcome: str = "empty") -> None:
         self.extensions.pop(id(ticket), None)
@@ -104,7 +118,7 @@ class Outbox:
 
     def waiting(self) -> list[Any]:
         """Tickets whose result is on its way out: still to keep locked."""
-        return [*(t for t, _ in self.publishes), *(u[0] for u in self.uploads),
+        return [*(t for t, *_ in self.publishes), *(u[0] for u in self.uploads),
                 *(t for t, _ in self.deletes), *self._in_flight.values()]
 
     # -- when, and what ---------------------------------------------------------
@@ -129,6 +143,10 @@ class Outbox:
         load never pays for batching.
         """
         now = self._clock()
+        if self.failures:
+            # Never held back: each record holds back its message's release.
+            records = self._take_publishes(self.failures)
+            return self._flying(partial(sending.publish_failures, bus, records))
         visibility = self._take_visibility()
         if visibility:
             self._in_sqs.update(id(t) for t, _ in visibility)
@@ -139,18 +157,18 @@ class Outbox:
             self._in_flight[id(entry[0])] = entry[0]
             return self._flying(partial(sending.upload, bus, s3, entry))
         if self.publishes and self._due(self._publish_since, LINGER, self._full_publish(), now, more_coming):
-            batch = self._take_publishes()
+            batch = self._take_publishes(self.publishes)
             self._publish_since = now if self.publishes else None
-            self._in_flight.update((id(t), t) for t, _ in batch)
+            self._in_flight.update((id(t), t) for t, *_ in batch)
             return self._flying(partial(sending.publish, bus, batch))
         ready = [d for d in self.deletes if id(d[0]) not in self._in_sqs]
         if ready and self._due(self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX, now, more_coming):
-            batch = ready[:BATCH_MAX]
-            taken = {id(t) for t, _ in batch}
+            deletes = ready[:BATCH_MAX]
+            taken = {id(t) for t, _ in deletes}
             self.deletes = deque(d for d in self.deletes if id(d[0]) not in taken)
             self._delete_since = now if self.deletes else None
             self._in_sqs.update(taken)
-            return self._flying(partial(sending.delete, bus, batch))
+            return self._flying(partial(sending.delete, bus, deletes))
         return None
 
     def completed(self, sent: Sent) -> None:
@@ -163,18 +181,21 @@ class Outbox:
         if sent.kind in (sending.VISIBILITY, sending.DELETE):
             self._in_sqs.difference_update(id(e[0]) for e in sent.entries)
             return
+        if sent.kind == sending.FAILURE:
+            self._records.difference_update(id(e[0]) for e in sent.entries)
+            return
         for entry in sent.entries:
             self._in_flight.pop(id(entry[0]), None)
         if sent.kind == sending.PUBLISH:
-            for ticket, _ in sent.succeeded():
+            for ticket, *_ in sent.succeeded():
                 self.delete(ticket, "done")
         elif sent.kind == sending.UPLOAD:
-            for ticket, _, key, pointer in sent.succeeded():
+            for ticket, _, key, pointer, attributes in sent.succeeded():
                 self._remember(key)
                 self.extensions.pop(id(ticket), None)
                 if not self.publishes:
                     self._publish_since = self._clock()
-                self.publishes.appendleft((ticket, pointer))
+                self.publishes.appendleft((ticket, pointer, attributes))
 
     # -- helpers -----------------------------------------------------------------
 
@@ -197,7 +218,7 @@ class Outbox:
         if self.releases and len(taken) < BATCH_MAX:
             kept: deque[tuple[Any, int]] = deque()
             for release in self.releases:
-                if len(taken) < BATCH_MAX and id(release[0]) not in self._in_sqs:
+                if len(taken) < BATCH_MAX and id(release[0]) not in self._in_sqs | self._records:
                     taken.append(release)
                 else:
                     kept.append(release)
@@ -208,24 +229,30 @@ class Outbox:
         """Ten results, or no room left for one more like the last: lingering would gain nothing."""
         if len(self.publishes) >= BATCH_MAX:
             return True
-        sizes = [message_size(document) for _, document in self.publishes]
+        sizes = [_size(entry) for entry in self.publishes]
         return sum(sizes) + sizes[-1] > SNS_MAX_BYTES
 
-    def _take_publishes(self) -> list[tuple[Any, str]]:
+    @staticmethod
+    def _take_publishes(queue: deque[tuple[Any, str, Attributes]]) -> list[tuple[Any, str, Attributes]]:
         # One PublishBatch carries at most ten messages and 256 KiB of them
-        # all together (message_size: what SNS counts). A lone message always
-        # goes (the settler made sure that it fits on its own).
+        # all together (what SNS counts: bodies and attributes). A lone
+        # message always goes (the settler made sure that it fits on its own).
         size = 0
-        batch: list[tuple[Any, str]] = []
-        while self.publishes and len(batch) < BATCH_MAX:
-            n = message_size(self.publishes[0][1])
+        batch: list[tuple[Any, str, Attributes]] = []
+        while queue and len(batch) < BATCH_MAX:
+            n = _size(queue[0])
             if batch and size + n > SNS_MAX_BYTES:
                 break
             size += n
-            batch.append(self.publishes.popleft())
+            batch.append(queue.popleft())
         return batch
 
     def _remember(self, key: str) -> None:
         self.stored[key] = None
         while len(self.stored) > STORED_KEYS:
             del self.stored[next(iter(self.stored))]
+
+
+def _size(entry: tuple[Any, str, Attributes]) -> int:
+    _, document, attributes = entry
+    return message_size(document, string_attributes(attributes))

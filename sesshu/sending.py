@@ -1,14 +1,15 @@
 """The sender calls: each runs one batch call in a sender lane and says what became of every entry.
 
-There are four kinds, and each call carries one kind only, so that several
+There are five kinds, and each call carries one kind only, so that several
 can be in flight at once (``sesshu.outbox`` decides which may overlap):
 
-| kind       | bus call                         | entries                          |
-|------------|----------------------------------|----------------------------------|
-| visibility | ChangeMessageVisibilityBatch     | (ticket, seconds)                |
-| upload     | S3 PutObject (one result)        | (ticket, document, key, pointer) |
-| publish    | Publish / PublishBatch           | (ticket, document)               |
-| delete     | DeleteMessageBatch               | (ticket, outcome)                |
+| kind       | bus call                              | entries                                       |
+|------------|---------------------------------------|-----------------------------------------------|
+| visibility | ChangeMessageVisibilityBatch          | (ticket, seconds)                             |
+| upload     | S3 PutObject (one result)             | (ticket, document, key, pointer, attributes)  |
+| publish    | Publish / PublishBatch                | (ticket, document, attributes)                |
+| failure    | the same, to the failures topic       | (ticket, record, attributes)                  |
+| delete     | DeleteMessageBatch                    | (ticket, outcome)                             |
 
 No call raises: a failure is a per-entry error, and a failure of the call
 as a whole also sets :attr:`Sent.error`, for the bus health log.
@@ -16,14 +17,16 @@ as a whole also sets :attr:`Sent.error`, for the bus health log.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sesshu.bus import Bus, BusError, Delete, Publish, Visibility
 from sesshu.busio import Fault
 
-VISIBILITY, UPLOAD, PUBLISH, DELETE = "visibility", "upload", "publish", "delete"
+Attributes = Mapping[str, str]  # a message's SNS attributes (sesshu.failures.attributes)
+
+VISIBILITY, UPLOAD, PUBLISH, FAILURE, DELETE = "visibility", "upload", "publish", "failure", "delete"
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,10 @@ def change_visibility(bus: Bus, entries: list[tuple[Any, int]]) -> Sent:
     return sent
 
 
-def upload(bus: Bus, s3: S3Target, entry: tuple[Any, str, str, str]) -> Sent:
+def upload(bus: Bus, s3: S3Target, entry: tuple[Any, str, str, str, Attributes]) -> Sent:
     """Store one result in S3; its pointer is published by a later publish call."""
     sent = Sent(UPLOAD, [entry])
-    _, document, key, _ = entry
+    _, document, key, _, _ = entry
     try:
         bus.put_object(s3.bucket, key, document)
     except BusError as exc:
@@ -70,10 +73,20 @@ def upload(bus: Bus, s3: S3Target, entry: tuple[Any, str, str, str]) -> Sent:
     return sent
 
 
-def publish(bus: Bus, entries: list[tuple[Any, str]]) -> Sent:
+def publish(bus: Bus, entries: list[tuple[Any, str, Attributes]]) -> Sent:
     sent = Sent(PUBLISH, entries)
-    sent.failed = _ids(_guard(sent, bus.publish, [Publish(str(i), doc) for i, (_, doc) in enumerate(entries)]))
+    sent.failed = _ids(_guard(sent, bus.publish, _publishes(entries)))
     return sent
+
+
+def publish_failures(bus: Bus, entries: list[tuple[Any, str, Attributes]]) -> Sent:
+    sent = Sent(FAILURE, entries)
+    sent.failed = _ids(_guard(sent, bus.publish_failures, _publishes(entries)))
+    return sent
+
+
+def _publishes(entries: list[tuple[Any, str, Attributes]]) -> list[Publish]:
+    return [Publish(str(i), doc, attrs) for i, (_, doc, attrs) in enumerate(entries)]
 
 
 def delete(bus: Bus, entries: list[tuple[Any, str]]) -> Sent:

@@ -14,13 +14,14 @@ import math
 import time
 from collections.abc import Callable
 
-from sesshu import sending
+from sesshu import failures, sending
 from sesshu.backoff import exponential
-from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo
+from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo, message_size, string_attributes
 from sesshu.config import Config
 from sesshu.events import JobFinished
 from sesshu.outbox import Outbox, S3Target, Sent
 from sesshu.outcomes import OutcomeObserver, Outcomes
+from sesshu.text import loggable
 from sesshu.ticket import Ticket
 
 log = logging.getLogger("sesshu.settle")
@@ -59,17 +60,20 @@ class Settler:
             # The child's payload is already JSON: splice it in rather than decode it again.
             head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
             document = f'{head}"result":{result.payload.decode("ascii")}}}'
+            attrs = failures.attributes(job.plugin, "done")
+            size = message_size(document, string_attributes(attrs))  # what SNS counts
             # Above the threshold, S3 even where SNS would take it: botocore
             # encodes a big SNS body twice, while PutObject sends it as it is.
-            if len(document) <= (self.config.s3_threshold or SNS_MAX_BYTES):
-                self.outbox.publish(ticket, document)
+            if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
+                self.outbox.publish(ticket, document, attrs)
             elif self.config.s3_bucket:
                 key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
                 where = json.dumps({"bucket": self.config.s3_bucket, "key": key})
-                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}')
+                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}',
+                                   failures.attributes(job.plugin, "done", location="s3"))
             else:
-                self.retry(ticket, "too_large", f"result document is {len(document)} bytes, over the "
-                            f"topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
+                self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
+                            f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
                             pid=event.pid)
         elif result.status == "empty":
             self.outbox.delete(ticket, "empty")
@@ -89,6 +93,7 @@ class Settler:
 
     def reject(self, ticket: Ticket, detail: str) -> None:
         self._record("rejected", ticket, reason="invalid", detail=detail)
+        self._give_up("rejected", ticket, "invalid", detail)
         # With a DLQ, release at once so redrive moves it with the fewest
         # re-fetches; without one, back off instead of spinning on it.
         has_dlq = self.queue_info.max_receive_count is not None
@@ -97,7 +102,13 @@ class Settler:
     def retry(self, ticket: Ticket, reason: str, detail: str, *,
                pid: int | None = None, delay: int | None = None) -> None:
         self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
+        self._give_up("retried", ticket, reason, detail)
         self.outbox.release(ticket, self._backoff(ticket) if delay is None else delay)
+
+    def _give_up(self, outcome: str, ticket: Ticket, reason: str, detail: str) -> None:
+        """On the last receive redrive allows, queue the failure record; the release queued next waits for it."""
+        if self.config.failures_topic and failures.last_receive(ticket.message.receive_count, self.queue_info):
+            self.outbox.publish_failure(ticket, *failures.record(ticket, outcome, reason, detail))
 
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
@@ -118,13 +129,20 @@ class Settler:
             for entry, err in sent.failures():
                 what = "" if sent.kind == sending.UPLOAD else "publish failed: "
                 self.retry(entry[0], "publish_error", f"{what}{err}")
+        elif sent.kind == sending.FAILURE:
+            # Either way the message's release follows (the outbox held it back until now).
+            for ticket, *_ in sent.succeeded():
+                log.info("failure record published for message %s", loggable(ticket.message.message_id))
+            for (ticket, *_), err in sent.failures():
+                log.warning("message %s: its failure record was not published (%s); the message still "
+                            "goes to the dead-letter queue", loggable(ticket.message.message_id), loggable(err))
         elif sent.kind == sending.VISIBILITY:
-            failures = sent.failures()
-            if self.heartbeat and any("AccessDenied" in err for _, err in failures):
+            refused = sent.failures()
+            if self.heartbeat and any("AccessDenied" in err for _, err in refused):
                 self.heartbeat = False
                 log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
                             "release of rejected or retried messages; grant it (see the README's IAM policy)")
-            for (ticket, _), err in failures:
+            for (ticket, _), err in refused:
                 log.warning("message %s: could not change its visibility (%s); it reappears "
                             "when its visibility timeout ends", ticket.message.message_id, err)
 

@@ -18,7 +18,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility
+from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility, string_attributes
 
 CONNECT_TIMEOUT = 5
 _XML_CODE = re.compile(r"<Code>([A-Za-z0-9_.:-]{1,100})</Code>")
@@ -37,6 +37,8 @@ class SqsSnsBus:
         poll_seconds: int = MAX_POLL,
         on_call: Callable[[str, bool], None] | None = None,  # (operation, ok), from any thread
         connections: int = 4,  # per client: at least the calls that may be in flight at once
+        failures_topic: str | None = None,
+        on_failures_published: Callable[[int], None] | None = None,  # records SNS took, from any thread
     ) -> None:
         session = boto3.session.Session(region_name=region)
         # Receives get their own client: its read timeout must outlast the
@@ -53,6 +55,8 @@ class SqsSnsBus:
         self._session, self._endpoint_url = session, endpoint_url
         self._s3: Any = None  # made on first use: most deployments never need it
         self.topic = topic
+        self.failures_topic = failures_topic
+        self._on_failures_published = on_failures_published
         self.requests: Counter[str] = Counter()
         self._on_call = on_call
         self._lock = threading.Lock()
@@ -97,6 +101,14 @@ class SqsSnsBus:
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:
         return publish_entries(self._call, self._sns, self.topic, entries)
+
+    def publish_failures(self, entries: list[Publish]) -> dict[str, str]:
+        if self.failures_topic is None:
+            raise BusError("no failures topic (bus.output.failures_topic)", "InvalidParameter")
+        failed = publish_entries(self._call, self._sns, self.failures_topic, entries)
+        if self._on_failures_published is not None and len(failed) < len(entries):
+            self._on_failures_published(len(entries) - len(failed))
+        return failed
 
     def delete(self, entries: list[Delete]) -> dict[str, str]:
         reply = self._call(
@@ -152,8 +164,8 @@ class SqsSnsBus:
             return "AccessDenied" not in exc.code and "AuthorizationError" not in exc.code
         return True
 
-    def check_topic(self) -> None:
-        self._call(self._sns, "get_topic_attributes", TopicArn=self.topic)
+    def check_topic(self, topic: str | None = None) -> None:
+        self._call(self._sns, "get_topic_attributes", TopicArn=topic or self.topic)
 
 
 def _error_code(exc: Exception) -> str:
@@ -190,17 +202,22 @@ def publish_entries(caller: Callable[..., Any], sns: Any, topic: str, entries: l
 
     Shared by the daemon and ``sesshu submit``. A lone document goes out with
     plain Publish: the same cost, and SNS-compatible servers without
-    PublishBatch still work.
+    PublishBatch still work. Message attributes go only where an entry has
+    some, so a request without them is what it always was.
     """
     if len(entries) == 1:
         try:
-            caller(sns, "publish", TopicArn=topic, Message=entries[0].document)
+            caller(sns, "publish", TopicArn=topic, Message=entries[0].document, **_attributes(entries[0]))
         except BusError as exc:
             return {entries[0].entry_id: str(exc)}
         return {}
-    reply = caller(sns, "publish_batch", TopicArn=topic,
-                   PublishBatchRequestEntries=[{"Id": e.entry_id, "Message": e.document} for e in entries])
+    reply = caller(sns, "publish_batch", TopicArn=topic, PublishBatchRequestEntries=[
+        {"Id": e.entry_id, "Message": e.document, **_attributes(e)} for e in entries])
     return batch_failures(reply)
+
+
+def _attributes(entry: Publish) -> dict[str, Any]:
+    return {"MessageAttributes": string_attributes(entry.attributes)} if entry.attributes else {}
 
 
 def batch_failures(reply: dict[str, Any]) -> dict[str, str]:

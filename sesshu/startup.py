@@ -11,7 +11,8 @@ bus here, so they fail the same way:
   (EX_TEMPFAIL), which a service manager may retry.
 
 This holds whether ``bus.input.queue`` is a name or a URL: a URL is probed
-with GetQueueAttributes, the topic with GetTopicAttributes. A permission that
+with GetQueueAttributes, the topic (and ``bus.output.failures_topic``, when
+set) with GetTopicAttributes. A permission that
 is merely denied (``AccessDenied``) does not stop a start: each of those
 calls is optional in the IAM policy, so it costs a warning, as the README's
 IAM table says.
@@ -60,24 +61,27 @@ class OpenBus:
         info = self.queue_info
         dlq = f"DLQ after {info.max_receive_count} receives" if info.max_receive_count else "no DLQ"
         topic = "" if self.topic_checked else " (not verified: sns:GetTopicAttributes denied)"
-        return f"queue {self.bus.queue_url} ({dlq}); topic {self.bus.topic}{topic}"
+        failures = f"; failures topic {self.bus.failures_topic}" if self.bus.failures_topic else ""
+        return f"queue {self.bus.queue_url} ({dlq}); topic {self.bus.topic}{topic}{failures}"
 
 
 def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | None = None,
-             on_call: Callable[[str, bool], None] | None = None) -> OpenBus:
-    """Make the bus for ``config`` and prove that its queue and topic are there.
+             on_call: Callable[[str, bool], None] | None = None,
+             on_failures_published: Callable[[int], None] | None = None) -> OpenBus:
+    """Make the bus for ``config`` and prove that its queue and topics are there.
 
     ``region`` and ``endpoint_url`` override the config's (for the operator CLI).
     """
     region = region or config.region
     endpoint_url = endpoint_url or config.endpoint_url
-    if not TOPIC_ARN.match(config.topic):
-        raise ConfigError(f"bus.output.topic: {config.topic!r} is not a topic ARN "
-                          "(arn:aws:sns:REGION:ACCOUNT:NAME)")
+    for key, arn in (("bus.output.topic", config.topic), ("bus.output.failures_topic", config.failures_topic)):
+        if arn is not None and not TOPIC_ARN.match(arn):
+            raise ConfigError(f"{key}: {arn!r} is not a topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
     try:
         bus = SqsSnsBus(config.queue, config.topic, region=region, endpoint_url=endpoint_url,
                         poll_seconds=config.poll_interval, on_call=on_call,
-                        connections=max(config.senders, config.receivers) + 2)
+                        connections=max(config.senders, config.receivers) + 2,
+                        failures_topic=config.failures_topic, on_failures_published=on_failures_published)
     except NoRegionError:
         raise ConfigError("bus.region: no AWS region: set bus.region, or AWS_DEFAULT_REGION") from None
     except ValueError as exc:  # botocore's complaint about a malformed endpoint
@@ -95,6 +99,11 @@ def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | N
         if info.max_receive_count is None:
             log.warning("queue has no redrive policy: rejected messages are retried with backoff "
                         "instead of moving to a dead-letter queue")
+    if config.failures_topic is not None and info.max_receive_count is None:
+        log.warning("bus.output.failures_topic is set, but the queue's redrive policy is unknown or absent: "
+                    "without one no receive is the last, so no failure record is ever published")
+    if config.failures_topic is not None:
+        _check_failures_topic(bus, config.failures_topic)
     try:
         bus.check_topic()
     except BusError as exc:
@@ -104,6 +113,16 @@ def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | N
                     "are published", loggable(str(exc)))
         return OpenBus(bus, info, topic_checked=False)
     return OpenBus(bus, info, topic_checked=True)
+
+
+def _check_failures_topic(bus: SqsSnsBus, topic: str) -> None:
+    try:
+        bus.check_topic(topic)
+    except BusError as exc:
+        if exc.code not in DENIED:
+            raise verdict(exc, "bus.output.failures_topic", f"topic {topic!r}", MISSING_TOPIC) from None
+        log.warning("cannot check the failures topic (%s); a missing topic shows only when a failure "
+                    "record is published", loggable(str(exc)))
 
 
 def verdict(exc: BusError, key: str, what: str, missing: frozenset[str]) -> Exception:

@@ -48,7 +48,7 @@ class StrictBus:
             raise self.refuse["publish"]
         if len(entries) > BATCH_MAX:
             raise BusError("too many entries", "TooManyEntriesInBatchRequest")
-        if sum(message_size(e.document) for e in entries) > SNS_MAX_BYTES:
+        if sum(e.size() for e in entries) > SNS_MAX_BYTES:  # attributes included, as SNS counts
             raise BusError("publish_batch: BatchRequestTooLong", "BatchRequestTooLong")
         bad = [e for e in entries if e.document in self.bad_documents]
         if bad and len(entries) > 1:
@@ -110,7 +110,7 @@ def test_a_permanent_refusal_is_logged_as_such_once_a_minute(code: str, caplog: 
         for step in (0.0, 10.0, 30.0, 61.0):
             bus = StrictBus(refuse={"publish": error})
             now[0] = 100.0 + step
-            sent = sending.publish(bus, [(ticket("a"), "doc")])
+            sent = sending.publish(bus, [(ticket("a"), "doc", {})])
             assert sent.failed and sent.succeeded() == []
             if code != "InvalidParameter":  # one entry cannot be split further
                 assert bus.ops() == ["publish"]
@@ -124,7 +124,7 @@ def test_an_outage_is_still_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
     bus = StrictBus(refuse={"publish": BusError("publish: connect timeout", "ConnectTimeoutError")})
     with caplog.at_level(logging.INFO, "sesshu.supervisor"):
-        sent = sending.publish(bus, [(ticket("a"), "doc-a"), (ticket("b"), "doc-b")])
+        sent = sending.publish(bus, [(ticket("a"), "doc-a", {}), (ticket("b"), "doc-b", {})])
         assert bus.ops() == ["publish"]  # not split: the endpoint is away, not the batch at fault
         health.sent(sent.error)
         health.sent(None)

@@ -237,3 +237,13 @@ def test_an_s3_threshold_needs_a_bucket() -> None:
     assert cfg.s3_threshold == 65536
     assert error_of(with_changes(bus={**BUS, "output": {**output, "s3_bucket": "b", "s3_threshold": 0}})
                     ).startswith("bus.output.s3_threshold: min value is 1")
+
+
+def test_failures_topic_is_optional_and_never_empty() -> None:
+    assert from_mapping(MINIMAL).failures_topic is None
+    arn = "arn:aws:sns:us-east-1:1:failures"
+    output = {"topic": "arn:aws:sns:us-east-1:1:results", "failures_topic": arn}
+    assert from_mapping(with_changes(bus={"input": {"queue": "q"}, "output": output})).failures_topic == arn
+    output["failures_topic"] = ""
+    assert error_of(with_changes(bus={"input": {"queue": "q"}, "output": output})).startswith(
+        "bus.output.failures_topic: empty values not allowed")

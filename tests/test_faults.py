@@ -20,6 +20,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from sesshu.bus import SNS_MAX_BYTES, message_size, string_attributes
+from sesshu.failures import attributes
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish, queue_depth
 from tests.harness.daemon import Daemon, write_config
 from tests.harness.proxy import TcpProxy
@@ -204,7 +206,8 @@ def test_two_daemons_share_one_queue(moto: MotoServer, tmp_path: Path, daemons: 
     for d in pair:
         assert d.stop() == 0
     counts = results.refresh()
-    assert counts == Counter({t: 1 for t in targets})
+    notes = [line for d in pair for line in d.log().splitlines() if "WARNING" in line or "ERROR" in line]
+    assert counts == Counter({t: 1 for t in targets}), notes
     per_daemon = [len(done_lines(d)) for d in pair]
     assert sum(per_daemon) == 40 and all(per_daemon), per_daemon
     assert sorted(t for t, _ in done_lines(*pair)) == sorted(targets)
@@ -283,7 +286,9 @@ def test_two_big_results_finishing_together(moto: MotoServer, cfg_path: Path, da
     s3.create_bucket(Bucket=bucket)
     d = Daemon(configure(cfg_path, moto, dep, s3_bucket=bucket, workers={"count": 2, "timeout": 30}), moto)
     daemons.append(d.start())
-    exact, oversized = exact_document_target(262144, 3), "chaos:big:400000:3"
+    # What fits one message: 256 KiB, less the attributes that go with it.
+    fits = SNS_MAX_BYTES - message_size("", string_attributes(attributes("chaos", "done")))
+    exact, oversized = exact_document_target(fits, 3), "chaos:big:400000:3"
     publish(moto, dep, "chaos", exact, oversized)
     poll(lambda: sum("chaos:big:" in t for t in d.worker_titles()) == 2, 30, what="both jobs running")
     workers = d.workers()
@@ -301,7 +306,7 @@ def test_two_big_results_finishing_together(moto: MotoServer, cfg_path: Path, da
     assert d.stop() == 0
     by_target = {doc["target"]: doc for doc in results.docs}
     inline = [body for body in results.raw if json.loads(body)["target"] == exact]
-    assert [len(body.encode()) for body in inline] == [262144]
+    assert [len(body.encode()) for body in inline] == [fits]
     pointer = by_target[oversized]["result_s3"]
     stored = json.loads(s3.get_object(Bucket=bucket, Key=pointer["key"])["Body"].read())
     assert stored["result"] == "x" * 400000

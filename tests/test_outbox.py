@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from sesshu import sending
-from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, BusError, message_size
+from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, BusError, Publish, Visibility, message_size
+from sesshu.membus import MemoryBus
 from sesshu.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
 from sesshu.ticket import Ticket
 from tests.test_busio import StrictBus, ticket
@@ -349,3 +350,113 @@ def test_the_memory_of_stored_keys_is_bounded() -> None:
     drain(outbox, bus)
     assert len(outbox.stored) == STORED_KEYS
     assert "k0" not in outbox.stored and f"k{STORED_KEYS + 4}" in outbox.stored
+
+
+# -- failure records: out before the last release, batched like results -------------------
+
+ATTRS = {"plugin": "chaos", "outcome": "rejected", "sesshu_version": "0.1.0"}
+
+
+class RecordingBus(MemoryBus):
+    """A memory bus that keeps the order of the sender's calls, and can refuse failure records."""
+
+    def __init__(self, refuse_failures: bool = False) -> None:
+        super().__init__()
+        self.order: list[str] = []
+        self.refuse_failures = refuse_failures
+
+    def publish_failures(self, entries: list[Publish]) -> dict[str, str]:
+        self.order.append(f"failures:{len(entries)}")
+        if self.refuse_failures:
+            raise BusError("publish_batch: NotFound: no such topic", "NotFound")
+        assert len(entries) <= BATCH_MAX and sum(e.size() for e in entries) <= SNS_MAX_BYTES
+        return super().publish_failures(entries)
+
+    def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
+        self.order.append(f"visibility:{len(entries)}")
+        return super().change_visibility(entries)
+
+
+def test_a_record_is_published_before_its_release() -> None:
+    bus = RecordingBus()
+    outbox = box()
+    t = ticket("1")
+    outbox.publish_failure(t, '{"failure":{}}', ATTRS)
+    outbox.release(t, 0)
+    (record, release) = drain(outbox, bus, more_coming=True)  # neither lingers
+    assert bus.order == ["failures:1", "visibility:1"]
+    assert record.kind == "failure" and record.succeeded() == [(t, '{"failure":{}}', ATTRS)]
+    assert release.entries == [(t, 0)] and bus.failures[0].attributes == ATTRS
+
+
+def test_a_release_waits_while_its_record_is_in_flight() -> None:
+    """With several senders, the record and the release would otherwise race."""
+    outbox = box(senders=3)
+    t, free = ticket("1"), ticket("2")
+    outbox.publish_failure(t, "{}", ATTRS)
+    outbox.release(t, 0)
+    outbox.release(free, 5)
+    record = outbox.next_call(RecordingBus(), S3, more_coming=False)
+    assert record is not None
+    release_free = outbox.next_call(RecordingBus(), S3, more_coming=False)
+    assert release_free is not None and release_free().entries == [(free, 5)]  # not held back
+    assert outbox.next_call(RecordingBus(), S3, more_coming=False) is None  # t's release waits
+    outbox.completed(record())
+    release = outbox.next_call(RecordingBus(), S3, more_coming=False)
+    assert release is not None and release().entries == [(t, 0)]
+
+
+def test_records_go_in_tens_and_each_release_follows_its_own() -> None:
+    bus = RecordingBus()
+    outbox = box()
+    tickets = [ticket(str(n)) for n in range(11)]
+    for t in tickets:
+        outbox.publish_failure(t, "{}", ATTRS)
+        outbox.release(t, 0)
+    drain(outbox, bus)
+    assert bus.order == ["failures:10", "failures:1", "visibility:10", "visibility:1"]
+
+
+def test_a_failed_record_publish_still_releases_the_message() -> None:
+    bus = RecordingBus(refuse_failures=True)
+    outbox = box()
+    t = ticket("1")
+    outbox.publish_failure(t, "{}", ATTRS)
+    outbox.release(t, 0)
+    record, release = drain(outbox, bus)
+    assert record.failures() and record.error is not None
+    assert bus.order == ["failures:1", "visibility:1"] and release.entries == [(t, 0)]
+    assert len(outbox) == 0  # nothing left: the release went out
+
+
+def test_records_are_cut_at_256_kib_counting_their_attributes() -> None:
+    bus = RecordingBus()
+    outbox = box()
+    attrs_size = Publish("0", "", ATTRS).size()
+    # Two records that fit 256 KiB together only without their attributes.
+    half = SNS_MAX_BYTES // 2 - attrs_size // 2
+    for n in range(2):
+        outbox.publish_failure(ticket(str(n)), "x" * half, ATTRS)
+    drain(outbox, bus)
+    assert bus.order == ["failures:1", "failures:1"]
+
+
+def test_results_are_cut_at_256_kib_counting_their_attributes() -> None:
+    bus = MemoryBus()
+    outbox = box()
+    attrs = {"plugin": "chaos", "outcome": "done", "sesshu_version": "0.1.0"}
+    half = SNS_MAX_BYTES // 2
+    for n in range(2):
+        outbox.publish(ticket(str(n)), "x" * half, attrs)  # 256 KiB in all: over, with the attributes
+    drain(outbox, bus)
+    assert bus.requests["publish"] == 2 and bus.requests["publish_batch"] == 0
+    assert bus.attributes == [attrs, attrs]
+
+
+def test_a_pointer_goes_with_its_own_attributes() -> None:
+    bus = MemoryBus()
+    outbox = box()
+    pointer = {"plugin": "chaos", "outcome": "done", "sesshu_version": "0.1.0", "result_location": "s3"}
+    outbox.upload(ticket("1"), "huge", "k", '{"result_s3":{}}', pointer)
+    drain(outbox, bus)
+    assert bus.published == ['{"result_s3":{}}'] and bus.attributes == [pointer]

@@ -63,15 +63,15 @@ def document(size: int, name: str = "t") -> str:
 def test_a_failed_publish_entry_fails_alone() -> None:
     bus = FakeBus(fails={"1": "InternalError"})
     a, b, c = tickets("a", "b", "c")
-    sent = sending.publish(bus, [(a, "doc-a"), (b, "doc-b"), (c, "doc-c")])
-    assert [t for t, _ in sent.succeeded()] == [a, c]
-    assert sent.failures() == [((b, "doc-b"), "InternalError")]
+    sent = sending.publish(bus, [(a, "doc-a", {}), (b, "doc-b", {}), (c, "doc-c", {})])
+    assert [t for t, *_ in sent.succeeded()] == [a, c]
+    assert sent.failures() == [((b, "doc-b", {}), "InternalError")]
     assert sent.error is None and [name for name, _ in bus.calls] == ["publish"]  # the delete is not its job
 
 
 def test_a_publish_call_failing_as_a_whole_fails_every_entry() -> None:
     a, b = tickets("a", "b")
-    sent = sending.publish(FakeBus(raise_on="publish"), [(a, "doc-a"), (b, "doc-b")])
+    sent = sending.publish(FakeBus(raise_on="publish"), [(a, "doc-a", {}), (b, "doc-b", {})])
     assert sent.succeeded() == [] and [err for _, err in sent.failures()] == ["throttled", "throttled"]
     assert sent.error == "throttled"
 
@@ -96,7 +96,7 @@ def test_a_visibility_change_carries_its_seconds() -> None:
 def test_an_upload_stores_the_document_only(fails: bool) -> None:
     bus = FakeBus(raise_on="put_object" if fails else "")
     (big,) = tickets("big")
-    entry = (big, "huge-doc", "sesshu/id-big.json", "pointer-doc")
+    entry = (big, "huge-doc", "sesshu/id-big.json", "pointer-doc", {})
     sent = sending.upload(bus, S3Target("bucket", "sesshu/"), entry)
     assert bus.calls == [("put_object", ["bucket", "sesshu/id-big.json", "huge-doc"])]  # no publish here
     if fails:
@@ -120,9 +120,9 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
     """Were the sizes ever miscounted, the batch is split instead of retried as a whole for ever."""
     bus = StrictBus()
     a, b = tickets("a", "b")
-    sent = sending.publish(bus, [(a, document(200_000, "a")), (b, document(100_000, "b"))])
+    sent = sending.publish(bus, [(a, document(200_000, "a"), {}), (b, document(100_000, "b"), {})])
     assert bus.ops() == ["publish", "publish", "publish"]
-    assert [t for t, _ in sent.succeeded()] == [a, b] and not sent.failed
+    assert [t for t, *_ in sent.succeeded()] == [a, b] and not sent.failed
     assert isinstance(sent.error, Fault) and sent.error.permanent
     assert "one by one" in sent.error
     health = BusHealth(clock=lambda: 0.0)
@@ -135,6 +135,6 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
 def test_one_invalid_entry_fails_alone() -> None:
     bus = StrictBus(bad_documents=("bad",))
     a, bad, c = tickets("a", "bad", "c")
-    sent = sending.publish(bus, [(a, "ok-a"), (bad, "bad"), (c, "ok-c")])
-    assert [t for t, _ in sent.succeeded()] == [a, c]
-    assert sent.failures() == [((bad, "bad"), "InvalidParameter: bad")]
+    sent = sending.publish(bus, [(a, "ok-a", {}), (bad, "bad", {}), (c, "ok-c", {})])
+    assert [t for t, *_ in sent.succeeded()] == [a, c]
+    assert sent.failures() == [((bad, "bad", {}), "InvalidParameter: bad")]

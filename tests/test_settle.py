@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
-from sesshu.bus import Message, QueueInfo
+import pytest
+
+import sesshu
+from sesshu import failures
+from sesshu.bus import SNS_MAX_BYTES, Message, QueueInfo, message_size, string_attributes
+from sesshu.children import RunningJob
 from sesshu.config import Config, from_mapping
+from sesshu.events import JobFinished
+from sesshu.messages import Request
+from sesshu.protocol import Job, Result
 from sesshu.settle import Settler, retry_delay
 from sesshu.ticket import Ticket
 
@@ -76,24 +86,127 @@ def test_every_outcome_reaches_the_observer() -> None:
     assert seen == [("-", "retried", "timeout", None)]
 
 
-def finished(t: Ticket, payload: bytes) -> Any:
-    from sesshu.children import RunningJob
-    from sesshu.events import JobFinished
-    from sesshu.protocol import Job, Result
+# -- failure records and attributes --------------------------------------------------------
 
-    return JobFinished(RunningJob(Job(1, "chaos", "chaos:x"), t, 0.0, 30.0), Result(1, "done", payload=payload),
-                       pid=1, finished=0.5)
+FAILURES = "arn:aws:sns:us-east-1:000000000000:failures"
+
+
+def with_failures(**bus_output: Any) -> Config:
+    return from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
+        "topic": "t", "failures_topic": FAILURES, **bus_output}}})
+
+
+def parsed(n: int, receives: int, target: str = "chaos:hang") -> Ticket:
+    t = ticket(n, 0.0, receives)
+    t.request = Request("chaos", target)
+    return t
+
+
+def finished(t: Ticket, payload: bytes) -> JobFinished:
+    assert t.request is not None
+    job = Job(1, t.request.plugin, t.request.target)
+    return JobFinished(RunningJob(job, t, 0.0, 10.0), Result(1, "done", payload=payload), 42, 1.0)
+
+
+def test_a_record_goes_out_on_the_last_receive_only() -> None:
+    settler = Settler(with_failures(), QueueInfo(30, 2))
+    early, last = parsed(1, receives=1), parsed(2, receives=2)
+    settler.retry(early, "timeout", "late")
+    settler.retry(last, "timeout", "plugin chaos timed out after 5 s on chaos:hang")
+    assert [t for t, *_ in settler.outbox.failures] == [last]
+    _, document, attrs = settler.outbox.failures[0]
+    doc = json.loads(document)
+    assert (doc["target"], doc["plugin"]) == ("chaos:hang", "chaos")
+    assert doc["failure"]["outcome"] == "retried" and doc["failure"]["reason"] == "timeout"
+    assert doc["failure"]["receives"] == 2 and doc["failure"]["message_id"] == "m-2"
+    assert attrs["outcome"] == "retried" and attrs["plugin"] == "chaos"
+    # Both are released all the same; the outbox holds the last one's release until its record is out.
+    assert [t for t, _ in settler.outbox.releases] == [early, last]
+
+
+def test_a_rejected_message_gets_its_record_with_the_reason_invalid() -> None:
+    settler = Settler(with_failures(), QueueInfo(30, 2))
+    t = ticket(1, 0.0, receives=2)
+    settler.reject(t, "body is not valid JSON")
+    (_, document, attrs), = settler.outbox.failures
+    doc = json.loads(document)
+    assert doc["failure"]["outcome"] == "rejected" and doc["failure"]["reason"] == "invalid"
+    assert doc["failure"]["detail"] == "body is not valid JSON" and doc["body"] == "{}"
+    assert attrs["plugin"] == "-"
+
+
+def test_no_record_without_a_failures_topic_or_without_a_redrive_policy() -> None:
+    without_topic = Settler(config(), QueueInfo(30, 2))
+    without_redrive = Settler(with_failures(), QueueInfo(30, None))
+    for settler in (without_topic, without_redrive):
+        settler.retry(parsed(1, receives=99), "timeout", "late")
+        settler.reject(ticket(2, 0.0, receives=99), "bad")
+        assert not settler.outbox.failures and len(settler.outbox.releases) == 2
+
+
+class LosesSecond:
+    def publish_failures(self, entries: list[Any]) -> dict[str, str]:
+        return {"1": "NotFound: no\ntopic"}
+
+
+def test_published_and_lost_records_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    settler = Settler(with_failures(), QueueInfo(30, 2))
+    ok, lost = parsed(1, 2), parsed(2, 2)
+    settler.retry(ok, "timeout", "late")
+    settler.retry(lost, "timeout", "late")
+    call = settler.next_send(LosesSecond(), more_coming=False)  # type: ignore[arg-type]
+    assert call is not None
+    with caplog.at_level(logging.INFO, logger="sesshu.settle"):
+        settler.on_sent(call())
+    assert "failure record published for message m-1" in caplog.text
+    assert "message m-2: its failure record was not published (NotFound: no\\ntopic)" in caplog.text
+    assert sum(settler.outcomes.counts.values()) == 2  # recorded when decided, not again when sent
+
+
+def test_results_carry_their_attributes() -> None:
+    settler = Settler(config(), QueueInfo(30, 2))
+    t = parsed(1, 1, "chaos:echo:x")
+    settler.on_job_finished(finished(t, b'{"echo":"x"}'))
+    (_, document, attrs), = settler.outbox.publishes
+    assert json.loads(document) == {"target": "chaos:echo:x", "plugin": "chaos", "result": {"echo": "x"}}
+    assert attrs == {"plugin": "chaos", "outcome": "done", "sesshu_version": sesshu.__version__}
+
+
+def result_of_size(size: int) -> bytes:
+    """A payload that makes the document of ``parsed(...)`` with target chaos:big exactly ``size`` bytes."""
+    head = len('{"target":"chaos:big","plugin":"chaos","result":""}')
+    return json.dumps("x" * (size - head)).encode()
+
+
+def test_the_fits_in_sns_check_counts_the_attributes() -> None:
+    """A document of exactly 256 KiB fits only without attributes: with them, it goes to S3."""
+    plain = Settler(config(), QueueInfo(30, 2))
+    t = parsed(1, 1, "chaos:big")
+    plain.on_job_finished(finished(t, result_of_size(SNS_MAX_BYTES)))
+    assert not plain.outbox.publishes and plain.outcomes.reasons["retried:too_large"] == 1
+
+    s3 = Settler(from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
+        "topic": "t", "s3_bucket": "b"}}}), QueueInfo(30, 2))
+    s3.on_job_finished(finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
+    (_, document, _, pointer, attrs), = s3.outbox.uploads
+    assert len(document) == SNS_MAX_BYTES and json.loads(pointer)["result_s3"]["bucket"] == "b"
+    assert attrs["result_location"] == "s3" and attrs["outcome"] == "done"
+
+    fits = Settler(config(), QueueInfo(30, 2))
+    room = SNS_MAX_BYTES - message_size("", string_attributes(failures.attributes("chaos", "done")))
+    fits.on_job_finished(finished(parsed(3, 1, "chaos:big"), result_of_size(room)))
+    assert len(fits.outbox.publishes) == 1
 
 
 def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() -> None:
     cfg = from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
         "topic": "t", "s3_bucket": "b", "s3_prefix": "p/", "s3_threshold": 1000}}})
     settler = Settler(cfg, QueueInfo(30, 3))
-    small, big = ticket(1, 0.0), ticket(2, 0.0)
-    settler.on_job_finished(finished(small, b'"' + b"x" * 900 + b'"'))
+    small, big = parsed(1, 1, "chaos:x"), parsed(2, 1, "chaos:x")
+    settler.on_job_finished(finished(small, b'"' + b"x" * 800 + b'"'))
     settler.on_job_finished(finished(big, b'"' + b"x" * 1000 + b'"'))
-    assert [t for t, _ in settler.outbox.publishes] == [small]
-    ((t, document, key, pointer),) = settler.outbox.uploads
+    assert [t for t, *_ in settler.outbox.publishes] == [small]
+    ((t, document, key, pointer, _),) = settler.outbox.uploads
     assert t is big and key == "p/m-2.json" and len(document) > 1000
     assert '"result_s3":{"bucket": "b", "key": "p/m-2.json"}' in pointer
 
@@ -102,7 +215,7 @@ def test_a_failed_publish_is_retried_and_never_deleted() -> None:
     from tests.test_sending import FakeBus
 
     settler = Settler(config(), QueueInfo(30, 3))
-    a = ticket(1, 0.0)
+    a = parsed(1, 1, "chaos:x")
     settler.on_job_finished(finished(a, b"1"))
     call = settler.next_send(FakeBus(raise_on="publish"), more_coming=False)  # type: ignore[arg-type]
     assert call is not None

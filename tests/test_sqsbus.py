@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from sesshu.bus import Message, Visibility
+from sesshu.bus import BusError, Message, Publish, Visibility, message_size, string_attributes
 from sesshu.config import from_mapping
 from sesshu.settle import Settler
 from sesshu.sqsbus import SqsSnsBus
@@ -101,3 +101,74 @@ def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCa
         settler.on_sent(call())
     assert not settler.heartbeat
     assert "sqs:ChangeMessageVisibility is denied" in caplog.text
+
+
+# -- message attributes, and the failures topic -------------------------------------------
+
+ATTRS = {"plugin": "chaos", "outcome": "done", "sesshu_version": "0.1.0"}
+WIRE = {name: {"DataType": "String", "StringValue": value} for name, value in ATTRS.items()}
+RESULTS = "arn:aws:sns:us-east-1:000000000000:results"
+FAILURES = "arn:aws:sns:us-east-1:000000000000:failures"
+
+
+def expect(client: Any, operation: str, reply: dict[str, Any], params: dict[str, Any]) -> Stubber:
+    stub = Stubber(client)
+    stub.add_response(operation, reply, params)
+    stub.activate()
+    return stub
+
+
+def test_a_lone_document_goes_with_its_attributes(bus: SqsSnsBus) -> None:
+    params = {"TopicArn": RESULTS, "Message": "{}", "MessageAttributes": WIRE}
+    with expect(bus._sns, "publish", {"MessageId": "1"}, params) as stub:
+        assert bus.publish([Publish("0", "{}", ATTRS)]) == {}
+    stub.assert_no_pending_responses()
+
+
+def test_a_batch_goes_with_each_entry_s_attributes(bus: SqsSnsBus) -> None:
+    pointer = {**ATTRS, "result_location": "s3"}
+    params = {"TopicArn": RESULTS, "PublishBatchRequestEntries": [
+        {"Id": "0", "Message": "a", "MessageAttributes": WIRE},
+        {"Id": "1", "Message": "b", "MessageAttributes": {
+            **WIRE, "result_location": {"DataType": "String", "StringValue": "s3"}}},
+    ]}
+    with expect(bus._sns, "publish_batch", {"Successful": [], "Failed": []}, params) as stub:
+        assert bus.publish([Publish("0", "a", ATTRS), Publish("1", "b", pointer)]) == {}
+    stub.assert_no_pending_responses()
+
+
+def test_a_document_without_attributes_is_published_as_before(bus: SqsSnsBus) -> None:
+    """``sesshu submit`` sends requests without attributes: the request must not change."""
+    with expect(bus._sns, "publish", {"MessageId": "1"}, {"TopicArn": RESULTS, "Message": "{}"}):
+        assert bus.publish([Publish("0", "{}")]) == {}
+
+
+def test_failure_records_go_to_the_failures_topic_and_are_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in FAKE_CREDENTIALS.items():
+        monkeypatch.setenv(key, value)
+    counted: list[int] = []
+    bus = SqsSnsBus(QUEUE, RESULTS, region="us-east-1", endpoint_url="http://127.0.0.1:9",
+                    failures_topic=FAILURES, on_failures_published=counted.append)
+    params = {"TopicArn": FAILURES, "PublishBatchRequestEntries": [
+        {"Id": "0", "Message": "r0", "MessageAttributes": WIRE},
+        {"Id": "1", "Message": "r1", "MessageAttributes": WIRE},
+        {"Id": "2", "Message": "r2", "MessageAttributes": WIRE},
+    ]}
+    reply = {"Successful": [{"Id": "0", "MessageId": "a"}, {"Id": "2", "MessageId": "b"}],
+             "Failed": [{"Id": "1", "Code": "InternalError", "SenderFault": False, "Message": "later"}]}
+    with expect(bus._sns, "publish_batch", reply, params):
+        failed = bus.publish_failures([Publish(str(i), f"r{i}", ATTRS) for i in range(3)])
+    assert list(failed) == ["1"]
+    assert counted == [2]  # only what SNS took
+
+
+def test_without_a_failures_topic_no_record_can_go_anywhere(bus: SqsSnsBus) -> None:
+    with pytest.raises(BusError) as info:
+        bus.publish_failures([Publish("0", "{}", ATTRS)])
+    assert info.value.permanent
+
+
+def test_attributes_count_toward_the_size_sns_checks() -> None:
+    entry = Publish("0", "x" * 100, ATTRS)
+    assert entry.size() == 100 + sum(len(n) + len("String") + len(v) for n, v in ATTRS.items())
+    assert entry.size() == message_size("x" * 100, string_attributes(ATTRS))
