@@ -12,6 +12,7 @@ through the proxy at the bench's round trip per AWS request (20 ms unless
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -108,26 +109,39 @@ def noop_body(size: int = 64) -> Body:
 def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: CountingProxy | None = None,
                   workers: int = 4, plugins: list[Any] | None = None, body: Body | None = None,
                   visible: int = 50, name: str = "tp-sesshud",
-                  launch: Callable[[Path], Sesshud] = Sesshud, **settings: Any) -> dict[str, Any]:
+                  launch: Callable[[Path], Sesshud] = Sesshud, bus: dict[str, Any] | None = None,
+                  start_timeout: float = 60, during: Callable[[Sesshud], Any] | None = None,
+                  meter_self: bool = False, **settings: Any) -> dict[str, Any]:
     """Throughput of one fresh daemon; also used by the scaling and I/O measurements.
 
     With ``proxy`` the daemon talks through it (and the requests it made in
     the window are reported) while the feeder still talks to moto directly.
+    ``bus`` adds keys to the config's ``bus:`` section; ``during(daemon)``
+    runs right after the window, with the daemon still busy, and what it
+    returns is the result's ``during``. ``meter_self`` also meters this
+    process (the feeder, and a fixture site if one runs here).
     """
     queue, topic = _fresh(bench, name)
     config = write_config(bench.tmp / f"{name}-{uuid.uuid4().hex[:6]}.yaml",
                           endpoint=proxy.url if proxy else bench.moto.url,
-                          queue=queue, topic=topic, plugins=plugins, workers=workers, **settings)
+                          queue=queue, topic=topic, plugins=plugins, workers=workers, bus=bus, **settings)
     daemon = launch(config).start()
     feeder: Feeder | None = None
     try:
-        daemon.wait_idle_workers(workers)
+        daemon.wait_idle_workers(workers, start_timeout)
         feeder = Feeder(bench.moto.url, queue, body or noop_body(), visible=visible).start()
-        meter = CpuMeter({bench.server_name: (bench.moto.pid(), False), "sesshud master": (daemon.pid, False),
-                          "sesshud children": (daemon.pid, True)})
+        roots = {bench.server_name: (bench.moto.pid(), False), "sesshud master": (daemon.pid, False),
+                 "sesshud children": (daemon.pid, True)}
+        if proxy is not None and proxy.proc is not None:
+            roots["proxy"] = (proxy.proc.pid, False)
+        if meter_self:
+            roots["bench (feeder, site)"] = (os.getpid(), False)
+        meter = CpuMeter(roots)
         result = _measure(feeder, meter, warmup, window, proxy)
         result["cpu"]["sesshud children"] -= result["cpu"]["sesshud master"]
         result["daemon"] = daemon
+        if during is not None:
+            result["during"] = during(daemon)
         return result
     finally:
         if feeder is not None:
