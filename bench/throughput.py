@@ -94,8 +94,10 @@ def raw_round(bench: Bench, warmup: float, window: float, *, proxy: CountingProx
     proc = subprocess.Popen([sys.executable, "-m", "bench.rawloop", "--endpoint", endpoint,
                              "--queue", queue, "--topic", topic], env=quiet_env())
     try:
-        meter = CpuMeter({bench.server_name: (bench.moto.pid(), False), "raw loop": (proc.pid, False)})
-        return _measure(feeder, meter, warmup, window, proxy)
+        roots = {bench.server_name: (bench.moto.pid(), False), "raw loop": (proc.pid, False)}
+        if proxy is not None and proxy.proc is not None:
+            roots["proxy"] = (proxy.proc.pid, False)
+        return _measure(feeder, CpuMeter(roots), warmup, window, proxy)
     finally:
         proc.terminate()
         proc.wait(30)
