@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import os
 
-import psutil
-
-from bench.common import Bench, Figure, Section, at, check, median, progress, table
+from bench.common import Bench, Figure, Section, at, check, progress, table
 from bench.feeder import request
+from bench.memory import uss_sample
 from bench.proxy import CountingProxy
 from bench.sesshud import Sesshud, accepts
 from bench.throughput import sesshud_round
@@ -30,22 +29,7 @@ from tests.harness.site import FixtureSite, Route
 WORKERS = 256
 SITE_DELAY = 1.0
 TARGET = 0.90
-SAMPLE = 16  # slots whose memory is read: reading smaps of all 512 processes would disturb the run
-MIB = 1024 * 1024
 ROBOTS = b"User-agent: *\nDisallow: /private/\nAllow: /\n"
-
-
-def uss_sample(daemon: Sesshud, title: str, n: int = SAMPLE) -> dict[str, float]:
-    """Median RSS and USS (MiB) of up to ``n`` live processes of the daemon titled ``title``."""
-    rss, uss = [], []
-    for proc in daemon.worker_processes(title)[:n]:  # any process title, despite the name
-        try:
-            info = proc.memory_full_info()
-        except psutil.Error:
-            continue
-        rss.append(info.rss / MIB)
-        uss.append(info.uss / MIB)
-    return {"rss": median(rss), "uss": median(uss), "n": len(uss)}
 
 
 def _memory(daemon: Sesshud) -> dict[str, dict[str, float]]:
