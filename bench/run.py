@@ -49,7 +49,7 @@ ON_LOCALSTACK = ("requests", "throughput", "latency")  # the figures that depend
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="small sizes, for development (~3 min)")
+    p.add_argument("--quick", action="store_true", help="small sizes, for development")
     p.add_argument("--peers", action="store_true", help=argparse.SUPPRESS)  # Celery is now always compared
     p.add_argument("--delay-ms", type=float, default=20.0,
                    help="round trip added per AWS request for the far figures (default 20; 0: loopback only)")
