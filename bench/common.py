@@ -59,9 +59,21 @@ class Bench:
     tmp: Path
     moto: Any = None  # the SQS/SNS server, started by run.py: bench.motoserver.MotoProcess, or LocalStack
     server_name: str = "moto"  # how CPU tables name the server process
+    delay: float = 0.020  # seconds: the round trip the proxy adds per AWS request for the "far" figures
+    far: bool = True  # measure the server-dependent figures at ``delay`` too (not on the second server)
 
     def size(self, full: T, quick: T) -> T:
         return quick if self.quick else full
+
+    @property
+    def delays(self) -> tuple[float, ...]:
+        """The round trips the server-dependent figures are measured at: loopback, and ``delay``."""
+        return (0.0, self.delay) if self.far and self.delay > 0 else (0.0,)
+
+
+def at(delay: float) -> str:
+    """How a figure's name says it was measured with a round trip added per AWS request."""
+    return f", {1000 * delay:g} ms per AWS request" if delay > 0 else ""
 
 
 def progress(message: str) -> None:

@@ -6,6 +6,10 @@ hundred jobs; a busy child is one in the middle of an http_robots fetch
 against a site that takes 5 s to answer. RSS counts pages shared with the
 fork server; USS is what a process alone holds. A bare ``python -c`` process
 is measured beside them as the floor of any Python worker.
+
+Then a daemon with 64 workers serves a few hundred no-op jobs, and a sample
+of its idle runners and keepers is read: what one more worker slot costs
+when there are many (the fleet measurement reads busy ones at 256).
 """
 
 from __future__ import annotations
@@ -26,6 +30,42 @@ from tests.harness.site import FixtureSite, Route
 TARGET_IDLE_RSS = 25.0  # MiB
 PLUGINS = ["noop", "http_robots", "http_javascript", "http_stylesheet"]
 MIB = 1024 * 1024
+MANY = 64
+SAMPLE = 16  # processes read of many: smaps of hundreds would disturb what runs beside
+
+
+def uss_sample(daemon: Sesshud, title: str, n: int = SAMPLE) -> dict[str, float]:
+    """Median RSS and USS (MiB) of up to ``n`` live processes of the daemon whose title starts with ``title``."""
+    rss, uss = [], []
+    for proc in daemon.worker_processes(title)[:n]:  # any title, despite the method's name
+        try:
+            info = proc.memory_full_info()
+        except psutil.Error:
+            continue
+        rss.append(info.rss / MIB)
+        uss.append(info.uss / MIB)
+    return {"rss": median(rss), "uss": median(uss), "n": len(uss)}
+
+
+def many_workers(bench: Bench) -> dict[str, dict[str, float]]:
+    """Idle runners and keepers of a ``MANY``-worker daemon after it served ten no-op jobs a worker."""
+    tag = uuid.uuid4().hex[:6]
+    queue = make_queue(bench.moto.url, f"mem-many-{tag}")
+    config = write_config(bench.tmp / f"mem-many-{tag}.yaml", endpoint=bench.moto.url, queue=queue,
+                          topic=make_topic(bench.moto.url, f"mem-many-out-{tag}"), plugins=PLUGINS, workers=MANY)
+    daemon = Sesshud(config).start()
+    try:
+        daemon.wait_idle_workers(MANY, timeout=180)
+        feeder = Feeder(bench.moto.url, queue, lambda i: request("noop", f"n:1024:{i}"), total=10 * MANY).start()
+        try:
+            feeder.wait_all_done(180)
+        finally:
+            feeder.stop()
+        daemon.wait_idle_workers(MANY, timeout=60)
+        return {"runner, idle": uss_sample(daemon, "sesshud: worker idle"),
+                "keeper": uss_sample(daemon, "sesshud: keeper")}
+    finally:
+        stop_all([daemon])
 
 
 def _mem(proc: psutil.Process) -> dict[str, float]:
@@ -110,7 +150,16 @@ def run(bench: Bench) -> Section:
         stop_all([daemon])
         fast.stop()
         slow.stop()
+    progress(f"memory: {MANY} workers, idle after {10 * MANY} no-op jobs")
+    many = many_workers(bench)
     section.figures += [
+        Figure("Child USS, idle / busy", f"{used['uss']:.1f} / {busy['uss']:.1f} MiB", "report; lower is better",
+               None, f"idle: median of 4 runners after serving jobs (at start: {idle['uss']:.1f}); busy: in an "
+               "http_robots fetch"),
+        Figure(f"USS per idle runner / keeper at {MANY} workers",
+               f"{many['runner, idle']['uss']:.1f} / {many['keeper']['uss']:.1f} MiB", "report; lower is better",
+               None, f"median of {many['runner, idle']['n']} runners and {many['keeper']['n']} keepers; a slot "
+               f"costs {many['runner, idle']['uss'] + many['keeper']['uss']:.1f} MiB of its own"),
         Figure("Idle child RSS", f"{idle['rss']:.1f} MiB", f"<= {TARGET_IDLE_RSS:g} MiB",
                check(idle["rss"], at_most=TARGET_IDLE_RSS),
                f"{idle['rss'] / bare['rss']:.2f}x a bare python ({bare['rss']:.1f} MiB); USS {idle['uss']:.1f} MiB"),
@@ -122,5 +171,8 @@ def run(bench: Bench) -> Section:
     section.details.append(
         "Plugins loaded: " + ", ".join(PLUGINS) + "; 4 workers. MiB.\n\n"
         + table(["process", "RSS", "USS", "PSS"],
-                [[name, f"{m['rss']:.1f}", f"{m['uss']:.1f}", f"{m['pss']:.1f}"] for name, m in rows]))
+                [[name, f"{m['rss']:.1f}", f"{m['uss']:.1f}", f"{m['pss']:.1f}"] for name, m in rows])
+        + f"\n\nWith {MANY} workers, idle after {10 * MANY} no-op jobs, MiB (median of a sample):\n\n"
+        + table(["process", "RSS", "USS", "sampled"],
+                [[name, f"{m['rss']:.1f}", f"{m['uss']:.1f}", m["n"]] for name, m in many.items()]))
     return section

@@ -7,8 +7,17 @@ from the request's signing scope. For batch operations it also counts the
 entries, and for ``ReceiveMessage`` the messages returned, so batch sizes
 can be reported, and the largest request body per operation. ``GET /__bench__/counts`` answers the counts as JSON.
 
-``python -m bench.proxy --upstream URL`` prints its port, then serves until
-SIGTERM. :class:`CountingProxy` runs it as a child process.
+It can also play the network between a host and AWS: ``--delay-ms`` holds
+every relayed request for that long, half before it goes upstream and half
+before the answer goes back, as a round trip would (a long poll already
+waiting at the server still answers half a round trip after its message
+arrives). Each client connection has a thread of its own, so the delays of
+concurrent requests overlap, as on a real network; requests on one
+connection follow each other, as HTTP/1.1 without pipelining does. The
+counts endpoint is never delayed.
+
+``python -m bench.proxy --upstream URL [--delay-ms MS]`` prints its port,
+then serves until SIGTERM. :class:`CountingProxy` runs it as a child process.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -35,6 +45,7 @@ _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer",
                "proxy-authorization", "proxy-authenticate", "content-length"}
 _SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
 _ENTRY_ID = re.compile(rb"PublishBatchRequestEntries\.member\.\d+\.Id=")
+_S3_OPS = {"PUT": "PutObject", "GET": "GetObject", "HEAD": "HeadObject", "DELETE": "DeleteObject"}
 
 
 class _Counts:
@@ -64,9 +75,10 @@ class _Server(ThreadingHTTPServer):
             return  # a client that hung up (a daemon exiting mid long poll)
         super().handle_error(request, client_address)
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, delay: float = 0.0) -> None:
         parts = urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.delay = delay  # seconds per relayed request, a round trip
         self.counts = _Counts()
         super().__init__(("127.0.0.1", 0), _Handler)
 
@@ -101,6 +113,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._relay()
 
+    def do_PUT(self) -> None:
+        self._relay()
+
+    def do_DELETE(self) -> None:
+        self._relay()
+
     def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
         # One write for head and body: two small writes would meet the
         # client's delayed ACK (Nagle) and stall each answer by up to 40 ms.
@@ -111,18 +129,22 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _relay(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        op, entries = operation(dict(self.headers.items()), body)
+        op, entries = operation(dict(self.headers.items()), body, self.command)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         headers["Content-Length"] = str(len(body))
         # Counted on arrival: a long poll still waiting when the client exits was made.
         self.server.counts.add(op, 1, entries, len(body))
+        half = self.server.delay / 2
+        if half > 0:
+            time.sleep(half)  # this connection's own thread: other requests go on meanwhile
         try:
             status, reply_headers, reply = self._exchange(body, headers)
         except (OSError, http.client.HTTPException) as exc:
-            self._answer(502, {"Content-Type": "text/plain"}, f"bench proxy: {exc}".encode())
-            return
+            status, reply_headers, reply = 502, {"Content-Type": "text/plain"}, f"bench proxy: {exc}".encode()
         if op == "sqs:ReceiveMessage" and status == 200:
             self.server.counts.add(op, 0, _received(reply))
+        if half > 0:
+            time.sleep(half)
         self._answer(status, reply_headers, reply)
 
     def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
@@ -145,11 +167,13 @@ class _Handler(BaseHTTPRequestHandler):
         raise AssertionError("unreachable")
 
 
-def operation(headers: dict[str, str], body: bytes) -> tuple[str, int]:
+def operation(headers: dict[str, str], body: bytes, method: str = "POST") -> tuple[str, int]:
     """``service:Operation`` of one request, and how many batch entries it carries."""
     lower = {k.lower(): v for k, v in headers.items()}
     scope = _SCOPE.search(lower.get("authorization", ""))
     service = scope.group(1) if scope else "?"
+    if service == "s3":  # REST: the method says enough for the bench (results offloaded to S3 are PUTs)
+        return f"s3:{_S3_OPS.get(method, method)}", 0
     target = lower.get("x-amz-target")
     if target:
         op = target.rsplit(".", 1)[-1]
@@ -176,13 +200,15 @@ def _received(reply: bytes) -> int:
 class CountingProxy:
     """The proxy as a child process; ``url`` is what clients should use as endpoint."""
 
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, delay: float = 0.0) -> None:
         self.upstream = upstream
+        self.delay = delay  # seconds
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
     def start(self) -> Self:
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.proxy", "--upstream", self.upstream],
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.proxy", "--upstream", self.upstream,
+                                      "--delay-ms", f"{1000 * self.delay:g}"],
                                      stdout=subprocess.PIPE, text=True, env=quiet_env())
         assert self.proc.stdout is not None
         port = self.proc.stdout.readline().strip()
@@ -210,9 +236,10 @@ class CountingProxy:
 def main() -> None:
     p = argparse.ArgumentParser(description="counting HTTP proxy for the benchmarks")
     p.add_argument("--upstream", required=True, help="the SQS/SNS server URL")
+    p.add_argument("--delay-ms", type=float, default=0.0, help="round trip added to every relayed request")
     args = p.parse_args()
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    server = _Server(args.upstream)
+    server = _Server(args.upstream, max(0.0, args.delay_ms) / 1000)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     print(server.server_address[1], flush=True)

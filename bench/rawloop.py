@@ -4,7 +4,8 @@
 to ``--batch`` messages, runs the same no-op plugin in-process, publishes the
 results (``PublishBatch``, or ``Publish`` for one) and deletes the messages
 in one batch, until SIGTERM (which ends it at once). It is the "raw" side of the throughput and
-latency comparisons.
+latency comparisons. Like real SNS, it never puts more than 256 KiB into one
+``PublishBatch``: large results go in smaller batches, or one ``Publish`` each.
 """
 
 from __future__ import annotations
@@ -13,10 +14,28 @@ import argparse
 import json
 import os
 import signal
+from collections.abc import Iterator
 from types import FrameType
 
 from bench.feeder import client
 from bench.plugins import noop
+
+BATCH_BYTES = 256 * 1024  # SNS: the total of one PublishBatch's messages
+
+
+def batches(docs: list[str], limit: int = BATCH_BYTES) -> Iterator[list[str]]:
+    """``docs`` in order, in groups of at most 10 whose sizes add up to at most ``limit``."""
+    group: list[str] = []
+    size = 0
+    for doc in docs:
+        n = len(doc.encode())
+        if group and (len(group) == 10 or size + n > limit):
+            yield group
+            group, size = [], 0
+        group.append(doc)
+        size += n
+    if group:
+        yield group
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:
@@ -47,11 +66,12 @@ def main() -> None:
             result = noop.fetch(req["target"])
             docs.append(json.dumps({"target": req["target"], "plugin": req["plugin"], "result": result},
                                    separators=(",", ":")))
-        if len(docs) == 1:
-            sns.publish(TopicArn=args.topic, Message=docs[0])
-        else:
-            sns.publish_batch(TopicArn=args.topic, PublishBatchRequestEntries=[
-                {"Id": str(i), "Message": d} for i, d in enumerate(docs)])
+        for group in batches(docs):
+            if len(group) == 1:
+                sns.publish(TopicArn=args.topic, Message=group[0])
+            else:
+                sns.publish_batch(TopicArn=args.topic, PublishBatchRequestEntries=[
+                    {"Id": str(i), "Message": d} for i, d in enumerate(group)])
         sqs.delete_message_batch(QueueUrl=args.queue, Entries=[
             {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
 

@@ -20,6 +20,16 @@ METHOD = """\
   per received message and per requested name); `--stock-moto` runs it unpatched.
 - **Processes**: sesshud, the raw boto3 loop (`bench/rawloop.py`), Celery and the server each run as their own
   process; CPU per job is read from `/proc` (psutil) over each measuring window.
+- **Round trips**: on loopback a request costs well under a millisecond, against tens of milliseconds to real
+  SQS or SNS, which hides what having one request in flight at a time costs. Figures marked "20 ms per AWS
+  request" (`--delay-ms`) were measured with every request of every contender (sesshud, the raw loop, Celery)
+  going through the proxy, which holds each for that long, half on the way in and half on the way out; each
+  connection has its own thread, so concurrent requests wait side by side, not in turn. The feeder and the
+  probes of the latency measurement talk to the server directly.
+- **Celery**: Celery 5 prefork with the same concurrency runs the same no-op and publishes each result as one
+  SNS message through the same endpoint; its settings are listed in the Peers section.
+- **Newer daemon keys**: a measurement sets keys such as `bus.output.s3_threshold` only if `sesshud --check`
+  accepts them, so the bench runs on daemons with and without them.
 - **LocalStack column**: the figures that depend on the server (requests per job, throughput against the raw
   loop, latency) are measured again, by the same code, against LocalStack (the tests' second server), with moto
   stopped. Each ratio compares sesshud and the raw loop on the same server. Targets are judged on moto's figures."""

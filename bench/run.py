@@ -3,9 +3,13 @@
 Each measurement lives in its own module with ``run(bench) -> Section``.
 They run one after another against one moto server (reset between them),
 so their figures share a machine state as far as a noisy machine allows.
+The figures that depend on the server's distance (requests per job,
+throughput against the raw loop, latency, Celery) are measured on loopback
+and again through the bench proxy at ``--delay-ms`` per AWS request (20 ms,
+about what a request to SQS or SNS costs from a host in the same region).
 Then the figures that depend on the server (requests per job, throughput
 against the raw loop, latency) are measured again against LocalStack, the
-tests' second server: the summary shows them in a column of their own.
+tests' second server, on loopback: the summary shows them in a column of their own.
 """
 
 from __future__ import annotations
@@ -31,23 +35,26 @@ MEASUREMENTS = [
     ("throughput", "bench.throughput", True),
     ("pool", "bench.pool_core", False),
     ("io", "bench.io_scaling", True),
+    ("fleet", "bench.fleet", True),
+    ("large", "bench.large_results", True),
     ("latency", "bench.latency", True),
     ("recovery", "bench.recovery", True),
     ("memory", "bench.memory", True),
     ("scaling", "bench.scaling", True),
     ("containment", "bench.containment", True),
+    ("peers", "bench.peers", True),
 ]
-PEERS = ("peers", "bench.peers", True)
 ON_LOCALSTACK = ("requests", "throughput", "latency")  # the figures that depend on the server
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    p.add_argument("--quick", action="store_true", help="small sizes, for development (~3 min)")
-    p.add_argument("--peers", action="store_true", help="also compare with Celery (needs the peers extra)")
+    p.add_argument("--quick", action="store_true", help="small sizes, for development")
+    p.add_argument("--peers", action="store_true", help=argparse.SUPPRESS)  # Celery is now always compared
+    p.add_argument("--delay-ms", type=float, default=20.0,
+                   help="round trip added per AWS request for the far figures (default 20; 0: loopback only)")
     p.add_argument("--only", action="append", metavar="NAME",
-                   help="run only this measurement (repeatable): "
-                        + ", ".join(n for n, _, _ in [*MEASUREMENTS, PEERS]))
+                   help="run only this measurement (repeatable): " + ", ".join(n for n, _, _ in MEASUREMENTS))
     p.add_argument("--stock-moto", action="store_true", help="run moto without the hot-spot patch")
     p.add_argument("--no-localstack", action="store_true",
                    help="skip the LocalStack column (which needs `make localstack`)")
@@ -58,16 +65,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    chosen = [*MEASUREMENTS, PEERS] if args.peers else list(MEASUREMENTS)
+    chosen = list(MEASUREMENTS)
     if args.only:
-        unknown = set(args.only) - {n for n, _, _ in [*MEASUREMENTS, PEERS]}
+        unknown = set(args.only) - {n for n, _, _ in MEASUREMENTS}
         if unknown:
             print(f"unknown measurement(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
-        chosen = [m for m in [*MEASUREMENTS, PEERS] if m[0] in args.only]
+        chosen = [m for m in MEASUREMENTS if m[0] in args.only]
     facts = machine()
     tmp = Path(tempfile.mkdtemp(prefix="sesshu-bench-"))
-    bench = Bench(quick=args.quick, tmp=tmp)
+    bench = Bench(quick=args.quick, tmp=tmp, delay=max(0.0, args.delay_ms) / 1000)
     sections: list[Section] = []
     failures: list[str] = []
     started = time.monotonic()
@@ -89,7 +96,9 @@ def main(argv: list[str] | None = None) -> int:
             (tmp / "localstack").mkdir()
             localstack = LocalStackServer(tmp / "localstack")
             progress("starting LocalStack (host mode, SQS/SNS/S3 on loopback)")
-            ls_bench = Bench(quick=args.quick, tmp=tmp, moto=localstack.start(), server_name="localstack")
+            # On loopback only: the far figures compare the daemon with its baselines, not the servers.
+            ls_bench = Bench(quick=args.quick, tmp=tmp, moto=localstack.start(), server_name="localstack",
+                             far=False)
             second_server = (f"LocalStack {localstack.version()} in host mode (hypercorn gateway, its own SQS, SNS "
                              "and S3 providers), in its own process, from `.venv-localstack/`")
             for name, module_name, _ in again:

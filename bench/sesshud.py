@@ -8,6 +8,7 @@ of bus requests (a cross-check of the counting proxy).
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -19,23 +20,58 @@ import psutil
 import yaml
 
 from bench.common import BENCH_PLUGINS, REGION, quiet_env, wait_until
-from tests.harness.daemon import Daemon
+from tests.harness.daemon import SESSHUD, Daemon
 
 _STOPPED = re.compile(r"stopped; outcomes: (?P<outcomes>[^;\n]*)(?:; bus requests: (?P<requests>[^\n]*))?")
 
 
 def write_config(path: Path, *, endpoint: str, queue: str, topic: str, plugins: list[Any] | None = None,
-                 workers: int = 4, **worker_settings: Any) -> Path:
+                 workers: int = 4, bus: dict[str, Any] | None = None, **worker_settings: Any) -> Path:
+    """A daemon config; ``bus`` is merged into the ``bus:`` section (``{"output": {...}}`` adds to output)."""
+    section: dict[str, Any] = {"region": REGION, "endpoint_url": endpoint, "input": {"queue": queue},
+                               "output": {"topic": topic}}
+    for key, value in (bus or {}).items():
+        if isinstance(value, dict) and isinstance(section.get(key), dict):
+            section[key] = {**section[key], **value}
+        else:
+            section[key] = value
     doc = {
         "logging": {"level": "info"},
         "plugin": plugins or ["noop"],
         "plugin_path": [str(BENCH_PLUGINS)],
         "workers": {"count": workers, **worker_settings},
-        "bus": {"region": REGION, "endpoint_url": endpoint, "input": {"queue": queue},
-                "output": {"topic": topic}},
+        "bus": section,
     }
     path.write_text(yaml.safe_dump(doc))
     return path
+
+
+_ACCEPTS: dict[str, bool] = {}
+
+
+def accepts(bus: dict[str, Any], tmp: Path) -> bool:
+    """Whether this checkout's sesshud takes a config whose ``bus:`` section adds ``bus``.
+
+    Keys such as ``bus.senders`` or ``bus.output.s3_threshold`` arrive with
+    newer daemons, and an older one rejects a config that names them, so a
+    measurement sets them only when ``sesshud --check`` accepts them. Asked
+    once per distinct ``bus`` and run.
+    """
+    key = json.dumps(bus, sort_keys=True)
+    if key not in _ACCEPTS:
+        def check(name: str, extra: dict[str, Any] | None) -> bool:
+            config = write_config(tmp / f"accepts-{name}.yaml", endpoint="http://127.0.0.1:9", queue="q",
+                                  topic="arn:aws:sns:us-east-1:000000000000:t", bus=extra)
+            done = subprocess.run([str(SESSHUD), "--check", "-c", str(config)], env=quiet_env(),
+                                  capture_output=True, text=True, timeout=120)
+            return done.returncode == 0
+
+        if "{}" not in _ACCEPTS:
+            _ACCEPTS["{}"] = check("base", None)
+        if not _ACCEPTS["{}"]:  # a broken setup must not pass for an old daemon
+            raise RuntimeError("sesshud --check fails on the bench's own config")
+        _ACCEPTS[key] = check(f"{len(_ACCEPTS)}", bus)
+    return _ACCEPTS[key]
 
 
 def _counts(text: str | None) -> dict[str, int]:
