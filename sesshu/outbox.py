@@ -41,10 +41,11 @@ STORED_KEYS = 1024  # S3 keys remembered as stored, so a retried result is not u
 LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
 # Seconds a partial batch of deletes may wait for more. The result is out by
 # then, so no one waits on it, and the heartbeat keeps the message locked.
-# It is also how long a SIGKILLed master can leave published results
-# undeleted, to be processed again: long enough to fill a batch at a few
-# dozen jobs per second, short enough to keep those duplicates few.
-DELETE_LINGER = 0.25
+# Large results come at a dozen a second or so, and a second fills their
+# DeleteMessageBatch. The price: a master killed by SIGKILL leaves up to a
+# second of published results undeleted, and they are processed again
+# (duplicates, never losses; a graceful stop sends every delete first).
+DELETE_LINGER = 1.0
 
 
 class Outbox:
