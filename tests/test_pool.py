@@ -6,6 +6,7 @@ passes when the test says so, while the slots themselves are real processes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -227,3 +228,13 @@ def test_a_turn_asks_only_the_slots_with_something_to_say(monkeypatch: pytest.Mo
         assert asked and set(asked) == {worker}
     finally:
         close_pool(pool)
+
+
+def test_what_the_fork_server_imported_is_frozen_out_of_the_gcs_reach(rig: tuple[Pool, FakeClock]) -> None:
+    """A collection in a slot would write to every object it walks, and unshare its page."""
+    pool, _ = rig
+    drive(pool, idle(pool), "an idle slot")
+    pool.assign(pool.idle()[0], Job(8, "chaos", "chaos:frozen"), ticket(), 30.0)
+    events = drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
+    finished = next(e for e in events if isinstance(e, JobFinished))
+    assert json.loads(finished.result.payload)["frozen"] > 10_000  # the preloaded modules' objects
