@@ -11,7 +11,10 @@ stand for the slot.
 
 A slot's life is a state machine, as in supervisor's ``process.py``: every
 change goes through :meth:`ChildProcess._change`, which checks the state it
-leaves. No other module writes a slot's fields.
+leaves. No other module writes a slot's fields. A :class:`Watcher` given at
+launch (the pool's index of its slots) hears of every change as it happens,
+and of every fd before it closes, so the master never has to scan its slots
+to find out.
 
     STARTING --Ready--> IDLE --assign--> BUSY --result--> SWEEPING --swept--> IDLE
         any live state --stop/terminate/hang-up--> STOPPING --reaped--> DEAD
@@ -20,12 +23,14 @@ leaves. No other module writes a slot's fields.
 from __future__ import annotations
 
 import enum
+import multiprocessing.process
 import os
 import signal
 import socket
 from dataclasses import dataclass
 from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
+from typing import Protocol
 
 from sesshu.child import PluginSpec
 from sesshu.framing import FrameReader, OutputReader, write_frame
@@ -56,6 +61,16 @@ class IllegalTransition(Exception):
     pass
 
 
+class Watcher(Protocol):
+    """Told of a slot's changes as they happen (``sesshu.slots.SlotIndex``)."""
+
+    def changed(self, child: ChildProcess) -> None:
+        """Its state, generation or next wake-up may be different now."""
+
+    def closing(self, child: ChildProcess, fd: int) -> None:
+        """It no longer waits on ``fd``, which it is about to close."""
+
+
 @dataclass(frozen=True)
 class RunningJob:
     job: Job
@@ -68,8 +83,10 @@ class ChildProcess:
     """One worker slot, seen from the master."""
 
     def __init__(self, process: BaseProcess, conn: socket.socket, control: socket.socket,
-                 output: socket.socket, spawned: float, generation: int, max_frame: int) -> None:
+                 output: socket.socket, spawned: float, generation: int, max_frame: int,
+                 watcher: Watcher | None = None) -> None:
         self.process = process
+        self._watcher = watcher
         self.spawned = spawned
         self.generation = generation  # which configuration's plugins it loads; -1 for a probe
         self._conn: socket.socket | None = conn
@@ -88,7 +105,8 @@ class ChildProcess:
 
     @classmethod
     def launch(cls, ctx: ForkServerContext, specs: list[PluginSpec], setup: WorkerSetup,
-               max_result_bytes: int, now: float, generation: int = 0) -> ChildProcess:
+               max_result_bytes: int, now: float, generation: int = 0,
+               watcher: Watcher | None = None) -> ChildProcess:
         pairs = [socket.socketpair() for _ in range(3)]
         (conn, conn_child), (control, control_child), (output, output_child) = pairs
         from multiprocessing.connection import Connection
@@ -107,9 +125,13 @@ class ChildProcess:
             job_end.close()
             control_child.close()
             output_child.close()
+        # Process.start() polls every process in this set, with a new selector
+        # each, to reap the ones nobody joined: with hundreds of slots that is
+        # milliseconds per launch. We reap each slot ourselves (reap()).
+        _started_processes().discard(process)
         for sock in (conn, control, output):
             sock.setblocking(False)
-        return cls(process, conn, control, output, now, generation, max_result_bytes + FRAME_SLACK)
+        return cls(process, conn, control, output, now, generation, max_result_bytes + FRAME_SLACK, watcher)
 
     # -- what the master watches ---------------------------------------------
 
@@ -155,7 +177,10 @@ class ChildProcess:
         return self._output is not None and self._output.fileno() == fd
 
     def next_wakeup(self) -> float | None:
-        times = [t for t in (self.kill_at, self.sweep_by, self._frames.deadline) if t is not None]
+        """The earliest time something is due: a job's deadline, a sweep's, a frame's, our SIGKILL."""
+        times = [t for t in (self.kill_at, self.sweep_by) if t is not None]
+        if self._conn is not None and self._frames.deadline is not None:
+            times.append(self._frames.deadline)  # a closed pipe has no frame to wait for
         if self.running is not None and self._state is State.BUSY:
             times.append(self.running.deadline)
         return min(times) if times else None
@@ -166,7 +191,10 @@ class ChildProcess:
         """Decoded frames that arrived, and whether the runner hung up. Raises ProtocolError."""
         if self._conn is None:
             return [], False
+        before = self._frames.deadline
         frames, eof = self._frames.read(self._conn.fileno(), now)
+        if self._frames.deadline != before:
+            self._notify()
         return [decode_child(frame) for frame in frames], eof
 
     def frame_stalled(self, now: float) -> bool:
@@ -177,7 +205,7 @@ class ChildProcess:
             return []
         lines, eof = self._out.read(self._output.fileno())
         if eof:
-            self._output.close()
+            self._close(self._output)
             self._output = None
         return lines
 
@@ -196,7 +224,7 @@ class ChildProcess:
         except OSError:
             data = b""
         if not data:
-            self._control.close()
+            self._close(self._control)
             self._control = None
             return False
         if data.startswith(RUNNER) and b"\n" in data:
@@ -205,8 +233,8 @@ class ChildProcess:
             # Only the keeper holds this socket, but the master parses nothing on trust.
             self._runner_pid = int(digits) if digits.isdigit() and len(digits) < 10 else 0
         if SWEPT in data and self._state is State.SWEEPING:
-            self._change(State.IDLE, State.SWEEPING)
             self.sweep_by = None
+            self._change(State.IDLE, State.SWEEPING)
         return True
 
     # -- transitions ------------------------------------------------------------
@@ -215,6 +243,16 @@ class ChildProcess:
         if self._state not in leaving:
             raise IllegalTransition(f"worker {self.pid}: {self._state.value} -> {new.value}")
         self._state = new
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._watcher is not None:
+            self._watcher.changed(self)
+
+    def _close(self, sock: socket.socket) -> None:
+        if self._watcher is not None:
+            self._watcher.closing(self, sock.fileno())
+        sock.close()
 
     def ready(self) -> None:
         self._change(State.IDLE, State.STARTING)
@@ -222,6 +260,7 @@ class ChildProcess:
     def adopt(self, generation: int) -> None:
         """A probe slot whose plugin set was committed joins that configuration's slots."""
         self.generation = generation
+        self._notify()
 
     def assign(self, running: RunningJob) -> bool:
         """Send the runner a job; False if its pipe is broken (it died since it went idle)."""
@@ -233,8 +272,8 @@ class ChildProcess:
             self.stop(expected=False)
             self.signal_group(signal.SIGKILL)
             return False
+        self.running = running  # first, so that the watcher sees its deadline
         self._change(State.BUSY, State.IDLE)
-        self.running = running
         return True
 
     def job_done(self, now: float) -> RunningJob | None:
@@ -242,8 +281,8 @@ class ChildProcess:
         running, self.running = self.running, None
         if self._state is State.BUSY:
             self.jobs_done += 1
-            self._change(State.SWEEPING, State.BUSY)
             self.sweep_by = now + SWEEP_TIMEOUT
+            self._change(State.SWEEPING, State.BUSY)
             try:
                 assert self._control is not None
                 self._control.send(SWEEP)
@@ -258,10 +297,11 @@ class ChildProcess:
             self._stopped_from = self._state
             self._state = State.STOPPING
         if self._conn is not None:
-            self._conn.close()
+            self._close(self._conn)
             self._conn = None
         self.sweep_by = None
         self._exit_expected = self._exit_expected or expected
+        self._notify()
 
     def terminate(self, now: float, grace: float = KILL_GRACE) -> None:
         """SIGTERM the slot (the keeper kills all below it), with a SIGKILL of our own after ``grace``."""
@@ -269,6 +309,7 @@ class ChildProcess:
         self.signal_group(signal.SIGTERM)
         if self.kill_at is None:
             self.kill_at = now + grace
+            self._notify()
 
     def kill_if_due(self, now: float) -> None:
         if self.kill_at is not None and now >= self.kill_at:
@@ -297,13 +338,21 @@ class ChildProcess:
         self.stop(expected=False)
         for sock in (self._control, self._output):
             if sock is not None:
-                sock.close()
+                self._close(sock)
         self._control = self._output = None
+        if self._watcher is not None:
+            self._watcher.closing(self, self.sentinel)
         self._state = State.DEAD
+        self._notify()
         code = self.process.exitcode
         if code is not None:
             self.process.close()
         return describe_exit(code)
+
+
+def _started_processes() -> set[BaseProcess]:
+    children: set[BaseProcess] = getattr(multiprocessing.process, "_children", set())
+    return children
 
 
 def describe_exit(code: int | None) -> str:

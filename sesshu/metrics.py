@@ -29,6 +29,9 @@ class Metrics:
                                 "Failure records published to bus.output.failures_topic", registry=r)
         self.in_flight = Gauge("sesshu_messages_in_flight",
                                "Received messages without an outcome yet (held, running, being sent)", registry=r)
+        # gauges() runs every loop turn: look the labelled children up once, not per turn.
+        self._configured = self.workers.labels("configured")
+        self._busy = self.workers.labels("busy")
 
     def serve(self, address: str, port: int) -> None:
         start_http_server(port, addr=address, registry=self.registry)
@@ -50,6 +53,6 @@ class Metrics:
         self.failures.inc(n)
 
     def gauges(self, configured: int, busy: int, in_flight: int) -> None:
-        self.workers.labels("configured").set(configured)
-        self.workers.labels("busy").set(busy)
+        self._configured.set(configured)
+        self._busy.set(busy)
         self.in_flight.set(in_flight)

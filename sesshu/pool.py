@@ -1,13 +1,15 @@
 """The pool of worker slots, driven by the supervisor's loop.
 
-The pool never blocks: the supervisor waits on :meth:`Pool.waitables`, then
+The pool never blocks: the supervisor waits on the pool itself (its
+:meth:`Pool.fileno` is readable while any slot has something to say), then
 hands whatever became ready to :meth:`Pool.collect`, and calls the other
 chores in a fixed order. Each chore returns :class:`PoolEvent` values that
 say what happened to which job, so the supervisor can decide each message's
 outcome. Every slot has its own pipe: the master always knows which job a
 slot holds, and a slot's death loses exactly that job, which is reported.
 The pool owns its slots and their count; a slot's fields are the slot's own
-(``sesshu.children``).
+(``sesshu.children``). A turn costs what changed, not the number of slots:
+the pool's index (``sesshu.slots``) hears of every change from the slots.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from multiprocessing.context import ForkServerContext
 
@@ -28,6 +30,7 @@ from sesshu.config import Config
 from sesshu.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.protocol import BootFailed, Job, ProtocolError, Ready, Result
 from sesshu.sandbox import WorkerSetup
+from sesshu.slots import SlotIndex
 from sesshu.text import loggable
 from sesshu.ticket import Ticket
 
@@ -60,6 +63,7 @@ class Pool:
         self._clock = clock
         self._on_restart = on_restart
         self.children: list[ChildProcess] = []
+        self._index = SlotIndex()
         self._crash_loop = Backoff(first=0.1, cap=30.0)
         self._respawn_at = 0.0
         self.restarts: dict[str, int] = {}
@@ -76,11 +80,16 @@ class Pool:
         """Aim for ``size`` slots (at least one); maintain() gets there."""
         self._settings = replace(self._settings, size=max(1, size))
 
+    def fileno(self) -> int:
+        """Readable while any slot has output, frames, an answer or a death to collect."""
+        return self._index.fileno()
+
     def waitables(self) -> list[int]:
-        return [fd for child in self.children for fd in child.fds()]
+        """Every fd of every slot (for a caller that waits on fds rather than on the pool)."""
+        return self._index.fds()
 
     def next_wakeup(self) -> float | None:
-        times = [t for c in self.children if (t := c.next_wakeup()) is not None]
+        times = [t for t in (self._index.next_wakeup(),) if t is not None]
         # Only a respawn still ahead is worth waking for: maintain() runs
         # every turn anyway, and a past time would make the loop spin.
         if self.live_count() < self.size and self._respawn_at > self._clock():
@@ -88,26 +97,32 @@ class Pool:
         return min(times) if times else None
 
     def idle(self) -> list[ChildProcess]:
-        return [c for c in self.children if c.state is State.IDLE]
+        return list(self._index.in_state(State.IDLE))
 
     def running(self) -> list[RunningJob]:
-        return [c.running for c in self.children if c.running is not None and c.state is State.BUSY]
+        return [c.running for c in self._index.in_state(State.BUSY) if c.running is not None]
 
     def busy_count(self) -> int:
-        return sum(1 for c in self.children if c.state is State.BUSY)
+        return self._index.count(State.BUSY)
 
     def live_count(self) -> int:
-        return sum(1 for c in self.children if c.state not in (State.STOPPING, State.DEAD)
-                   and c.generation >= 0)
+        return self._index.counted()
 
     # -- chores ---------------------------------------------------------------
 
-    def collect(self, ready: set[int]) -> list[PoolEvent]:
-        """Read frames, output and sweep answers from ready fds; reap slots whose sentinel fired."""
+    def collect(self, ready: Collection[object]) -> list[PoolEvent]:
+        """Read frames, output and sweep answers from ready fds; reap slots whose sentinel fired.
+
+        ``ready`` holds what the caller's wait found ready: the pool itself
+        (then the pool asks its selector which fds), or fds of its slots.
+        """
         events: list[PoolEvent] = []
         now = self._clock()
-        for child in list(self.children):
-            mine = [fd for fd in child.fds() if fd in ready]
+        fds = self._index.ready() if self in ready else {fd for fd in ready if isinstance(fd, int)}
+        touched = dict.fromkeys(child for fd in fds if (child := self._index.owner(fd)) is not None)
+        for child in touched:
+            # Asked afresh: handling one slot may close another's fds (a reload stops idle slots).
+            mine = [fd for fd in child.fds() if fd in fds] if child.state is not State.DEAD else []
             if not mine:
                 continue
             # Output before frames, so a job's last lines are logged with its
@@ -127,7 +142,7 @@ class Pool:
         """Give up on late jobs at once; TERM, then KILL, their slots. Stalled frames and sweeps too."""
         now = self._clock()
         events: list[PoolEvent] = []
-        for child in self.children:
+        for child in self._index.due(now):
             running = child.running
             if running is not None and child.state is State.BUSY and now >= running.deadline:
                 child.job_done(now)
@@ -142,6 +157,7 @@ class Pool:
                 log.error("worker %d: its keeper did not finish cleaning up after a job; killing it", child.pid)
                 child.terminate(now, grace=0.0)
             child.kill_if_due(now)
+            self._index.changed(child)  # what is due next goes back on the heap
         return events
 
     def maintain(self) -> None:
@@ -154,15 +170,17 @@ class Pool:
                 log.error("cannot start a worker: %s; retrying", exc)
                 self._note_boot_failure(now)
                 return
-            self.children.append(child)
         # Surplus slots (after the size went down) leave once idle.
         surplus = self.live_count() - self.size
-        for child in self.children:
-            if surplus <= 0:
-                break
-            if child.state in (State.IDLE, State.STARTING) and child.generation >= 0:
-                child.stop()
-                surplus -= 1
+        for state in (State.IDLE, State.STARTING) if surplus > 0 else ():
+            for child in list(self._index.in_state(state)):
+                if surplus > 0 and child.generation >= 0:
+                    child.stop()
+                    surplus -= 1
+
+    def close(self) -> None:
+        """Let go of the selector, once every slot is gone."""
+        self._index.close()
 
     def assign(self, child: ChildProcess, job: Job, ticket: Ticket, timeout: float) -> bool:
         """Hand a job to an idle slot; False if the slot turned out dead (the job never left)."""
@@ -180,7 +198,6 @@ class Pool:
         if self._proposal is not None:
             self._proposal[0].terminate(self._clock())
         probe_child = self._launch(settings, -1)
-        self.children.append(probe_child)
         self._proposal = (probe_child, settings, config)
 
     def _commit(self, events: list[PoolEvent]) -> None:
@@ -198,8 +215,8 @@ class Pool:
 
     def close_idle(self) -> None:
         """Close every idle or starting slot's pipe; busy ones keep their job."""
-        for child in self.children:
-            if child.state in (State.IDLE, State.STARTING, State.SWEEPING):
+        for state in (State.IDLE, State.STARTING, State.SWEEPING):
+            for child in list(self._index.in_state(state)):
                 child.stop()
 
     def kill_all(self) -> list[PoolEvent]:
@@ -237,8 +254,11 @@ class Pool:
     # -- internals ------------------------------------------------------------
 
     def _launch(self, settings: PoolSettings, generation: int) -> ChildProcess:
-        return ChildProcess.launch(self._ctx, settings.specs, settings.setup, settings.max_result_bytes,
-                                   self._clock(), generation)
+        child = ChildProcess.launch(self._ctx, settings.specs, settings.setup, settings.max_result_bytes,
+                                    self._clock(), generation, self._index)
+        self.children.append(child)
+        self._index.add(child)
+        return child
 
     def _is_probe(self, child: ChildProcess) -> bool:
         return self._proposal is not None and child is self._proposal[0]
@@ -322,6 +342,7 @@ class Pool:
         expected, was = child.exit_expected, child.stopped_from or child.state
         how = child.reap()
         self.children.remove(child)
+        self._index.remove(child)
         if running is not None:
             events.append(JobLost(running, "crashed", f"worker {pid} {how}", pid))
             self._end_output(child, running)

@@ -39,7 +39,7 @@ def forkserver_context(preload: list[str] | None = None) -> ForkServerContext:
     assert isinstance(ctx, ForkServerContext)
     # sesshu.zygote hardens the fork server itself; the rest is imported once
     # there, so each fork starts warm. Missing optional modules are skipped.
-    ctx.set_forkserver_preload(["sesshu.zygote", "sesshu.keeper", *(preload or [])])
+    ctx.set_forkserver_preload(["sesshu.zygote", "sesshu.keeper", *(preload or []), "sesshu.frozen"])
     return ctx
 
 

@@ -126,9 +126,9 @@ class Supervisor:
 
     def tick(self) -> None:
         """One loop turn: the single bounded wait, then the chores."""
-        watched = (self.signals.wake_r, *self.pool.waitables())
+        # The pool is one fd however many slots it has: it keeps its own selector current.
+        watched = (self.signals.wake_r, self.pool)
         if watched != self._watched:
-            # Children come and go rarely; most turns reuse the selector as it is.
             self._selector.close()
             self._selector = selectors.DefaultSelector()
             for obj in watched:

@@ -6,6 +6,7 @@ passes when the test says so, while the slots themselves are real processes.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from sesshu.bus import Message
-from sesshu.children import State
+from sesshu.children import ChildProcess, State
 from sesshu.config import from_mapping
 from sesshu.daemon import plugin_specs, pool_settings
 from sesshu.events import JobFinished, JobLost, PoolEvent
@@ -34,20 +35,34 @@ class FakeClock:
         return self.now
 
 
-@pytest.fixture
-def rig() -> Iterator[tuple[Pool, FakeClock]]:
-    config = from_mapping({"plugin": ["chaos"], "plugin_path": [str(TEST_PLUGINS)], "workers": {"count": 1},
+def make_pool(count: int) -> tuple[Pool, FakeClock]:
+    config = from_mapping({"plugin": ["chaos"], "plugin_path": [str(TEST_PLUGINS)], "workers": {"count": count},
                            "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
     clock = FakeClock()
     pool = Pool(forkserver_context(), pool_settings(config, plugin_specs(config)), clock)
     pool.maintain()
-    yield pool, clock
+    return pool, clock
+
+
+def close_pool(pool: Pool) -> None:
     pool.kill_all()
     drive(pool, lambda _: not pool.children, "every slot to be gone")
+    pool.close()
 
 
-def drive(pool: Pool, until: Callable[[list[PoolEvent]], Any], what: str) -> list[PoolEvent]:
-    """Run the pool's chores on real readiness (not time) until a condition holds."""
+@pytest.fixture
+def rig() -> Iterator[tuple[Pool, FakeClock]]:
+    pool, clock = make_pool(1)
+    yield pool, clock
+    close_pool(pool)
+
+
+def drive(pool: Pool, until: Callable[[list[PoolEvent]], Any], what: str, *, respawn: bool = False,
+          check: Callable[[Pool], None] | None = None) -> list[PoolEvent]:
+    """Run the pool's chores on real readiness (not time) until a condition holds.
+
+    It waits on the pool itself, as the supervisor does.
+    """
     from multiprocessing.connection import wait
 
     events: list[PoolEvent] = []
@@ -55,9 +70,12 @@ def drive(pool: Pool, until: Callable[[list[PoolEvent]], Any], what: str) -> lis
     while not until(events):
         if time.monotonic() > deadline:
             raise TimeoutError(what)
-        ready = {fd for fd in wait(pool.waitables(), 0.05) if isinstance(fd, int)}
-        events += pool.collect(ready)
+        events += pool.collect(set(wait([pool], 0.05)))
         events += pool.enforce_deadlines()
+        if respawn:
+            pool.maintain()
+        if check is not None:
+            check(pool)
     return events
 
 
@@ -122,3 +140,101 @@ def test_respawns_back_off_on_the_injected_clock(rig: tuple[Pool, FakeClock]) ->
     clock.now += 0.1
     pool.maintain()
     assert len(pool.children) == 1
+
+
+# -- the pool's index: what a turn costs, and that it stays right --------------
+
+
+def consistent(pool: Pool) -> None:
+    """The pool's answers equal what a scan of every slot would say."""
+    children = pool.children
+    assert {id(c) for c in pool.idle()} == {id(c) for c in children if c.state is State.IDLE}
+    assert pool.busy_count() == sum(1 for c in children if c.state is State.BUSY)
+    assert pool.live_count() == sum(1 for c in children if c.state not in (State.STOPPING, State.DEAD)
+                                    and c.generation >= 0)
+    assert [r.job.job_id for r in pool.running()] == [c.running.job.job_id for c in children
+                                                      if c.state is State.BUSY and c.running is not None]
+    assert sorted(pool.waitables()) == sorted(fd for c in children for fd in c.fds())
+    times = [t for c in children if (t := c.next_wakeup()) is not None]
+    wakeup = pool.next_wakeup()
+    if pool.live_count() >= pool.size:  # no respawn pending: the slots' times alone
+        assert wakeup == (min(times) if times else None)
+    elif times:
+        assert wakeup is not None and wakeup <= min(times)
+
+
+def all_idle(pool: Pool, n: int) -> Callable[[list[PoolEvent]], bool]:
+    return lambda _: len(pool.idle()) == n and len(pool.children) == n
+
+
+def test_the_books_stay_right_through_crashes_timeouts_respawns_and_resizes() -> None:
+    pool, clock = make_pool(3)
+    try:
+        drive(pool, all_idle(pool, 3), "three idle slots", check=consistent)
+        hang, segv, echo = pool.idle()
+        assert pool.assign(hang, Job(1, "chaos", "chaos:hang"), ticket(), 30.0)
+        assert pool.assign(segv, Job(2, "chaos", "chaos:segv"), ticket(), 30.0)
+        assert pool.assign(echo, Job(3, "chaos", "chaos:echo:x"), ticket(), 30.0)
+        consistent(pool)
+        events = drive(pool, lambda ev: {e.running.job.job_id for e in ev if isinstance(e, JobFinished | JobLost)}
+                       == {2, 3}, "the crash and the result", check=consistent)
+        assert any(isinstance(e, JobLost) and e.reason == "crashed" for e in events)
+        clock.now += 30.0
+        (lost,) = pool.enforce_deadlines()
+        assert isinstance(lost, JobLost) and lost.reason == "timeout"
+        consistent(pool)
+        clock.now += 1.0  # past the master's own SIGKILL, should the keeper not be quick
+        drive(pool, all_idle(pool, 3), "respawned slots", respawn=True, check=consistent)
+        pool.resize(5)
+        drive(pool, all_idle(pool, 5), "five idle slots", respawn=True, check=consistent)
+        pool.resize(2)
+        drive(pool, all_idle(pool, 2), "two slots", respawn=True, check=consistent)
+        pool.idle()[0].signal_group(9)  # an idle slot dies young: the respawn waits for the backoff
+        drive(pool, lambda _: len(pool.children) == 1, "the dead slot reaped", check=consistent)
+        pool.maintain()
+        assert len(pool.children) == 1 and pool.next_wakeup() == pytest.approx(clock.now + 0.1)
+        consistent(pool)
+        clock.now += 0.1
+        drive(pool, all_idle(pool, 2), "the respawn after the backoff", respawn=True, check=consistent)
+    finally:
+        close_pool(pool)
+
+
+def test_a_turn_asks_only_the_slots_with_something_to_say(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Among idle slots, the wait, the chores and the counts touch no slot; a result touches its own."""
+    pool, _ = make_pool(8)
+    try:
+        drive(pool, all_idle(pool, 8), "eight idle slots")
+        asked: list[ChildProcess] = []
+        for name in ("fds", "next_wakeup", "read_frames", "read_output", "read_control", "kill_if_due"):
+            real = getattr(ChildProcess, name)
+
+            def counted(self: ChildProcess, *args: Any, _real: Any = real) -> Any:
+                asked.append(self)
+                return _real(self, *args)
+
+            monkeypatch.setattr(ChildProcess, name, counted)
+        for _ in range(20):
+            assert pool.collect(set()) == [] and pool.collect({pool}) == []
+            assert pool.enforce_deadlines() == []
+            pool.maintain()
+            assert pool.next_wakeup() is None
+            assert (len(pool.idle()), pool.busy_count(), pool.live_count(), pool.running()) == (8, 0, 8, [])
+        assert asked == []
+        worker = pool.idle()[3]
+        pool.assign(worker, Job(5, "chaos", "chaos:echo:x"), ticket(), 30.0)
+        drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
+        drive(pool, all_idle(pool, 8), "the sweep")
+        assert asked and set(asked) == {worker}
+    finally:
+        close_pool(pool)
+
+
+def test_what_the_fork_server_imported_is_frozen_out_of_the_gcs_reach(rig: tuple[Pool, FakeClock]) -> None:
+    """A collection in a slot would write to every object it walks, and unshare its page."""
+    pool, _ = rig
+    drive(pool, idle(pool), "an idle slot")
+    pool.assign(pool.idle()[0], Job(8, "chaos", "chaos:frozen"), ticket(), 30.0)
+    events = drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
+    finished = next(e for e in events if isinstance(e, JobFinished))
+    assert json.loads(finished.result.payload)["frozen"] > 10_000  # the preloaded modules' objects

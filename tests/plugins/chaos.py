@@ -8,12 +8,14 @@ ever, ``chaos:spin`` burns CPU ignoring SIGTERM, ``chaos:raise`` raises,
 PIDFILE) and hangs, ``chaos:invalid`` fails validate(), ``chaos:sleep:S``
 sleeps S seconds then returns S, ``chaos:big:N`` returns N bytes of text
 (``chaos:big:N:S`` after S seconds),
-``chaos:modules`` reports whether boto3 is imported in the child.
+``chaos:modules`` reports whether boto3 is imported in the child, ``chaos:frozen``
+how many objects it inherited frozen out of the GC's reach.
 """
 
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import subprocess
@@ -68,4 +70,6 @@ def fetch(target: str) -> Any:
         return "x" * int(size)
     if action == "modules":
         return {"boto3": "boto3" in sys.modules, "botocore": "botocore" in sys.modules}
+    if action == "frozen":
+        return {"frozen": gc.get_freeze_count()}
     raise ValueError(f"unknown chaos action {action}")
