@@ -26,7 +26,7 @@ turns, so that large results, one publish each, still share deletes in tens.
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -68,6 +68,7 @@ class Outbox:
         self._in_sqs: set[int] = set()  # tickets with a visibility change or delete in flight
         self._in_flight: dict[int, Any] = {}  # tickets with an upload or publish in flight
         self.calls_in_flight = 0
+        self._kinds_in_flight: Counter[str] = Counter()
         # S3 keys stored by earlier uploads (oldest first, bounded). The key is
         # the message's own, so when a result whose pointer failed to publish
         # comes back, only the pointer goes out again.
@@ -139,40 +140,45 @@ class Outbox:
         queued = len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
         return queued >= 2 * BATCH_MAX * self.senders
 
-    def next_call(self, bus: Bus, s3: S3Target | None, more_coming: bool) -> Callable[[], Sent] | None:
+    def next_call(self, bus: Bus, s3: S3Target | None, more_coming: bool,
+                  stopping: bool = False) -> Callable[[], Sent] | None:
         """The next sender call that is due, or None.
 
-        Visibility changes and uploads never wait. Results and deletes wait
-        for a fuller batch only while jobs still run (``more_coming``): light
-        load never pays for batching.
+        Visibility changes and uploads never wait. Results wait for a fuller
+        batch only while more are sure to come (``more_coming``): light load
+        never pays for batching. Deletes keep no one waiting, so they always
+        wait for a full batch, up to DELETE_LINGER, unless the daemon is
+        ``stopping``.
         """
         now = self._clock()
         if self.failures:
             # Never held back: each record holds back its message's release.
             records = self._take_publishes(self.failures)
-            return self._flying(partial(sending.publish_failures, bus, records))
+            return self._flying(sending.FAILURE, partial(sending.publish_failures, bus, records))
         visibility = self._take_visibility()
         if visibility:
             self._in_sqs.update(id(t) for t, _ in visibility)
-            return self._flying(partial(sending.change_visibility, bus, visibility))
+            return self._flying(sending.VISIBILITY, partial(sending.change_visibility, bus, visibility))
         if self.uploads:
             entry = self.uploads.popleft()
             assert s3 is not None
             self._in_flight[id(entry[0])] = entry[0]
-            return self._flying(partial(sending.upload, bus, s3, entry))
-        if self.publishes and self._due(self._publish_since, LINGER, self._full_publish(), now, more_coming):
+            return self._flying(sending.UPLOAD, partial(sending.upload, bus, s3, entry))
+        if self.publishes and self._due(sending.PUBLISH, self._publish_since, LINGER, self._full_publish(),
+                                        now, more_coming):
             batch = self._take_publishes(self.publishes)
             self._publish_since = now if self.publishes else None
             self._in_flight.update((id(t), t) for t, *_ in batch)
-            return self._flying(partial(sending.publish, bus, batch))
+            return self._flying(sending.PUBLISH, partial(sending.publish, bus, batch))
         ready = [d for d in self.deletes if id(d[0]) not in self._in_sqs]
-        if ready and self._due(self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX, now, more_coming):
+        if ready and self._due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
+                               now, not stopping):
             deletes = ready[:BATCH_MAX]
             taken = {id(t) for t, _ in deletes}
             self.deletes = deque(d for d in self.deletes if id(d[0]) not in taken)
             self._delete_since = now if self.deletes else None
             self._in_sqs.update(taken)
-            return self._flying(partial(sending.delete, bus, deletes))
+            return self._flying(sending.DELETE, partial(sending.delete, bus, deletes))
         return None
 
     def completed(self, sent: Sent) -> None:
@@ -182,6 +188,7 @@ class Outbox:
         pointer is queued for publishing (first, so it is not held back).
         """
         self.calls_in_flight -= 1
+        self._kinds_in_flight[sent.kind] -= 1
         if sent.kind in (sending.VISIBILITY, sending.DELETE):
             self._in_sqs.difference_update(id(e[0]) for e in sent.entries)
             return
@@ -203,13 +210,22 @@ class Outbox:
 
     # -- helpers -----------------------------------------------------------------
 
-    def _flying(self, call: Callable[[], Sent]) -> Callable[[], Sent]:
+    def _flying(self, kind: str, call: Callable[[], Sent]) -> Callable[[], Sent]:
         self.calls_in_flight += 1
+        self._kinds_in_flight[kind] += 1
         return call
 
-    @staticmethod
-    def _due(since: float | None, wait: float, full: bool, now: float, more_coming: bool) -> bool:
-        return full or not more_coming or since is None or now >= since + wait
+    def _due(self, kind: str, since: float | None, wait: float, full: bool, now: float, more_coming: bool) -> bool:
+        """A full batch goes at once, however many are in flight: that is what several senders are for.
+
+        A partial one waits while a call of its kind is in flight (it will
+        fill meanwhile), and then only while more is sure to come, up to ``wait``.
+        """
+        if full:
+            return True
+        if self._kinds_in_flight[kind]:
+            return False
+        return not more_coming or since is None or now >= since + wait
 
     def _take_visibility(self) -> list[tuple[Any, int]]:
         """Up to ten visibility changes, none for a ticket with an SQS call in flight."""

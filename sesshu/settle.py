@@ -113,9 +113,9 @@ class Settler:
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
 
-    def next_send(self, bus: Bus, more_coming: bool) -> Callable[[], Sent] | None:
+    def next_send(self, bus: Bus, more_coming: bool, stopping: bool = False) -> Callable[[], Sent] | None:
         s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
-        return self.outbox.next_call(bus, s3, more_coming)
+        return self.outbox.next_call(bus, s3, more_coming, stopping)
 
     def on_sent(self, sent: Sent) -> None:
         """Record what a sender call completed, and let the outbox queue what follows."""

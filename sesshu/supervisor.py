@@ -96,8 +96,10 @@ class Supervisor:
         self._asked: dict[int, int] = {}  # poller lane (by identity) -> messages its receive asked for
         self._deep = False  # the last receive came back full: the queue holds more
         self._next_heartbeat = 0.0
+        # The pool is one fd however many slots it has: it keeps its own selector current.
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
-        self._watched: tuple[Any, ...] = ()
+        self._selector.register(self.signals.wake_r, selectors.EVENT_READ)
+        self._selector.register(self.pool, selectors.EVENT_READ)
         self._abandoned: list[Lane] = []  # stalled pollers: they may still complete
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
@@ -126,14 +128,6 @@ class Supervisor:
 
     def tick(self) -> None:
         """One loop turn: the single bounded wait, then the chores."""
-        # The pool is one fd however many slots it has: it keeps its own selector current.
-        watched = (self.signals.wake_r, self.pool)
-        if watched != self._watched:
-            self._selector.close()
-            self._selector = selectors.DefaultSelector()
-            for obj in watched:
-                self._selector.register(obj, selectors.EVENT_READ)
-            self._watched = watched
         ready = {key.fileobj for key, _ in self._selector.select(self._wait_timeout())}
         self.turn(ready)
 
@@ -141,6 +135,7 @@ class Supervisor:
         self._selector.close()
         self._on_pool_events(self.pool.kill_all())
         self.pool.sweep_orphans(final=True)
+        self.pool.close()
         self.pollers.stop()
         self.senders.stop()
         for lane in self._abandoned:
@@ -196,9 +191,12 @@ class Supervisor:
 
     def _send(self) -> None:
         """Hand free senders the calls the outbox says are due."""
-        more_coming = self.pool.busy_count() > 0 and not self.stopping
+        # More results are sure to come while jobs run, messages wait for a
+        # slot, or a receive is out on a queue that the last one found deep.
+        more_coming = not self.stopping and (
+            self.pool.busy_count() > 0 or bool(self.held) or (self._deep and self.pollers.busy))
         while (lane := self.senders.free()) is not None:
-            call = self.settler.next_send(self.bus, more_coming)
+            call = self.settler.next_send(self.bus, more_coming, self.stopping)
             if call is None:
                 return
             lane.submit(call)

@@ -36,9 +36,12 @@ def box(clock: Callable[[], float] | None = None, senders: int = 1) -> Outbox:
 
 
 def drain(outbox: Outbox, bus: Any, more_coming: bool = False) -> list[Sent]:
-    """Run sender calls one at a time until nothing is due; return each call's Sent."""
+    """Run sender calls one at a time until nothing is due; return each call's Sent.
+
+    Without more coming, as when stopping: deletes go at once too.
+    """
     done = []
-    while (call := outbox.next_call(bus, S3, more_coming)) is not None:
+    while (call := outbox.next_call(bus, S3, more_coming, stopping=not more_coming)) is not None:
         sent = call()
         outbox.completed(sent)
         done.append(sent)
@@ -60,7 +63,21 @@ def deleted(sent: list[Sent]) -> list[tuple[Ticket, str]]:
 # -- when a call is due -----------------------------------------------------------------
 
 
-def test_light_load_sends_at_once() -> None:
+def test_light_load_publishes_at_once_and_deletes_wait_for_a_batch() -> None:
+    clock = Clock()
+    outbox = box(clock)
+    a = ticket("a")
+    outbox.publish(a, "{}")
+    publish = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert publish is not None
+    outbox.completed(publish())
+    assert outbox.next_call(FakeBus(), S3, more_coming=False) is None  # no one waits on a delete
+    clock.now += DELETE_LINGER
+    delete = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert delete is not None and delete().entries == [(a, "done")]
+
+
+def test_a_stop_sends_every_delete_at_once() -> None:
     outbox = box()
     a = ticket("a")
     outbox.publish(a, "{}")
@@ -79,6 +96,21 @@ def test_a_partial_batch_lingers_while_more_results_are_coming() -> None:
     clock.now = 100.0 + LINGER
     assert outbox.next_call(FakeBus(), S3, more_coming=True) is not None
     assert outbox.linger_until() is None  # the clock starts afresh with the next result
+
+
+def test_a_partial_batch_waits_while_one_of_its_kind_is_in_flight() -> None:
+    """It fills meanwhile; full batches overlap freely."""
+    outbox = box(senders=4)
+    for n in range(BATCH_MAX + 3):
+        outbox.publish(ticket(str(n)), "{}")
+    first = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
+    assert first is not None
+    assert outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None  # 3 wait: one is in flight
+    for n in range(BATCH_MAX - 3):
+        outbox.publish(ticket(f"more{n}"), "{}")
+    assert outbox.next_call(FakeBus(), S3, more_coming=True) is not None  # full again: it overlaps
+    outbox.completed(first())
+    assert len(outbox.deletes) == BATCH_MAX
 
 
 def test_a_full_batch_never_lingers() -> None:
@@ -227,16 +259,19 @@ def test_an_extension_in_flight_holds_back_the_delete_of_its_message() -> None:
     outbox = box(senders=3)
     a, b = ticket("a"), ticket("b")
     outbox.extend(a, 30)
-    extension = outbox.next_call(FakeBus(), S3, more_coming=False)
+    extension = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     assert extension is not None
     outbox.delete(a, "empty")
     outbox.delete(b, "empty")
     # b's delete may run beside a's extension; a's must wait for it.
-    delete_b = outbox.next_call(FakeBus(), S3, more_coming=False)
-    assert delete_b is not None and [t for t, _ in delete_b().entries] == [b]
-    assert outbox.next_call(FakeBus(), S3, more_coming=False) is None
+    delete_b = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
+    assert delete_b is not None
+    sent_b = delete_b()
+    assert [t for t, _ in sent_b.entries] == [b]
+    outbox.completed(sent_b)
+    assert outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None
     outbox.completed(extension())
-    delete_a = outbox.next_call(FakeBus(), S3, more_coming=False)
+    delete_a = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     assert delete_a is not None and [t for t, _ in delete_a().entries] == [a]
 
 
@@ -244,11 +279,11 @@ def test_no_extension_is_queued_while_a_delete_is_in_flight() -> None:
     outbox = box(senders=2)
     a = ticket("a")
     outbox.delete(a, "empty")
-    delete = outbox.next_call(FakeBus(), S3, more_coming=False)
+    delete = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     assert delete is not None
     outbox.extend(a, 30)  # the heartbeat, while the delete is under way
     assert outbox.extending(a)  # so the settler queues nothing more for it
-    assert outbox.next_call(FakeBus(), S3, more_coming=False) is None
+    assert outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None
     outbox.completed(delete())
     assert not outbox.extending(a) and len(outbox) == 0
 
@@ -258,11 +293,11 @@ def test_a_release_waits_for_the_extension_in_flight() -> None:
     outbox = box(senders=2)
     a = ticket("a")
     outbox.extend(a, 30)
-    extension = outbox.next_call(FakeBus(), S3, more_coming=False)
+    extension = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     outbox.release(a, 0)
-    assert extension is not None and outbox.next_call(FakeBus(), S3, more_coming=False) is None
+    assert extension is not None and outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None
     outbox.completed(extension())
-    release = outbox.next_call(FakeBus(), S3, more_coming=False)
+    release = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     assert release is not None and release().entries == [(a, 0)]
 
 
@@ -283,7 +318,7 @@ def test_messages_in_flight_stay_locked() -> None:
     outbox = box()
     a, b = ticket("a"), ticket("b")
     outbox.publish(a, "{}")
-    call = outbox.next_call(FakeBus(), S3, more_coming=False)
+    call = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     outbox.delete(b, "empty")
     assert set(map(id, outbox.waiting())) == {id(a), id(b)}
     assert call is not None
@@ -396,13 +431,13 @@ def test_a_release_waits_while_its_record_is_in_flight() -> None:
     outbox.publish_failure(t, "{}", ATTRS)
     outbox.release(t, 0)
     outbox.release(free, 5)
-    record = outbox.next_call(RecordingBus(), S3, more_coming=False)
+    record = outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True)
     assert record is not None
-    release_free = outbox.next_call(RecordingBus(), S3, more_coming=False)
+    release_free = outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True)
     assert release_free is not None and release_free().entries == [(free, 5)]  # not held back
-    assert outbox.next_call(RecordingBus(), S3, more_coming=False) is None  # t's release waits
+    assert outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True) is None  # t's release waits
     outbox.completed(record())
-    release = outbox.next_call(RecordingBus(), S3, more_coming=False)
+    release = outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True)
     assert release is not None and release().entries == [(t, 0)]
 
 
