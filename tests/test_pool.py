@@ -152,8 +152,8 @@ def consistent(pool: Pool) -> None:
     assert pool.busy_count() == sum(1 for c in children if c.state is State.BUSY)
     assert pool.live_count() == sum(1 for c in children if c.state not in (State.STOPPING, State.DEAD)
                                     and c.generation >= 0)
-    assert [r.job.job_id for r in pool.running()] == [c.running.job.job_id for c in children
-                                                      if c.state is State.BUSY and c.running is not None]
+    assert sorted(r.job.job_id for r in pool.running()) == sorted(
+        c.running.job.job_id for c in children if c.state is State.BUSY and c.running is not None)
     assert sorted(pool.waitables()) == sorted(fd for c in children for fd in c.fds())
     times = [t for c in children if (t := c.next_wakeup()) is not None]
     wakeup = pool.next_wakeup()
