@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sesshu.bus import BATCH_MAX, Bus, QueueInfo
-from sesshu.busio import BusHealth, Lane, Lanes, Received, receive
+from sesshu.bus import Bus, QueueInfo
+from sesshu.busio import BusHealth, Lanes, Received
 from sesshu.config import Config
 from sesshu.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
+from sesshu.intake import Intake
 from sesshu.messages import Rejected, RequestParser
 from sesshu.metrics import Metrics
 from sesshu.outbox import Sent
@@ -32,7 +33,6 @@ log = logging.getLogger("sesshu.supervisor")
 
 MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
-STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 
 
 @dataclass(frozen=True)
@@ -91,20 +91,17 @@ class Supervisor:
         self.held: deque[Ticket] = deque()
         self.stopping = False
         self.received = 0
-        self.pollers = Lanes("sesshu-poller", config.receivers, self.signals.wake, clock)
+        self.health = BusHealth(clock)
+        self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock)
         self.senders = Lanes("sesshu-sender", config.senders, self.signals.wake, clock)
-        self._asked: dict[int, int] = {}  # poller lane (by identity) -> messages its receive asked for
-        self._deep = False  # the last receive came back full: the queue holds more
         self._next_heartbeat = 0.0
         # The pool is one fd however many slots it has: it keeps its own selector current.
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
         self._selector.register(self.signals.wake_r, selectors.EVENT_READ)
         self._selector.register(self.pool, selectors.EVENT_READ)
-        self._abandoned: list[Lane] = []  # stalled pollers: they may still complete
         self._job_ids = itertools.count(1)
         self._drain_deadline: float | None = None
         self._exit_deadline: float | None = None
-        self.health = BusHealth(clock)
         self._boot_errors_seen: set[tuple[str, str]] = set()
 
     # -- the loop -------------------------------------------------------------
@@ -120,8 +117,7 @@ class Supervisor:
             self.signals.uninstall()
             # A lane still running may yet write a wake-up: close the pipe only
             # once neither can, or the write could land on a reused fd.
-            if (self.senders.join(5.0) and self.pollers.join(0.1)
-                    and all(lane.join(0.1) for lane in self._abandoned)):
+            if self.senders.join(5.0) and self.intake.join(0.1):
                 self.signals.close()
         log.info("stopped; outcomes: %s; bus requests: %s", self.settler.summary(), self._requests())
         return 0
@@ -136,15 +132,13 @@ class Supervisor:
         self._on_pool_events(self.pool.kill_all())
         self.pool.sweep_orphans(final=True)
         self.pool.close()
-        self.pollers.stop()
+        self.intake.stop()
         self.senders.stop()
-        for lane in self._abandoned:
-            lane.stop()
 
     def turn(self, ready: set[Any]) -> None:
         for signum in self.signals.drain(self.signals.wake_r in ready):
             self._on_signal(signum)
-        for received in [*self.pollers.take(), *(r for lane in self._abandoned for r in lane.take())]:
+        for received in self.intake.take():
             self._on_received(received)
         for sent in self.senders.take():
             self._on_sent(sent)
@@ -162,7 +156,7 @@ class Supervisor:
             self.settler.extend_visibility(now, [*((t, None) for t in self.held), *running])
             self.pool.sweep_orphans()
         self._send()
-        self._watchdog()
+        self.intake.watchdog()
         self._poll()
         if self.hooks.metrics is not None:
             self.hooks.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
@@ -180,8 +174,8 @@ class Supervisor:
         until = [now + MAX_WAIT]
         if (t := self.pool.next_wakeup()) is not None:
             until.append(t)
-        if self.pollers.free() is not None and not self.stopping and self.health.poll_after > now:
-            until.append(self.health.poll_after)
+        if not self.stopping and (t := self.intake.poll_after()) is not None:
+            until.append(t)
         if self.senders.free() is not None and (t := self.settler.outbox.linger_until()) is not None:
             until.append(t)
         for t2 in (self._drain_deadline, self._exit_deadline):
@@ -194,23 +188,12 @@ class Supervisor:
         # More results are sure to come while jobs run, messages wait for a
         # slot, or a receive is out on a queue that the last one found deep.
         more_coming = not self.stopping and (
-            self.pool.busy_count() > 0 or bool(self.held) or (self._deep and self.pollers.busy))
+            self.pool.busy_count() > 0 or bool(self.held) or (self.intake.deep and self.intake.busy))
         while (lane := self.senders.free()) is not None:
             call = self.settler.next_send(self.bus, more_coming, self.stopping)
             if call is None:
                 return
             lane.submit(call)
-
-    def _watchdog(self) -> None:
-        now = self.clock()
-        for lane in list(self.pollers.lanes):
-            stalled = now - lane.since
-            if lane.busy and stalled > self.config.poll_interval + STALL_SLACK:
-                # A thread cannot be killed; abandon it. Whatever it receives
-                # later still arrives as a completion and is handled as usual.
-                log.error("polling has stalled for %.0f s; starting a new poller", stalled)
-                self._abandoned.append(lane)
-                self.pollers.replace(lane)
 
     # -- signals --------------------------------------------------------------
 
@@ -286,7 +269,7 @@ class Supervisor:
     def finished(self) -> bool:
         if not self.stopping or self.pool.children or self.settler.outbox or self.senders.busy:
             return False
-        if not self.pollers.busy:
+        if not self.intake.busy:
             return True
         if self._exit_deadline is None:
             self._exit_deadline = self.clock() + EXIT_GRACE
@@ -295,34 +278,13 @@ class Supervisor:
     # -- receiving ------------------------------------------------------------
 
     def _poll(self) -> None:
-        if self.stopping or self.clock() < self.health.poll_after:
-            return
-        while (lane := self.pollers.free()) is not None:
-            in_flight = [other for other in self.pollers.lanes if other.busy]
-            asking = sum(self._asked.get(id(other), 0) for other in in_flight)
-            want = len(self.pool.idle()) + self.config.prefetch - len(self.held) - asking
-            if want <= 0 or self.settler.outbox.backlogged():
-                return  # backpressure: results waiting to be sent come first
-            if in_flight:
-                # A second receive at once only for a full batch from a queue
-                # that the last receive found deep: otherwise it would only
-                # split the same messages over more billed requests.
-                if not self._deep or want < BATCH_MAX:
-                    return
-            elif self.held and want < min(BATCH_MAX, self.pool.size + self.config.prefetch):
-                # While held messages keep the workers busy, wait until a full
-                # batch can be asked for: each receive is a billed request.
-                return
-            n, wait_s = min(want, BATCH_MAX), self.config.poll_interval
-            self._asked[id(lane)] = n
-            lane.submit(partial(receive, self.bus, n, wait_s))
+        if self.stopping or self.settler.outbox.backlogged():
+            return  # backpressure: results waiting to be sent come first
+        prefetch = self.config.prefetch
+        self.intake.poll(len(self.pool.idle()) + prefetch - len(self.held), len(self.held),
+                         self.pool.size + prefetch)
 
     def _on_received(self, received: Received) -> None:
-        if received.error is not None:
-            self.health.receive_failed(received.error)
-            return
-        self.health.received()
-        self._deep = len(received.messages) >= received.asked > 0
         self.received += len(received.messages)
         visible_until = received.started + self.settler.visibility()
         for message in received.messages:

@@ -150,7 +150,7 @@ def test_an_unexpected_error_while_parsing_retries_that_message_only(caplog: pyt
         crash = next(r for r in caplog.records if r.getMessage() == "internal error on message m-bug")
         assert crash.exc_info is not None and crash.exc_info[0] is KeyError
     finally:
-        sup.pollers.stop()
+        sup.intake.stop()
         sup.senders.stop()
 
 

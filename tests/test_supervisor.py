@@ -101,7 +101,7 @@ class Rig:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out after {timeout} s waiting for {what} (held "
                                    f"{len(self.sup.held)}, busy {self.pool.busy_count()}, "
-                                   f"polling {self.sup.pollers.busy})")
+                                   f"polling {self.sup.intake.busy})")
             self.sup.tick()
             if check is not None:
                 check()
@@ -124,7 +124,7 @@ class Rig:
         self.sup.close()
         # The lanes may still be inside a bus call; the wake-up pipe must
         # outlive them, or a late wake() would write into a recycled fd.
-        if self.sup.pollers.join(5.0) and self.sup.senders.join(5.0):
+        if self.sup.intake.join(5.0) and self.sup.senders.join(5.0):
             self.sup.signals.close()
 
 
@@ -299,7 +299,7 @@ def test_begin_stop_releases_held_messages_and_stops_receiving(rigs: Callable[..
     rig.tick_until(rig.full_strength, "two idle workers")
     ids = [bus.send(request("chaos:sleep:1.5")) for _ in range(4)]
     # How many are held depends on how the receives fell; at least one is.
-    rig.tick_until(lambda: rig.sup.held and rig.pool.busy_count() == 2 and not rig.sup.pollers.busy,
+    rig.tick_until(lambda: rig.sup.held and rig.pool.busy_count() == 2 and not rig.sup.intake.busy,
                    "two running jobs and a held message")
     held = {t.message.message_id for t in rig.sup.held}
     receives = len(bus.asked)
@@ -412,9 +412,9 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
     """A receive that outlives all its timeouts (a half-open socket) must not stop the daemon."""
     import threading
 
-    import sesshu.supervisor as supervisor_module
+    import sesshu.intake as intake_module
 
-    monkeypatch.setattr(supervisor_module, "STALL_SLACK", 0.5)
+    monkeypatch.setattr(intake_module, "STALL_SLACK", 0.5)
     caplog.set_level(logging.ERROR, logger="sesshu.supervisor")
     stuck = threading.Event()
     release = threading.Event()
@@ -428,10 +428,10 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
     bus.on_receive = hang_first
     rig = rigs(bus, make_config())
     rig.tick_until(stuck.is_set, "the first receive to hang")
-    (first,) = rig.sup.pollers.lanes
+    (first,) = rig.sup.intake.lanes.lanes
     bus.send(request("chaos:echo:through"))
     rig.tick_until(lambda: bus.published, "a result through a new poller")
-    assert first not in rig.sup.pollers.lanes and first in rig.sup._abandoned
+    assert first not in rig.sup.intake.lanes.lanes and first in rig.sup.intake.abandoned
     assert "polling has stalled" in caplog.text
     release.set()  # the abandoned receive still completes, and is handled as usual
     rig.tick_until(lambda: not first.busy, "the late completion to be handled")

@@ -1,0 +1,100 @@
+"""The receive side of the loop: how many messages to ask for, and the lanes that ask.
+
+The :class:`Intake` owns the poller lanes, what each receive under way asked
+for, whether the queue looked deep, the backoff after a failed receive, and
+the pollers abandoned as stalled. The supervisor says how many messages it
+could take; the intake decides whether a receive is worth its request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from functools import partial
+
+from sesshu.bus import BATCH_MAX, Bus
+from sesshu.busio import BusHealth, Lane, Lanes, Received, receive
+
+log = logging.getLogger("sesshu.supervisor")
+
+STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
+
+
+class Intake:
+    def __init__(self, bus: Bus, count: int, poll_seconds: int, health: BusHealth,
+                 wake: Callable[[], None], clock: Callable[[], float]) -> None:
+        self._bus = bus
+        self._poll_seconds = poll_seconds
+        self._health = health
+        self._clock = clock
+        self.lanes = Lanes("sesshu-poller", count, wake, clock)
+        self._asked: dict[int, int] = {}  # poller lane (by identity) -> messages its receive asked for
+        self.deep = False  # the last receive came back full: the queue holds more
+        self.abandoned: list[Lane] = []  # stalled pollers: they may still complete
+
+    @property
+    def busy(self) -> bool:
+        return self.lanes.busy
+
+    def poll_after(self) -> float | None:
+        """When a free poller may receive again after a failure, if that is still ahead."""
+        if self.lanes.free() is None or self._health.poll_after <= self._clock():
+            return None
+        return self._health.poll_after
+
+    def poll(self, room: int, held: int, full: int) -> None:
+        """Receive for ``room`` messages (idle slots plus prefetch, minus the ``held`` ones).
+
+        ``full`` is what the pool could ever take at once: while held
+        messages keep the workers busy, a receive waits until it can ask for
+        a full batch of that, since each receive is a billed request.
+        """
+        if self._clock() < self._health.poll_after:
+            return
+        while (lane := self.lanes.free()) is not None:
+            in_flight = [other for other in self.lanes.lanes if other.busy]
+            want = room - sum(self._asked.get(id(other), 0) for other in in_flight)
+            if want <= 0:
+                return
+            if in_flight:
+                # A second receive at once only for a full batch from a queue
+                # that the last receive found deep: otherwise it would only
+                # split the same messages over more billed requests.
+                if not self.deep or want < BATCH_MAX:
+                    return
+            elif held and want < min(BATCH_MAX, full):
+                return
+            n = min(want, BATCH_MAX)
+            self._asked[id(lane)] = n
+            lane.submit(partial(receive, self._bus, n, self._poll_seconds))
+
+    def take(self) -> list[Received]:
+        """Receives that came back with messages; a failure only sets the backoff (and logs once)."""
+        out = []
+        for received in [*self.lanes.take(), *(r for lane in self.abandoned for r in lane.take())]:
+            if received.error is not None:
+                self._health.receive_failed(received.error)
+                continue
+            self._health.received()
+            self.deep = len(received.messages) >= received.asked > 0
+            out.append(received)
+        return out
+
+    def watchdog(self) -> None:
+        now = self._clock()
+        for lane in list(self.lanes.lanes):
+            stalled = now - lane.since
+            if lane.busy and stalled > self._poll_seconds + STALL_SLACK:
+                # A thread cannot be killed; abandon it. Whatever it receives
+                # later still arrives as a completion and is handled as usual.
+                log.error("polling has stalled for %.0f s; starting a new poller", stalled)
+                self.abandoned.append(lane)
+                self.lanes.replace(lane)
+
+    def stop(self) -> None:
+        self.lanes.stop()
+        for lane in self.abandoned:
+            lane.stop()
+
+    def join(self, timeout: float) -> bool:
+        return self.lanes.join(timeout) and all(lane.join(0.1) for lane in self.abandoned)
