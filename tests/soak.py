@@ -237,7 +237,10 @@ class Soak:
                 if not ledger.lost():
                     break
                 # Nothing left anywhere for a while: what is missing will not come.
-                if queue_depth(moto, dep.queue_url) > 0:
+                # The results queue and the DLQ count too: moto's receive races
+                # (see the report) also hit our own collectors, and what a failed
+                # receive marked received stays hidden for its visibility timeout.
+                if any(queue_depth(moto, url) for url in (dep.queue_url, dep.results_queue_url, dep.dlq_url)):
                     idle_since = None
                 elif idle_since is None:
                     idle_since = now
@@ -248,10 +251,16 @@ class Soak:
         for d in daemons:
             if d.proc is not None and d.proc.poll() is None:
                 d.stop(signal.SIGTERM, timeout=60)
-        self.collect(dep.results_queue_url, ledger.results, envelope=False)
-        self.collect(dep.dlq_url, ledger.dead, envelope=True)
-        for reader in readers.values():
-            reader.read(ledger)
+        # Collect until nothing is left, hidden or not, in the results queue and the DLQ.
+        settle_by = time.monotonic() + 60
+        while True:
+            self.collect(dep.results_queue_url, ledger.results, envelope=False, wait=1)
+            self.collect(dep.dlq_url, ledger.dead, envelope=True)
+            for reader in readers.values():
+                reader.read(ledger)
+            hidden = queue_depth(moto, dep.results_queue_url) + queue_depth(moto, dep.dlq_url)
+            if not ledger.lost() or not hidden or time.monotonic() > settle_by:
+                break
         return self.report(moto, dep, daemons, orphans, crashes)
 
     def kill_a_worker(self, daemons: list[Daemon]) -> None:
