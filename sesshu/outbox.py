@@ -67,8 +67,11 @@ class Outbox:
         self._delete_since: float | None = None
         self._in_sqs: set[int] = set()  # tickets with a visibility change or delete in flight
         self._in_flight: dict[int, Any] = {}  # tickets with an upload or publish in flight
-        self.calls_in_flight = 0
         self._kinds_in_flight: Counter[str] = Counter()
+        # What SNS counts of each queued result or record, by ticket: computed
+        # once when queued, since a 200 KiB document costs its encoding each time.
+        self._sizes: dict[int, int] = {}
+        self._publish_bytes = 0  # of everything in ``publishes``
         # S3 keys stored by earlier uploads (oldest first, bounded). The key is
         # the message's own, so when a result whose pointer failed to publish
         # comes back, only the pointer goes out again.
@@ -79,14 +82,25 @@ class Outbox:
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
                 + len(self.failures) + len(self.extensions) + self.calls_in_flight)
 
+    @property
+    def calls_in_flight(self) -> int:
+        return self._kinds_in_flight.total()
+
     # -- queuing: each outcome drops its ticket's pending extension, here and
     # only here, so no caller can forget it and let an extension follow a release.
 
-    def publish(self, ticket: Any, document: str, attributes: Attributes | None = None) -> None:
+    def publish(self, ticket: Any, document: str, attributes: Attributes | None = None, *,
+                size: int | None = None, first: bool = False) -> None:
+        """Queue a result (``first``: ahead of the others); ``size`` is what SNS counts, if known."""
         self.extensions.pop(id(ticket), None)
         if not self.publishes:
             self._publish_since = self._clock()
-        self.publishes.append((ticket, document, attributes or {}))
+        entry = (ticket, document, attributes or {})
+        self._publish_bytes += self._measure(entry, size)
+        if first:
+            self.publishes.appendleft(entry)
+        else:
+            self.publishes.append(entry)
 
     def upload(self, ticket: Any, document: str, key: str, pointer: str,
                attributes: Attributes | None = None) -> None:
@@ -100,7 +114,9 @@ class Outbox:
         """Queue a failure record; the ticket's release, queued next, waits until it has been sent."""
         self.extensions.pop(id(ticket), None)
         self._records.add(id(ticket))
-        self.failures.append((ticket, record, attributes))
+        entry = (ticket, record, attributes)
+        self._measure(entry, None)
+        self.failures.append(entry)
 
     def delete(self, ticket: Any, outcome: str = "empty") -> None:
         self.extensions.pop(id(ticket), None)
@@ -187,7 +203,6 @@ class Outbox:
         A published result's delete is queued now, and an uploaded result's
         pointer is queued for publishing (first, so it is not held back).
         """
-        self.calls_in_flight -= 1
         self._kinds_in_flight[sent.kind] -= 1
         if sent.kind in (sending.VISIBILITY, sending.DELETE):
             self._in_sqs.difference_update(id(e[0]) for e in sent.entries)
@@ -203,15 +218,11 @@ class Outbox:
         elif sent.kind == sending.UPLOAD:
             for ticket, _, key, pointer, attributes in sent.succeeded():
                 self._remember(key)
-                self.extensions.pop(id(ticket), None)
-                if not self.publishes:
-                    self._publish_since = self._clock()
-                self.publishes.appendleft((ticket, pointer, attributes))
+                self.publish(ticket, pointer, attributes, first=True)
 
     # -- helpers -----------------------------------------------------------------
 
     def _flying(self, kind: str, call: Callable[[], Sent]) -> Callable[[], Sent]:
-        self.calls_in_flight += 1
         self._kinds_in_flight[kind] += 1
         return call
 
@@ -249,30 +260,34 @@ class Outbox:
         """Ten results, or no room left for one more like the last: lingering would gain nothing."""
         if len(self.publishes) >= BATCH_MAX:
             return True
-        sizes = [_size(entry) for entry in self.publishes]
-        return sum(sizes) + sizes[-1] > SNS_MAX_BYTES
+        return self._publish_bytes + self._sizes[id(self.publishes[-1][0])] > SNS_MAX_BYTES
 
-    @staticmethod
-    def _take_publishes(queue: deque[tuple[Any, str, Attributes]]) -> list[tuple[Any, str, Attributes]]:
+    def _take_publishes(self, queue: deque[tuple[Any, str, Attributes]]) -> list[tuple[Any, str, Attributes]]:
         # One PublishBatch carries at most ten messages and 256 KiB of them
         # all together (what SNS counts: bodies and attributes). A lone
         # message always goes (the settler made sure that it fits on its own).
         size = 0
         batch: list[tuple[Any, str, Attributes]] = []
         while queue and len(batch) < BATCH_MAX:
-            n = _size(queue[0])
+            n = self._sizes[id(queue[0][0])]
             if batch and size + n > SNS_MAX_BYTES:
                 break
             size += n
             batch.append(queue.popleft())
+            del self._sizes[id(batch[-1][0])]
+        if queue is self.publishes:
+            self._publish_bytes -= size
         return batch
+
+    def _measure(self, entry: tuple[Any, str, Attributes], size: int | None) -> int:
+        _, document, attributes = entry
+        if size is None:
+            size = message_size(document, string_attributes(attributes))
+        self._sizes[id(entry[0])] = size
+        return size
 
     def _remember(self, key: str) -> None:
         self.stored[key] = None
         while len(self.stored) > STORED_KEYS:
             del self.stored[next(iter(self.stored))]
 
-
-def _size(entry: tuple[Any, str, Attributes]) -> int:
-    _, document, attributes = entry
-    return message_size(document, string_attributes(attributes))

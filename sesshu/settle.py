@@ -65,7 +65,7 @@ class Settler:
             # Above the threshold, S3 even where SNS would take it: botocore
             # encodes a big SNS body twice, while PutObject sends it as it is.
             if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
-                self.outbox.publish(ticket, document, attrs)
+                self.outbox.publish(ticket, document, attrs, size=size)
             elif self.config.s3_bucket:
                 key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
                 where = json.dumps({"bucket": self.config.s3_bucket, "key": key})

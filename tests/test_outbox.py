@@ -495,3 +495,25 @@ def test_a_pointer_goes_with_its_own_attributes() -> None:
     outbox.upload(ticket("1"), "huge", "k", '{"result_s3":{}}', pointer)
     drain(outbox, bus)
     assert bus.published == ['{"result_s3":{}}'] and bus.attributes == [pointer]
+
+
+def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
+    """Every turn asks whether the batch is full; a 200 KiB document must not be encoded again each time."""
+    import sesshu.outbox as outbox_module
+
+    measured: list[str] = []
+    real = outbox_module.message_size
+
+    def counting(body: str, attributes: Any = None) -> int:
+        measured.append(body)
+        return real(body, attributes)
+
+    monkeypatch.setattr(outbox_module, "message_size", counting)
+    outbox = box()
+    for n in range(3):
+        outbox.publish(ticket(str(n)), document(1000, str(n)))
+    for _ in range(50):
+        assert outbox.next_call(FakeBus(), S3, more_coming=True) is None  # lingering
+    assert len(measured) == 3
+    drain(outbox, FakeBus())
+    assert len(measured) == 3 and len(outbox) == 0
