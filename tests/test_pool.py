@@ -101,12 +101,17 @@ def test_a_deadline_passes_when_the_clock_says_so(rig: tuple[Pool, FakeClock]) -
     assert pool.children[0].kill_at == clock.now + 1.0  # the master's own SIGKILL, after the keeper's
 
 
+def run_one(pool: Pool, job: Job) -> JobFinished:
+    """Run one job on an idle slot; its JobFinished."""
+    drive(pool, idle(pool), "an idle slot")
+    pool.assign(pool.idle()[0], job, ticket(), 30.0)
+    events = drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
+    return next(e for e in events if isinstance(e, JobFinished))
+
+
 def test_a_finished_job_is_swept_before_the_slot_is_idle_again(rig: tuple[Pool, FakeClock]) -> None:
     pool, _ = rig
-    drive(pool, idle(pool), "an idle slot")
-    pool.assign(pool.idle()[0], Job(7, "chaos", "chaos:echo:x"), ticket(), 30.0)
-    events = drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
-    finished = next(e for e in events if isinstance(e, JobFinished))
+    finished = run_one(pool, Job(7, "chaos", "chaos:echo:x"))
     assert finished.result.status == "done" and finished.running.job.job_id == 7
     assert pool.children[0].state in (State.SWEEPING, State.IDLE)
     drive(pool, idle(pool), "the keeper's sweep")
@@ -233,8 +238,5 @@ def test_a_turn_asks_only_the_slots_with_something_to_say(monkeypatch: pytest.Mo
 def test_what_the_fork_server_imported_is_frozen_out_of_the_gcs_reach(rig: tuple[Pool, FakeClock]) -> None:
     """A collection in a slot would write to every object it walks, and unshare its page."""
     pool, _ = rig
-    drive(pool, idle(pool), "an idle slot")
-    pool.assign(pool.idle()[0], Job(8, "chaos", "chaos:frozen"), ticket(), 30.0)
-    events = drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
-    finished = next(e for e in events if isinstance(e, JobFinished))
+    finished = run_one(pool, Job(8, "chaos", "chaos:frozen"))
     assert json.loads(finished.result.payload)["frozen"] > 10_000  # the preloaded modules' objects
