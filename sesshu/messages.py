@@ -15,14 +15,13 @@ returns a :class:`Request` or raises :class:`Rejected`, for any ``str``.
 
 from __future__ import annotations
 
-import itertools
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from cerberus import Validator
 
+from sesshu import nesting
 from sesshu.config import valid_plugin_name
 from sesshu.text import loggable
 
@@ -35,12 +34,6 @@ _ENVELOPE = {
     "Type": {"type": "string", "allowed": ["Notification"], "required": True},
     "Message": {"type": "string", "required": True},
 }
-# A JSON string token, so that brackets inside strings are not counted. An
-# unterminated string runs to the end of the text, so every match that starts
-# succeeds without backtracking: the scan stays linear on any input.
-_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 # What cerberus is shown in place of a list or an object: still "not a string".
 _CONTAINER = 0
 
@@ -124,16 +117,7 @@ def _check_size(text: str, what: str) -> None:
 
 
 def _check_depth(text: str, what: str) -> None:
-    """Refuse JSON nested deeper than MAX_DEPTH, before any parser recurses into it.
-
-    For valid JSON this counts exactly; invalid JSON that slips through is
-    refused by ``json.loads`` next.
-    """
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
-    if len(brackets) <= MAX_DEPTH:
-        return  # too few brackets to be too deep: the common case
-    deepest = max(itertools.accumulate(_STEP[ch] for ch in brackets))
-    if deepest > MAX_DEPTH:
+    if nesting.deeper_than(text, MAX_DEPTH):
         raise Rejected(f"{what} is nested deeper than {MAX_DEPTH} levels")
 
 

@@ -15,9 +15,10 @@ be wrong into :class:`ProtocolError`, so no frame can raise anything else.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from sesshu import nesting
 
 Status = Literal["done", "empty", "rejected", "failed"]
 STATUSES = ("done", "empty", "rejected", "failed")
@@ -133,29 +134,6 @@ def _text(doc: dict[str, Any], key: str, default: str | None = None) -> str:
 
 
 def check_depth(data: bytes, limit: int) -> None:
-    """Refuse JSON nested deeper than ``limit`` before a recursive parser sees it.
-
-    Brackets inside strings do not count. The scan visits only quotes,
-    backslash escapes and brackets, found by the regex engine, so it costs
-    little beside the ``json.loads`` that follows.
-    """
-    depth = 0
-    in_string = False
-    for match in _STRUCTURAL.finditer(data):
-        token = match.group()
-        if in_string:
-            if token == b'"':
-                in_string = False
-            continue  # an escape pair, or a bracket inside a string
-        if token == b'"':
-            in_string = True
-        elif token in (b"[", b"{"):
-            depth += 1
-            if depth > limit:
-                raise ProtocolError(f"JSON nested deeper than {limit} levels")
-        elif token in (b"]", b"}"):
-            depth -= 1
-
-
-# A backslash and the byte it escapes form one token, so an escaped quote never ends a string.
-_STRUCTURAL = re.compile(rb'\\.|["\[\]{}]', re.DOTALL)
+    """Refuse JSON nested deeper than ``limit`` before a recursive parser sees it."""
+    if nesting.deeper_than(data, limit):
+        raise ProtocolError(f"JSON nested deeper than {limit} levels")
