@@ -11,6 +11,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from sesshu import formbody
+
 if TYPE_CHECKING:
     from sesshu.provision import Deployment
 
@@ -30,8 +32,9 @@ def client(service: str, args: argparse.Namespace, resource: str | None) -> Any:
     # the ARN (or queue URL) beats boto3's default; an explicit --region wins.
     region = args.region or (region_of(resource) if resource and resource.startswith("arn:") else None)
     config = Config(connect_timeout=5, read_timeout=LONG_POLL + 10, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.session.Session().client(service, region_name=region, endpoint_url=args.endpoint_url,
+    made = boto3.session.Session().client(service, region_name=region, endpoint_url=args.endpoint_url,
                                           config=config)
+    return formbody.install(made) if service == "sns" else made
 
 
 def topic_arn(sns: Any, topic: str) -> str:

@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sesshu import formbody
 from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility, string_attributes
 
 CONNECT_TIMEOUT = 5
@@ -51,7 +52,7 @@ class SqsSnsBus:
         self._receiver = session.client("sqs", endpoint_url=endpoint_url, config=config(poll_seconds + 10))
         self.max_wait = poll_seconds
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
-        self._sns = session.client("sns", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
+        self._sns = formbody.install(session.client("sns", endpoint_url=endpoint_url, config=config(READ_TIMEOUT)))
         self._session, self._endpoint_url = session, endpoint_url
         self._s3: Any = None  # made on first use: most deployments never need it
         self.topic = topic
