@@ -18,17 +18,24 @@ from typing import Any
 # What urllib.parse.quote_plus leaves alone; it writes a space as "+".
 _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"
 _KEEP = _SAFE + b" "
-# "%" goes first: every later replacement writes one.
-_ORDER = (b"%", *(bytes((b,)) for b in range(256) if b not in _KEEP and b != ord("%")))
-_ESCAPE = {byte: b"%%%02X" % byte[0] for byte in _ORDER}
+_UNSAFE = [b for b in range(256) if b not in _KEEP]
+_BYTE = [bytes((b,)) for b in range(256)]
+_ESCAPE = [b"%%%02X" % b for b in range(256)]
+_PERCENT = ord("%")
 
 
 def quote_plus(data: bytes) -> bytes:
     """``urllib.parse.quote_plus(data)``, as bytes."""
     unsafe = data.translate(None, _KEEP)
-    for byte in _ORDER:
-        if byte in unsafe:
-            data = data.replace(byte, _ESCAPE[byte])
+    if unsafe:
+        # A set of a long text's unsafe bytes costs more than asking, for each
+        # possible value, whether it is there (a memchr).
+        present = set(unsafe) if len(unsafe) <= 4096 else {b for b in _UNSAFE if _BYTE[b] in unsafe}
+        if _PERCENT in present:  # first: every other replacement writes one
+            present.discard(_PERCENT)
+            data = data.replace(b"%", b"%25")
+        for b in present:
+            data = data.replace(_BYTE[b], _ESCAPE[b])
     return data.replace(b" ", b"+")
 
 
