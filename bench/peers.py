@@ -25,7 +25,7 @@ from typing import Any
 from bench.common import Bench, Figure, Section, at, ceilings, check, median, progress, quiet_env, table, wait_until
 from bench.feeder import Body, Feeder, client, make_queue, make_topic
 from bench.proxy import CountingProxy
-from bench.throughput import CpuMeter, _measure, sesshud_round
+from bench.throughput import CpuMeter, _measure, server_ms, sesshud_round
 
 TARGETS = {0.0: 5.0, 0.020: 10.0}  # by round trip; issue #12
 
@@ -130,6 +130,8 @@ def run(bench: Bench) -> Section:
         if target and ratio < target:
             fastest = max(ses, key=lambda r: r["rate"])
             note += ". " + ceilings(fastest, target_rate=target * r_cel, server=bench.server_name)
+            if delay:
+                note += f"; the server's time per request in that run, in ms: {server_ms(fastest)}"
         section.figures.append(Figure(f"sesshud / Celery prefork -c 4 (kombu SQS), no-op + SNS publish{at(delay)}",
                                       f"{ratio:.2f}x", f">= {target:g}x" if target else "",
                                       check(ratio, at_least=target) if target else None, note))

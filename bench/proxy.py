@@ -5,7 +5,8 @@ by operation, named from the ``X-Amz-Target`` header (SQS's JSON protocol)
 or the ``Action=`` form field (SNS's query protocol), with the service taken
 from the request's signing scope. For batch operations it also counts the
 entries, and for ``ReceiveMessage`` the messages returned, so batch sizes
-can be reported, and the largest request body per operation. ``GET /__bench__/counts`` answers the counts as JSON.
+can be reported, the largest request body per operation, and how long the
+server took to answer (the injected delay left out). ``GET /__bench__/counts`` answers the counts as JSON.
 
 It can also play the network between a host and AWS: ``--delay-ms`` holds
 every relayed request for that long, half before it goes upstream and half
@@ -53,17 +54,20 @@ class _Counts:
         self.requests: Counter[str] = Counter()
         self.entries: Counter[str] = Counter()
         self.largest: dict[str, int] = {}  # largest request body, bytes
+        self.upstream_us: Counter[str] = Counter()  # time the server took to answer, the delay left out
         self.lock = threading.Lock()
 
-    def add(self, op: str, requests: int, entries: int, size: int = 0) -> None:
+    def add(self, op: str, requests: int, entries: int, size: int = 0, upstream: float = 0.0) -> None:
         with self.lock:
             self.requests[op] += requests
             self.entries[op] += entries
             self.largest[op] = max(self.largest.get(op, 0), size)
+            self.upstream_us[op] += round(upstream * 1e6)
 
     def snapshot(self) -> dict[str, dict[str, int]]:
         with self.lock:
-            return {"requests": dict(self.requests), "entries": dict(self.entries), "largest": dict(self.largest)}
+            return {"requests": dict(self.requests), "entries": dict(self.entries), "largest": dict(self.largest),
+                    "upstream_us": dict(self.upstream_us)}
 
 
 class _Server(ThreadingHTTPServer):
@@ -137,12 +141,13 @@ class _Handler(BaseHTTPRequestHandler):
         half = self.server.delay / 2
         if half > 0:
             time.sleep(half)  # this connection's own thread: other requests go on meanwhile
+        sent = time.monotonic()
         try:
             status, reply_headers, reply = self._exchange(body, headers)
         except (OSError, http.client.HTTPException) as exc:
             status, reply_headers, reply = 502, {"Content-Type": "text/plain"}, f"bench proxy: {exc}".encode()
-        if op == "sqs:ReceiveMessage" and status == 200:
-            self.server.counts.add(op, 0, _received(reply))
+        self.server.counts.add(op, 0, _received(reply) if op == "sqs:ReceiveMessage" and status == 200 else 0,
+                               upstream=time.monotonic() - sent)
         if half > 0:
             time.sleep(half)
         self._answer(status, reply_headers, reply)

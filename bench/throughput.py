@@ -79,10 +79,16 @@ def _measure(feeder: Feeder, meter: CpuMeter, warmup: float, window: float,
     out: dict[str, Any] = {"rate": rate, "jobs": jobs, "cpu": cpu}
     if proxy:
         after = proxy.counts()
-        for key in ("requests", "entries"):
-            a, b = after[key], before[key]
+        for key in ("requests", "entries", "upstream_us"):
+            a, b = after.get(key, {}), before.get(key, {})
             out[key] = {op: n - b.get(op, 0) for op, n in a.items() if n - b.get(op, 0)}
     return out
+
+
+def server_ms(r: dict[str, Any]) -> str:
+    """Milliseconds the server took per request, by operation, in a window measured through the proxy."""
+    spent, made = r.get("upstream_us", {}), r.get("requests", {})
+    return ", ".join(f"{op.split(':')[1]} {spent[op] / made[op] / 1000:.1f}" for op in sorted(spent) if made.get(op))
 
 
 def raw_round(bench: Bench, warmup: float, window: float, *, proxy: CountingProxy | None = None,
@@ -154,7 +160,7 @@ def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: Counting
 def _cpu_row(label: str, r: dict[str, Any]) -> list[Any]:
     jobs = max(1, r["jobs"])
     parts = ", ".join(f"{k} {1000 * v / jobs:.2f}" for k, v in r["cpu"].items())
-    return [label, f"{r['rate']:.0f}", r["jobs"], parts]
+    return [label, f"{r['rate']:.0f}", r["jobs"], parts, server_ms(r) or "-"]
 
 
 def _rounds(bench: Bench, delay: float, rounds: int, warmup: float,
@@ -208,5 +214,6 @@ def run(bench: Bench) -> Section:
         section.details.append(
             f"{how.capitalize()}: windows of {win:g} s after {warmup:g} s of warm-up; ~50 messages kept waiting."
             "\n\n"
-            + table(["run", "jobs/s", "jobs in window", "CPU ms per job, by process"], rows))
+            + table(["run", "jobs/s", "jobs in window", "CPU ms per job, by process",
+                     "server ms per request (through the proxy, its delay left out)"], rows))
     return section
