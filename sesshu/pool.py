@@ -105,6 +105,9 @@ class Pool:
     def busy_count(self) -> int:
         return self._index.count(State.BUSY)
 
+    def idle_count(self) -> int:
+        return self._index.count(State.IDLE)
+
     def live_count(self) -> int:
         return self._index.counted()
 

@@ -281,7 +281,7 @@ class Supervisor:
         if self.stopping or self.settler.outbox.backlogged():
             return  # backpressure: results waiting to be sent come first
         prefetch = self.config.prefetch
-        self.intake.poll(len(self.pool.idle()) + prefetch - len(self.held), len(self.held),
+        self.intake.poll(self.pool.idle_count() + prefetch - len(self.held), len(self.held),
                          self.pool.size + prefetch)
 
     def _on_received(self, received: Received) -> None:
