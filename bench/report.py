@@ -15,9 +15,10 @@ METHOD = """\
   from the queue (sent minus visible minus in flight), the same measure for every contender.
 - **Server**: moto's threaded werkzeug server closes every HTTP connection after one request, so every request
   of every client pays a TCP connect and a server thread; this weighs on both sides of each comparison alike
-  (real SQS keeps connections alive). `bench/motoserver.py` patches three moto hot spots with code computing the
+  (real SQS keeps connections alive). `bench/motoserver.py` patches four moto hot spots with code computing the
   same values (a datetime-based clock called twice per queued message per scan; all queue attributes recomputed
-  per received message and per requested name); `--stock-moto` runs it unpatched.
+  per received message and per requested name; the dispatcher listing moto's package directory on disk, under a
+  lock, for every request); `--stock-moto` runs it unpatched.
 - **Processes**: sesshud, the raw boto3 loop (`bench/rawloop.py`), Celery and the server each run as their own
   process; CPU per job is read from `/proc` (psutil) over each measuring window.
 - **Round trips**: on loopback a request costs well under a millisecond, against tens of milliseconds to real
