@@ -51,15 +51,15 @@ def test_fields_that_are_not_all_text_are_left_to_botocore() -> None:
 
 
 @pytest.fixture
-def sent_bodies(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     for key, value in FAKE_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
-    return []
 
 
-def test_the_daemons_sns_client_sends_the_encoded_body(moto: BusServer, deployment: Deployment,
-                                                       sent_bodies: list[Any]) -> None:
+@pytest.mark.usefixtures("credentials")
+def test_the_daemons_sns_client_sends_the_encoded_body(moto: BusServer, deployment: Deployment) -> None:
     bus = SqsSnsBus(deployment.queue_url, deployment.results_topic, region=REGION, endpoint_url=moto.url)
+    sent_bodies: list[Any] = []
     bus._sns.meta.events.register("before-send.sns", lambda request, **_: sent_bodies.append(request.body))
     # Every kind of byte a result can hold: quotes, brackets, "%", "+", spaces, non-ASCII, controls.
     documents = [json.dumps({"target": f"t{i}", "plugin": "p", "result": text}, ensure_ascii=False)
