@@ -61,7 +61,7 @@ def run(bench: Bench) -> Section:
     base = MANY[0]
     for n in MANY[1:]:
         ratio = rates[n] / rates[base]
-        each = ", ".join(f"{a / b:.2f}x" for a, b in zip(runs[n], runs[base], strict=False))
+        each = ", ".join(f"{a / b:.2f}x" for a, b in zip(runs[n], runs[base], strict=True))
         section.figures.append(Figure(f"http_robots, 100 ms site: jobs/s at {n} workers over {base} workers",
                                       f"{ratio:.2f}x", f">= {TARGET_MANY}x", check(ratio, at_least=TARGET_MANY),
                                       f"{rates[n]:.0f} vs {rates[base]:.0f} jobs/s, mean of {len(runs[n])} "

@@ -14,8 +14,9 @@ dispatcher lists its own package directory on disk (a ``listdir`` and a
 :func:`patch_moto` replaces exactly those four hot spots with code that
 computes the same values (``time.time()`` for the clock, one attribute read
 for the retention period, one attribute pass per request, the module list
-read once), so SQS semantics are kept. ``python -m bench.motoserver --port P`` runs moto's threaded
-server in this process with the patch applied; ``--stock`` runs it as is.
+read once), so SQS semantics are kept. ``python -m bench.motoserver --port
+P`` runs moto's threaded server in this process with the patch applied;
+``--stock`` runs it as is.
 """
 
 from __future__ import annotations
