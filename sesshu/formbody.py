@@ -4,11 +4,11 @@ SNS speaks botocore's query protocol: a request is serialised to a dict of
 form fields, and botocore form-encodes that dict on every read of the
 request's body, once to sign it and once to send it, each time through
 ``urllib.parse``'s per-byte Python loop. For a 200 KiB result that cost the
-master about 30 ms of CPU per publish (two passes of 16 ms each, measured),
-more than everything else it does for
-the job. A ``before-call`` hook swaps the dict for its encoding, made once by
-``bytes.replace`` for each unsafe byte value present: byte for byte what
-``urllib.parse.urlencode`` makes, which a test checks against botocore's own.
+master about 30 ms of CPU per publish (two passes of 16 ms each), more than
+everything else it does for the job. A ``before-call`` hook swaps the dict
+for its encoding, made once by ``bytes.replace`` for each unsafe byte value
+present: byte for byte what ``urllib.parse.urlencode`` makes, which a test
+checks against botocore's own.
 """
 
 from __future__ import annotations
