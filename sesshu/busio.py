@@ -109,8 +109,8 @@ class Lane:
             self._wake()
 
 
-def receive(bus: Bus, n: int, wait: int) -> Received:
-    started = time.monotonic()
+def receive(bus: Bus, n: int, wait: int, clock: Callable[[], float] = time.monotonic) -> Received:
+    started = clock()
     try:
         return Received(bus.receive(n, wait), None, started, n)
     except BusError as exc:

@@ -178,8 +178,8 @@ class Config:
     limit_open_files: int = 1024
     limit_file_size: int = 1024  # MiB
     s3_threshold: int | None = None  # bytes: results above it go to S3 even when SNS would take them
-    senders: int = 2
-    receivers: int = 1
+    senders: int = 4
+    receivers: int = 2
     failures_topic: str | None = None  # SNS topic ARN for failure records (sesshu.failures)
 
     def plugin(self, name: str) -> PluginConfig | None:
@@ -269,9 +269,14 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
 MAX_LANES = 64
 # "auto": (workers per lane, fewest lanes, most lanes). A sender call carries ten results and
 # takes one round trip, tens of milliseconds from EC2; one sender per 16
-# workers keeps up with short jobs, and a receive per 64 workers with a deep queue.
-AUTO_SENDERS = (16, 2, 16)
-AUTO_RECEIVERS = (64, 1, 4)
+# workers keeps up with short jobs, and a receive per 64 workers with a deep
+# queue. Quick jobs need more than the worker count says: ten results cost a
+# publish and a delete, so at 35 ms a call two senders cap a host near 285
+# jobs/s however few its workers, and a lone receiver near the same. Hence
+# four senders and two receivers at least (see Intake.lead); an idle lane is
+# only a parked thread.
+AUTO_SENDERS = (16, 4, 16)
+AUTO_RECEIVERS = (64, 2, 4)
 
 
 def _lanes(value: Any, key: str, auto: tuple[int, int, int], workers: int) -> int:

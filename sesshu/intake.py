@@ -9,6 +9,7 @@ could take; the intake decides whether a receive is worth its request.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -18,6 +19,7 @@ from sesshu.busio import BusHealth, Lane, Lanes, Received, receive
 log = logging.getLogger("sesshu.supervisor")
 
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
+FLOW_SECONDS = 1.0  # the pool's intake rate is an average over about this long
 
 
 class Intake:
@@ -31,6 +33,9 @@ class Intake:
         self._asked: dict[int, int] = {}  # poller lane (by identity) -> messages its receive asked for
         self.deep = False  # the last receive came back full: the queue holds more
         self.abandoned: list[Lane] = []  # stalled pollers: they may still complete
+        self._flow = 0.0  # messages handed to workers per second, decayed since _flow_at
+        self._flow_at = clock()
+        self._round_trip = 0.0  # seconds a receive takes when it does not wait for messages, smoothed
 
     @property
     def busy(self) -> bool:
@@ -42,13 +47,35 @@ class Intake:
             return None
         return self._health.poll_after
 
+    def started(self, n: int) -> None:
+        """``n`` held messages went to workers: the flow that receives must keep up with."""
+        now = self._clock()
+        self._flow = self._flow_now(now) + n / FLOW_SECONDS
+        self._flow_at = now
+
+    def _flow_now(self, now: float) -> float:
+        return self._flow * math.exp(-(now - self._flow_at) / FLOW_SECONDS)
+
+    def lead(self) -> int:
+        """Messages the workers will start while a receive sent now is on its way.
+
+        By Little's law that is the flow times the round trip. Asking for
+        them ahead keeps quick jobs fed when a round trip is long (tens of
+        milliseconds to AWS) whatever the worker count, and costs nothing
+        for slow jobs, whose flow is small. It is capped at what the
+        pollers can have in flight at once.
+        """
+        flow = self._flow_now(self._clock())
+        return min(int(flow * self._round_trip), len(self.lanes.lanes) * BATCH_MAX)
+
     def poll(self, room: int, held: int, full: int) -> None:
-        """Receive for ``room`` messages (idle slots plus prefetch, minus the ``held`` ones).
+        """Receive for ``room`` messages (idle slots plus prefetch, minus the ``held`` ones), plus the lead.
 
         ``full`` is what the pool could ever take at once: while held
         messages keep the workers busy, a receive waits until it can ask for
         a full batch of that, since each receive is a billed request.
         """
+        room += self.lead()
         if self._clock() < self._health.poll_after:
             return
         while (lane := self.lanes.free()) is not None:
@@ -66,7 +93,7 @@ class Intake:
                 return
             n = min(want, BATCH_MAX)
             self._asked[id(lane)] = n
-            lane.submit(partial(receive, self._bus, n, self._poll_seconds))
+            lane.submit(partial(receive, self._bus, n, self._poll_seconds, self._clock))
 
     def take(self) -> list[Received]:
         """Receives that came back with messages; a failure only sets the backoff (and logs once)."""
@@ -77,6 +104,9 @@ class Intake:
                 continue
             self._health.received()
             self.deep = len(received.messages) >= received.asked > 0
+            if self.deep:  # it came back without waiting for messages: a sample of the round trip
+                took = max(0.0, self._clock() - received.started)
+                self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took
             out.append(received)
         return out
 

@@ -329,9 +329,13 @@ class Supervisor:
         if self.stopping:
             return
         idle = self.pool.idle()
+        started = 0
         while idle and self.held:
             ticket = self.held.popleft()
+            started += 1
             self._guarded(ticket, partial(self._start, ticket, idle))
+        if started:
+            self.intake.started(started)
 
     def _start(self, ticket: Ticket, idle: list[Any]) -> None:
         request = ticket.request

@@ -221,7 +221,7 @@ def test_bus_lanes_are_auto_or_a_small_whole_number(key: str, value: Any) -> Non
     assert error.startswith(f"bus.{key}: ") and "\n" not in error
 
 
-@pytest.mark.parametrize("workers, senders, receivers", [(1, 2, 1), (4, 2, 1), (64, 4, 1), (256, 16, 4),
+@pytest.mark.parametrize("workers, senders, receivers", [(1, 4, 2), (4, 4, 2), (64, 4, 2), (256, 16, 4),
                                                          (200, 13, 4)])
 def test_auto_lanes_follow_the_worker_count(workers: int, senders: int, receivers: int) -> None:
     cfg = from_mapping(with_changes(workers={"count": workers}))

@@ -89,3 +89,72 @@ def test_held_messages_wait_for_a_full_batch(make: Callable[[int], tuple[HeldBus
     assert i.lanes.busy_count() == 0  # the workers have enough; a receive of 4 would waste a request
     i.poll(room=14, held=0, full=14)
     assert i.lanes.busy_count() == 1
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timed_intake(bus: HeldBus, clock: Clock, receivers: int = 2) -> Intake:
+    """An intake whose last receive came back full after 40 ms, as one does from a deep queue on AWS."""
+    i = Intake(bus, receivers, 1, BusHealth(), lambda: None, clock)
+    i.poll(room=14, held=0, full=14)
+    assert bus_asked_soon(bus, [10])  # sent (the clock is read as it goes), not only submitted
+    clock.now += 0.040
+    bus.go.release()
+    (got,) = take_all(i, 1)
+    assert len(got.messages) == 10 and i.deep
+    return i
+
+
+def run_flow(i: Intake, clock: Clock, per_second: int, seconds: float = 4.0) -> None:
+    """Workers start ``per_second`` messages a second, one at a time."""
+    for _ in range(int(per_second * seconds)):
+        clock.now += 1 / per_second
+        i.started(1)
+
+
+@pytest.mark.parametrize("per_second, lead", [(300, 11), (1000, 20), (4, 0)])
+def test_the_lead_is_what_workers_start_during_one_round_trip(per_second: int, lead: int) -> None:
+    bus, clock = HeldBus(), Clock()
+    i = timed_intake(bus, clock)
+    try:
+        run_flow(i, clock, per_second)
+        # Little's law: the flow times 40 ms (1000/s would be 39, capped at what two pollers carry).
+        assert i.lead() == lead
+        clock.now += 5.0  # the workers stopped starting anything: the lead fades
+        assert i.lead() == 0
+    finally:
+        i.stop()
+        assert i.join(5.0)
+
+
+def test_quick_jobs_keep_a_receive_on_its_way_while_slow_ones_wait() -> None:
+    bus, clock = HeldBus(), Clock()
+    i = timed_intake(bus, clock)
+    try:
+        run_flow(i, clock, 4)  # slow jobs: the held six keep four workers busy for a second and more
+        i.poll(room=4, held=6, full=14)
+        assert i.lanes.busy_count() == 0
+        run_flow(i, clock, 300)  # quick jobs: the six are gone in 20 ms, long before a receive is back
+        i.poll(room=4, held=6, full=14)
+        assert i.lanes.busy_count() == 1
+        # Four idle workers and nothing held: a second full receive joins the first.
+        i.poll(room=14, held=0, full=14)
+        assert i.lanes.busy_count() == 2 and bus_asked_soon(bus, [10, 10, 10])
+    finally:
+        for _ in range(3):
+            bus.go.release()
+        i.stop()
+        assert i.join(5.0)
+
+
+def bus_asked_soon(bus: HeldBus, asked: list[int]) -> bool:
+    deadline = time.monotonic() + 10
+    while bus.asked != asked and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bus.asked == asked

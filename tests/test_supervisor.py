@@ -428,7 +428,7 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
     bus.on_receive = hang_first
     rig = rigs(bus, make_config())
     rig.tick_until(stuck.is_set, "the first receive to hang")
-    (first,) = rig.sup.intake.lanes.lanes
+    (first,) = [lane for lane in rig.sup.intake.lanes.lanes if lane.busy]  # the queue is not deep: one receive
     bus.send(request("chaos:echo:through"))
     rig.tick_until(lambda: bus.published, "a result through a new poller")
     assert first not in rig.sup.intake.lanes.lanes and first in rig.sup.intake.abandoned
