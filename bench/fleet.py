@@ -23,7 +23,7 @@ from bench.feeder import request
 from bench.memory import uss_sample
 from bench.proxy import CountingProxy
 from bench.sesshud import Sesshud, accepts
-from bench.throughput import sesshud_round
+from bench.throughput import host_took, sesshud_round
 from tests.harness.site import FixtureSite, Route
 
 WORKERS = 256
@@ -86,8 +86,9 @@ def run(bench: Bench) -> Section:
         + f"); ~{WORKERS + 100} messages kept waiting; window of {window:g} s after all workers were idle and "
         f"{warmup:g} s of warm-up.\n\n"
         + table(["jobs/s", "ideal", "jobs in window", "requests per job, by operation", "CPU ms per job",
-                 "cores used, all of these"],
-                [[f"{r['rate']:.0f}", f"{ideal:.0f}", r["jobs"], ops, cpu, f"{cores:.2f} of {os.cpu_count()}"]])
+                 "cores used, all of these", "cores the host took (steal)"],
+                [[f"{r['rate']:.0f}", f"{ideal:.0f}", r["jobs"], ops, cpu, f"{cores:.2f} of {os.cpu_count()}",
+                  host_took(r)]])
         + "\n\nMemory while busy, MiB (median of a sample):\n\n"
         + table(["process", "RSS", "USS", "sampled"],
                 [[name, f"{m['rss']:.1f}", f"{m['uss']:.1f}", m["n"]] for name, m in mem.items()]))

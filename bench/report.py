@@ -18,9 +18,15 @@ METHOD = """\
   (real SQS keeps connections alive). `bench/motoserver.py` patches four moto hot spots with code computing the
   same values (a datetime-based clock called twice per queued message per scan; all queue attributes recomputed
   per received message and per requested name; the dispatcher listing moto's package directory on disk, under a
-  lock, for every request); `--stock-moto` runs it unpatched.
+  lock, for every request); `--stock-moto` runs it unpatched. Stock or not, moto's SQS delete is made to hold
+  the queue's lock: without it two deletes at once (several senders) put back a batch the other removed, which
+  then came back after its visibility timeout and was done twice.
 - **Processes**: sesshud, the raw boto3 loop (`bench/rawloop.py`), Celery and the server each run as their own
   process; CPU per job is read from `/proc` (psutil) over each measuring window.
+- **Steal**: this machine is a guest whose host lends its two cores to others too. The CPU the host took over
+  each window (`steal` in `/proc/stat`) is shown beside the figures: it swings from nothing to a fifth of the
+  cores within minutes, and the same round can then run twice as fast or slow. That is why every figure is a
+  ratio of rounds run side by side, alternating.
 - **Round trips**: on loopback a request costs well under a millisecond, against tens of milliseconds to real
   SQS or SNS, which hides what having one request in flight at a time costs. Figures marked "20 ms per AWS
   request" (`--delay-ms`) were measured with every request of every contender (sesshud, the raw loop, Celery)

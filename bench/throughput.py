@@ -32,21 +32,31 @@ TARGET = 0.8
 
 
 class CpuMeter:
-    """CPU seconds used by processes (and, optionally, their descendants) over a window."""
+    """CPU seconds used by processes (and, optionally, their descendants) over a window.
 
-    def __init__(self, roots: dict[str, tuple[int, bool]]) -> None:
+    It also reads how much CPU the hypervisor gave to other guests meanwhile
+    (``steal``): on these shared machines that swings from nothing to a
+    fifth of the cores within minutes, and it is what makes one round slower
+    than the next with nothing changed.
+    """
+
+    def __init__(self, roots: dict[str, tuple[int | list[int], bool]]) -> None:
         self.roots = roots
         self.start: dict[str, float] = {}
+        self._steal = 0.0
+        self.stolen = 0.0  # CPU seconds the host took from this machine over the last window
 
     def _sample(self) -> dict[str, float]:
         out = {}
-        for name, (pid, tree) in self.roots.items():
+        for name, (pids, tree) in self.roots.items():
             total = 0.0
-            try:
-                root = psutil.Process(pid)
-                procs = [root, *(root.children(recursive=True) if tree else [])]
-            except psutil.Error:
-                procs = []
+            procs = []
+            for pid in [pids] if isinstance(pids, int) else pids:
+                try:
+                    root = psutil.Process(pid)
+                    procs += [root, *(root.children(recursive=True) if tree else [])]
+                except psutil.Error:
+                    pass
             for proc in procs:
                 try:
                     t = proc.cpu_times()
@@ -58,10 +68,21 @@ class CpuMeter:
 
     def begin(self) -> None:
         self.start = self._sample()
+        self._steal = _steal()
 
     def end(self) -> dict[str, float]:
         now = self._sample()
+        self.stolen = _steal() - self._steal
         return {k: now[k] - self.start.get(k, 0.0) for k in now}
+
+
+def _steal() -> float:
+    return float(getattr(psutil.cpu_times(), "steal", 0.0))
+
+
+def host_took(r: dict[str, Any]) -> str:
+    """Cores the host gave to other guests over a measuring window, beside this machine's cores."""
+    return f"{r['stolen'] * r['rate'] / max(1, r['jobs']):.2f} of {os.cpu_count()}"
 
 
 def _fresh(bench: Bench, name: str) -> tuple[str, str]:
@@ -76,7 +97,7 @@ def _measure(feeder: Feeder, meter: CpuMeter, warmup: float, window: float,
     meter.begin()
     rate, jobs = feeder.rate(0.0, window)
     cpu = meter.end()
-    out: dict[str, Any] = {"rate": rate, "jobs": jobs, "cpu": cpu}
+    out: dict[str, Any] = {"rate": rate, "jobs": jobs, "cpu": cpu, "stolen": meter.stolen}
     if proxy:
         after = proxy.counts()
         for key in ("requests", "entries", "upstream_us"):
@@ -100,7 +121,8 @@ def raw_round(bench: Bench, warmup: float, window: float, *, proxy: CountingProx
     proc = subprocess.Popen([sys.executable, "-m", "bench.rawloop", "--endpoint", endpoint,
                              "--queue", queue, "--topic", topic], env=quiet_env())
     try:
-        roots = {bench.server_name: (bench.moto.pid(), False), "raw loop": (proc.pid, False)}
+        roots: dict[str, tuple[int | list[int], bool]] = {bench.server_name: (bench.moto.pid(), False),
+                                                          "raw loop": (proc.pid, False)}
         if proxy is not None and proxy.proc is not None:
             roots["proxy"] = (proxy.proc.pid, False)
         return _measure(feeder, CpuMeter(roots), warmup, window, proxy)
@@ -119,7 +141,7 @@ def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: Counting
                   visible: int = 50, name: str = "tp-sesshud",
                   launch: Callable[[Path], Sesshud] = Sesshud, bus: dict[str, Any] | None = None,
                   start_timeout: float = 60, during: Callable[[Sesshud], Any] | None = None,
-                  meter_self: bool = False, **settings: Any) -> dict[str, Any]:
+                  meter_self: bool = False, daemons: int = 1, **settings: Any) -> dict[str, Any]:
     """Throughput of one fresh daemon; also used by the scaling and I/O measurements.
 
     With ``proxy`` the daemon talks through it (and the requests it made in
@@ -127,19 +149,26 @@ def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: Counting
     ``bus`` adds keys to the config's ``bus:`` section; ``during(daemon)``
     runs right after the window, with the daemon still busy, and what it
     returns is the result's ``during``. ``meter_self`` also meters this
-    process (the feeder, and a fixture site if one runs here).
+    process (the feeder, and a fixture site if one runs here). ``daemons``
+    runs that many alike on the one queue, as hosts of a fleet would, with
+    as many more messages kept waiting; their CPU is metered together.
     """
     queue, topic = _fresh(bench, name)
-    config = write_config(bench.tmp / f"{name}-{uuid.uuid4().hex[:6]}.yaml",
-                          endpoint=proxy.url if proxy else bench.moto.url,
-                          queue=queue, topic=topic, plugins=plugins, workers=workers, bus=bus, **settings)
-    daemon = launch(config).start()
+    launched: list[Sesshud] = []
     feeder: Feeder | None = None
     try:
-        daemon.wait_idle_workers(workers, start_timeout)
-        feeder = Feeder(bench.moto.url, queue, body or noop_body(), visible=visible).start()
-        roots = {bench.server_name: (bench.moto.pid(), False), "sesshud master": (daemon.pid, False),
-                 "sesshud children": (daemon.pid, True)}
+        for _ in range(daemons):
+            config = write_config(bench.tmp / f"{name}-{uuid.uuid4().hex[:6]}.yaml",
+                                  endpoint=proxy.url if proxy else bench.moto.url,
+                                  queue=queue, topic=topic, plugins=plugins, workers=workers, bus=bus, **settings)
+            launched.append(launch(config).start())
+        for daemon in launched:
+            daemon.wait_idle_workers(workers, start_timeout)
+        feeder = Feeder(bench.moto.url, queue, body or noop_body(), visible=visible * daemons).start()
+        masters = [d.pid for d in launched]
+        roots: dict[str, tuple[int | list[int], bool]] = {
+            bench.server_name: (bench.moto.pid(), False), "sesshud master": (masters, False),
+            "sesshud children": (masters, True)}
         if proxy is not None and proxy.proc is not None:
             roots["proxy"] = (proxy.proc.pid, False)
         if meter_self:
@@ -147,20 +176,19 @@ def sesshud_round(bench: Bench, warmup: float, window: float, *, proxy: Counting
         meter = CpuMeter(roots)
         result = _measure(feeder, meter, warmup, window, proxy)
         result["cpu"]["sesshud children"] -= result["cpu"]["sesshud master"]
-        result["daemon"] = daemon
         if during is not None:
-            result["during"] = during(daemon)
+            result["during"] = during(launched[0])
         return result
     finally:
         if feeder is not None:
             feeder.stop()
-        stop_all([daemon])
+        stop_all(launched)
 
 
 def _cpu_row(label: str, r: dict[str, Any]) -> list[Any]:
     jobs = max(1, r["jobs"])
     parts = ", ".join(f"{k} {1000 * v / jobs:.2f}" for k, v in r["cpu"].items())
-    return [label, f"{r['rate']:.0f}", r["jobs"], parts, server_ms(r) or "-"]
+    return [label, f"{r['rate']:.0f}", r["jobs"], parts, server_ms(r) or "-", host_took(r)]
 
 
 def _rounds(bench: Bench, delay: float, rounds: int, warmup: float,
@@ -215,5 +243,6 @@ def run(bench: Bench) -> Section:
             f"{how.capitalize()}: windows of {win:g} s after {warmup:g} s of warm-up; ~50 messages kept waiting."
             "\n\n"
             + table(["run", "jobs/s", "jobs in window", "CPU ms per job, by process",
-                     "server ms per request (through the proxy, its delay left out)"], rows))
+                     "server ms per request (through the proxy, its delay left out)",
+                     "cores the host took (steal)"], rows))
     return section
