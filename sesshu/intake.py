@@ -20,6 +20,7 @@ log = logging.getLogger("sesshu.supervisor")
 
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 FLOW_SECONDS = 1.0  # the pool's intake rate is an average over about this long
+SPLIT_PAUSE = 1.0  # seconds of one receive at a time after receives side by side split a batch
 
 
 class Intake:
@@ -36,6 +37,8 @@ class Intake:
         self._flow = 0.0  # messages handed to workers per second, decayed since _flow_at
         self._flow_at = clock()
         self._round_trip = 0.0  # seconds a receive takes when it does not wait for messages, smoothed
+        self._overlapped: set[int] = set()  # poller lanes (by identity) whose receive had another beside it
+        self._alone_until = 0.0  # no receive beside another before this
 
     @property
     def busy(self) -> bool:
@@ -85,10 +88,12 @@ class Intake:
                 return
             if in_flight:
                 # A second receive at once only for a full batch from a queue
-                # that the last receive found deep: otherwise it would only
-                # split the same messages over more billed requests.
-                if not self.deep or want < BATCH_MAX:
+                # that the last receive found deep, and not soon after two
+                # side by side came back short: otherwise it would only split
+                # the same messages over more billed requests.
+                if not self.deep or want < BATCH_MAX or self._clock() < self._alone_until:
                     return
+                self._overlapped.update(id(other) for other in [lane, *in_flight])
             elif held and want < min(BATCH_MAX, full):
                 return
             n = min(want, BATCH_MAX)
@@ -98,12 +103,17 @@ class Intake:
     def take(self) -> list[Received]:
         """Receives that came back with messages; a failure only sets the backoff (and logs once)."""
         out = []
-        for received in [*self.lanes.take(), *(r for lane in self.abandoned for r in lane.take())]:
+        done = [(id(lane), r) for lane in [*self.lanes.lanes, *self.abandoned] for r in lane.take()]
+        for key, received in done:
+            overlapped = key in self._overlapped
+            self._overlapped.discard(key)
             if received.error is not None:
                 self._health.receive_failed(received.error)
                 continue
             self._health.received()
             self.deep = len(received.messages) >= received.asked > 0
+            if overlapped and not self.deep:
+                self._alone_until = self._clock() + SPLIT_PAUSE
             if self.deep:  # it came back without waiting for messages: a sample of the round trip
                 took = max(0.0, self._clock() - received.started)
                 self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took

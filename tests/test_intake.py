@@ -20,12 +20,13 @@ class HeldBus:
         self.asked: list[int] = []
         self.go = threading.Semaphore(0)
         self.count = 0
+        self.limit = 10  # messages the queue can give one receive
 
     def receive(self, max_messages: int, wait_seconds: int) -> list[Message]:
         self.asked.append(max_messages)
         self.go.acquire(timeout=10)
         out = []
-        for _ in range(max_messages):
+        for _ in range(min(max_messages, self.limit)):
             self.count += 1
             out.append(Message(f"m{self.count}", f"r{self.count}", "{}", 1))
         return out
@@ -158,3 +159,33 @@ def bus_asked_soon(bus: HeldBus, asked: list[int]) -> bool:
     while bus.asked != asked and time.monotonic() < deadline:
         time.sleep(0.01)
     return bus.asked == asked
+
+
+def test_receives_side_by_side_that_come_back_short_pause_the_second_one() -> None:
+    """Two receives that split a shallow queue's messages cost a request each for one batch: wait a while."""
+    bus, clock = HeldBus(), Clock()
+    i = timed_intake(bus, clock)
+    try:
+        i.poll(room=40, held=0, full=40)
+        assert i.lanes.busy_count() == 2 and bus_asked_soon(bus, [10, 10, 10])
+        bus.limit = 6  # the queue holds twelve: each receive gets six
+        bus.go.release()
+        bus.go.release()
+        got = take_all(i, 2)
+        assert [len(r.messages) for r in got] == [6, 6] and not i.deep
+        bus.limit = 10
+        i.poll(room=40, held=0, full=40)
+        clock.now += 0.040
+        bus.go.release()
+        take_all(i, 1)
+        assert i.deep  # a lone receive came back full again...
+        i.poll(room=40, held=0, full=40)
+        assert i.lanes.busy_count() == 1  # ...yet for a second the receives go one at a time
+        clock.now += 1.0
+        i.poll(room=40, held=0, full=40)
+        assert i.lanes.busy_count() == 2
+    finally:
+        for _ in range(3):
+            bus.go.release()
+        i.stop()
+        assert i.join(5.0)
