@@ -20,7 +20,10 @@ log = logging.getLogger("sesshu.supervisor")
 
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 FLOW_SECONDS = 1.0  # the pool's intake rate is an average over about this long
-SPLIT_PAUSE = 1.0  # seconds of one receive at a time after receives side by side split a batch
+# Seconds of one receive at a time after receives side by side split a batch:
+# doubled by each split, halved by each receive side by side that comes back
+# full, so a queue kept shallow soon gets one receive at a time for good.
+SPLIT_PAUSE = (1.0, 60.0)
 
 
 class Intake:
@@ -39,6 +42,7 @@ class Intake:
         self._round_trip = 0.0  # seconds a receive takes when it does not wait for messages, smoothed
         self._overlapped: set[int] = set()  # poller lanes (by identity) whose receive had another beside it
         self._alone_until = 0.0  # no receive beside another before this
+        self._pause = SPLIT_PAUSE[0]
 
     @property
     def busy(self) -> bool:
@@ -113,7 +117,12 @@ class Intake:
             self._health.received()
             self.deep = len(received.messages) >= received.asked > 0
             if overlapped and not self.deep:
-                self._alone_until = self._clock() + SPLIT_PAUSE
+                now = self._clock()
+                if now >= self._alone_until:  # its partner's shortfall, if any, is the same split
+                    self._alone_until = now + self._pause
+                    self._pause = min(SPLIT_PAUSE[1], 2 * self._pause)
+            elif overlapped:
+                self._pause = max(SPLIT_PAUSE[0], self._pause / 2)
             if self.deep:  # it came back without waiting for messages: a sample of the round trip
                 took = max(0.0, self._clock() - received.started)
                 self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took

@@ -184,6 +184,20 @@ def test_receives_side_by_side_that_come_back_short_pause_the_second_one() -> No
         clock.now += 1.0
         i.poll(room=40, held=0, full=40)
         assert i.lanes.busy_count() == 2
+        bus.limit = 6  # they split again: now two seconds of one at a time
+        bus.go.release()
+        bus.go.release()
+        assert [len(r.messages) for r in take_all(i, 2)] == [6, 6]
+        bus.limit = 10
+        i.poll(room=40, held=0, full=40)
+        bus.go.release()
+        take_all(i, 1)
+        clock.now += 1.5
+        i.poll(room=40, held=0, full=40)
+        assert i.lanes.busy_count() == 1
+        clock.now += 0.5
+        i.poll(room=40, held=0, full=40)
+        assert i.lanes.busy_count() == 2
     finally:
         for _ in range(3):
             bus.go.release()
