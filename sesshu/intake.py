@@ -41,6 +41,7 @@ class Intake:
         self._flow_at = clock()
         self._round_trip = 0.0  # seconds a receive takes when it does not wait for messages, smoothed
         self._overlapped: set[int] = set()  # poller lanes (by identity) whose receive had another beside it
+        self._timed: set[int] = set()  # poller lanes whose receive went to a queue already deep: it cannot wait
         self._alone_until = 0.0  # no receive beside another before this
         self._pause = SPLIT_PAUSE[0]
 
@@ -102,15 +103,21 @@ class Intake:
                 return
             n = min(want, BATCH_MAX)
             self._asked[id(lane)] = n
+            if self.deep:
+                self._timed.add(id(lane))
             lane.submit(partial(receive, self._bus, n, self._poll_seconds, self._clock))
 
     def take(self) -> list[Received]:
         """Receives that came back with messages; a failure only sets the backoff (and logs once)."""
         out = []
-        done = [(id(lane), r) for lane in [*self.lanes.lanes, *self.abandoned] for r in lane.take()]
-        for key, received in done:
+        done = [(id(lane), r) for lane in self.lanes.lanes for r in lane.take()]
+        late = [(id(lane), r) for lane in self.abandoned for r in lane.take()]
+        self._timed.difference_update(key for key, _ in late)  # a stalled receive is no round trip
+        for key, received in [*done, *late]:
             overlapped = key in self._overlapped
             self._overlapped.discard(key)
+            timed = key in self._timed
+            self._timed.discard(key)
             if received.error is not None:
                 self._health.receive_failed(received.error)
                 continue
@@ -123,7 +130,10 @@ class Intake:
                     self._pause = min(SPLIT_PAUSE[1], 2 * self._pause)
             elif overlapped:
                 self._pause = max(SPLIT_PAUSE[0], self._pause / 2)
-            if self.deep:  # it came back without waiting for messages: a sample of the round trip
+            if timed and self.deep:
+                # Sent to a deep queue and back full, so it waited for no
+                # message: a sample of the round trip. A long poll that
+                # waited, then filled, is not one (it would swell the lead).
                 took = max(0.0, self._clock() - received.started)
                 self._round_trip = took if not self._round_trip else 0.8 * self._round_trip + 0.2 * took
             out.append(received)

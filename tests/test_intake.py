@@ -101,14 +101,15 @@ class Clock:
 
 
 def timed_intake(bus: HeldBus, clock: Clock, receivers: int = 2) -> Intake:
-    """An intake whose last receive came back full after 40 ms, as one does from a deep queue on AWS."""
+    """An intake whose last receive, sent to a queue known deep, came back full after 40 ms, as on AWS."""
     i = Intake(bus, receivers, 1, BusHealth(), lambda: None, clock)
-    i.poll(room=14, held=0, full=14)
-    assert bus_asked_soon(bus, [10])  # sent (the clock is read as it goes), not only submitted
-    clock.now += 0.040
-    bus.go.release()
-    (got,) = take_all(i, 1)
-    assert len(got.messages) == 10 and i.deep
+    for asked in ([10], [10, 10]):
+        i.poll(room=14, held=0, full=14)
+        assert bus_asked_soon(bus, asked)  # sent (the clock is read as it goes), not only submitted
+        clock.now += 0.040
+        bus.go.release()
+        (got,) = take_all(i, 1)
+        assert len(got.messages) == 10 and i.deep
     return i
 
 
@@ -146,7 +147,7 @@ def test_quick_jobs_keep_a_receive_on_its_way_while_slow_ones_wait() -> None:
         assert i.lanes.busy_count() == 1
         # Four idle workers and nothing held: a second full receive joins the first.
         i.poll(room=14, held=0, full=14)
-        assert i.lanes.busy_count() == 2 and bus_asked_soon(bus, [10, 10, 10])
+        assert i.lanes.busy_count() == 2 and bus_asked_soon(bus, [10, 10, 10, 10])
     finally:
         for _ in range(3):
             bus.go.release()
@@ -167,7 +168,7 @@ def test_receives_side_by_side_that_come_back_short_pause_the_second_one() -> No
     i = timed_intake(bus, clock)
     try:
         i.poll(room=40, held=0, full=40)
-        assert i.lanes.busy_count() == 2 and bus_asked_soon(bus, [10, 10, 10])
+        assert i.lanes.busy_count() == 2 and bus_asked_soon(bus, [10, 10, 10, 10])
         bus.limit = 6  # the queue holds twelve: each receive gets six
         bus.go.release()
         bus.go.release()
@@ -200,6 +201,32 @@ def test_receives_side_by_side_that_come_back_short_pause_the_second_one() -> No
         assert i.lanes.busy_count() == 2
     finally:
         for _ in range(3):
+            bus.go.release()
+        i.stop()
+        assert i.join(5.0)
+
+
+def test_a_long_poll_that_waited_then_filled_is_no_round_trip() -> None:
+    """Only a receive sent to a queue already deep times the round trip: one that waited would swell the lead."""
+    bus, clock = HeldBus(), Clock()
+    i = Intake(bus, 2, 1, BusHealth(), lambda: None, clock)
+    try:
+        i.poll(room=14, held=0, full=14)  # the queue is not known deep: this one may wait
+        assert bus_asked_soon(bus, [10])
+        clock.now += 15.0  # a long poll that waited 15 s, then came back full
+        bus.go.release()
+        take_all(i, 1)
+        run_flow(i, clock, 300)
+        assert i.lead() == 0  # no round trip measured yet
+        i.poll(room=14, held=0, full=14)  # now the queue is known deep
+        assert bus_asked_soon(bus, [10, 10])
+        clock.now += 0.040
+        bus.go.release()
+        take_all(i, 1)
+        run_flow(i, clock, 300)
+        assert i.lead() == 12  # 300 a second times 40 ms, not times 15 s (capped at 20)
+    finally:
+        for _ in range(2):
             bus.go.release()
         i.stop()
         assert i.join(5.0)
