@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -23,6 +24,12 @@ from botocore.config import Config as BotoConfig
 from bench.common import REGION
 
 Body = Callable[[int], str]
+
+VISIBLE = 50
+# Top-up batches sent side by side: one at a time, the feeder fell behind a
+# daemon at full speed (the queue read empty at most of its turns), and what
+# was measured was the feeder.
+SENDERS = 4
 
 
 def client(service: str, endpoint: str, pool: int = 10) -> Any:
@@ -65,8 +72,8 @@ def depth(sqs: Any, queue_url: str) -> tuple[int, int]:
 class Feeder:
     """A thread keeping ``visible`` messages waiting in a queue, up to ``total`` sent."""
 
-    def __init__(self, endpoint: str, queue_url: str, body: Body, *, visible: int = 50,
-                 total: int | None = None, interval: float = 0.02) -> None:
+    def __init__(self, endpoint: str, queue_url: str, body: Body, *, visible: int = VISIBLE,
+                 total: int | None = None, interval: float = 0.02, senders: int = SENDERS) -> None:
         self.queue_url = queue_url
         self.body = body
         self.visible = visible
@@ -74,7 +81,8 @@ class Feeder:
         self.interval = interval
         self.sent = 0
         self.error: BaseException | None = None
-        self._sqs = client("sqs", endpoint)
+        self._sqs = client("sqs", endpoint, pool=max(10, senders + 2))
+        self._senders = ThreadPoolExecutor(senders, thread_name_prefix="bench-feeder-send")
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="bench-feeder", daemon=True)
@@ -85,7 +93,9 @@ class Feeder:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(30)
+        if self._thread.ident is not None:
+            self._thread.join(30)
+        self._senders.shutdown(wait=True)
 
     def completed(self) -> tuple[float, int]:
         """(monotonic time, messages sent and no longer in the queue)."""
@@ -129,14 +139,16 @@ class Feeder:
             self.error = exc
 
     def _top_up(self, visible: int) -> None:
-        need = self.visible - visible
-        while need > 0:
-            n = min(10, need, (self.total - self.sent) if self.total is not None else 10)
-            if n <= 0:
-                return
-            entries = [{"Id": str(i), "MessageBody": self.body(self.sent + i)} for i in range(n)]
-            reply = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-            if reply.get("Failed"):
-                raise RuntimeError(f"send_message_batch failed: {reply['Failed']}")
-            self.sent += n
-            need -= n
+        """Send what is missing, in batches of ten side by side."""
+        need = min(self.visible - visible, (self.total - self.sent) if self.total is not None else self.visible)
+        batches = [(self.sent + start, min(10, need - start)) for start in range(0, max(0, need), 10)]
+        for _ in self._senders.map(self._send, batches):
+            pass
+        self.sent += max(0, need)
+
+    def _send(self, batch: tuple[int, int]) -> None:
+        first, n = batch
+        entries = [{"Id": str(i), "MessageBody": self.body(first + i)} for i in range(n)]
+        reply = self._sqs.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        if reply.get("Failed"):
+            raise RuntimeError(f"send_message_batch failed: {reply['Failed']}")

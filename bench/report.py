@@ -11,8 +11,10 @@ METHOD = """\
   request that goes over the wire (retries included) by its `X-Amz-Target` header (SQS, JSON protocol) or
   `Action=` field (SNS, query protocol). The daemon's own count, from its exit line, is shown beside it.
 - **Feeding**: stock moto pays for every SQS request in proportion to the queue's depth, so no queue is ever
-  pre-filled: a feeder keeps about 50 messages waiting and a job counts as completed once its message is gone
-  from the queue (sent minus visible minus in flight), the same measure for every contender.
+  pre-filled: a feeder keeps about 50 messages waiting (150 for requests per job at saturation, which needs a
+  backlog that never runs dry), sending its top-ups four batches side by side so that it keeps pace with a daemon
+  at full speed, and a job counts as completed once its message is gone from the queue (sent minus visible
+  minus in flight), the same measure for every contender.
 - **Server**: moto's threaded werkzeug server closes every HTTP connection after one request, so every request
   of every client pays a TCP connect and a server thread; this weighs on both sides of each comparison alike
   (real SQS keeps connections alive). `bench/motoserver.py` patches four moto hot spots with code computing the

@@ -80,3 +80,39 @@ def test_the_bench_server_deletes_safely_beside_other_deletes_and_sends(tmp_path
         assert [once(f"race-{i}") for i in range(3)] == [(200, 0)] * 3
     finally:
         moto.stop()
+
+
+def test_the_feeder_sends_a_top_up_side_by_side_and_exactly_what_is_missing() -> None:
+    """One batch at a time, the feeder fell behind a daemon at full speed and the bench measured the feeder."""
+    import threading
+
+    from bench.feeder import Feeder
+
+    together = threading.Barrier(4, timeout=30)  # breaks (and fails the test) unless four sends overlap
+    sent: list[list[str]] = []
+
+    class Server:
+        def send_message_batch(self, QueueUrl: str, Entries: list[dict[str, str]]) -> dict[str, object]:
+            together.wait()
+            sent.append([e["MessageBody"] for e in Entries])
+            return {"Successful": Entries}
+
+    feeder = Feeder("http://127.0.0.1:9", "q", str, visible=50, total=1000)
+    feeder._sqs = Server()
+    try:
+        feeder._top_up(visible=14)  # 36 missing: 10, 10, 10 and 6, all four in flight at once
+    finally:
+        feeder.stop()
+    assert sorted(len(b) for b in sent) == [6, 10, 10, 10]
+    assert sorted(int(m) for b in sent for m in b) == list(range(36))
+    assert feeder.sent == 36
+
+    last = Feeder("http://127.0.0.1:9", "q", str, visible=50, total=3, senders=1)
+    last._sqs = Server()
+    together = threading.Barrier(1)
+    sent.clear()
+    try:
+        last._top_up(visible=0)  # never more than the total
+    finally:
+        last.stop()
+    assert sent == [["0", "1", "2"]] and last.sent == 3
