@@ -12,7 +12,10 @@ included. ``bench.celery_app`` says how Celery is configured.
 Where sesshud misses a target, two sesshud daemons then run together on one
 queue. They ask the server for twice the work one daemon does: when that
 gets no more than one daemon got, the server (one Python process, on the
-same two cores) is what limits sesshud's kind of work, not the daemon.
+same two cores) is what limits sesshud's kind of work, not the daemon. And
+where Celery too holds the server at its ceiling, the ratio can be no more
+than the server's CPU per Celery job over its CPU per sesshud job: the
+summary says so, with both figures.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ from bench.throughput import CpuMeter, _measure, host_took, server_ms, sesshud_r
 
 TARGETS = {0.0: 5.0, 0.020: 10.0}  # by round trip; issue #12
 CEILING_DAEMONS = 2  # a missed target is checked against what the server gives this many daemons at once
+# Celery counts as holding the server at its ceiling when the server's cores
+# under Celery come within this share of the most it used in any run.
+AT_CEILING = 0.9
 
 
 def _template(bench: Bench) -> dict[str, Any]:
@@ -141,6 +147,23 @@ def _ceiling_note(ceiling: list[dict[str, Any]], ses: list[dict[str, Any]], cel:
     return said + f": more than the {target_rate:.0f} jobs/s the target needs, so one daemon fell short of it"
 
 
+def _bound(ses: list[dict[str, Any]], cel: list[dict[str, Any]], server: str) -> str:
+    """What caps the ratio when Celery, too, holds the server at its ceiling.
+
+    Both sides then get what one server core-share allows, so the ratio is
+    the server CPU each side costs per job, and no daemon can raise it
+    except by costing the server less per job.
+    """
+    full = max(server_cores(r, server) for r in [*ses, *cel])
+    if min(server_cores(r, server) for r in cel) < AT_CEILING * full:
+        return ""
+    per_job = [median([r["cpu"][server] / max(1, r["jobs"]) for r in runs]) for runs in (cel, ses)]
+    return (f". Celery too held the server at its ceiling ({min(server_cores(r, server) for r in cel):.2f} of a "
+            f"core against at most {full:.2f} in any run), so each side got what the server's CPU per job allows: "
+            f"Celery {1000 * per_job[0]:.1f} ms, sesshud {1000 * per_job[1]:.2f} ms, which caps the ratio at "
+            f"{per_job[0] / per_job[1]:.2f}x on this server")
+
+
 def _how() -> str:
     from bench.celery_app import SETTINGS, TRANSPORT
 
@@ -176,6 +199,7 @@ def run(bench: Bench) -> Section:
                 note += f"; the server's time per request in that run, in ms: {server_ms(fastest)}"
             ceiling = _ceiling(bench, delay, rounds, warmup, window)
             note += _ceiling_note(ceiling, ses, cel, target * r_cel, bench.server_name)
+            note += _bound([*ses, *ceiling], cel, bench.server_name)
         section.figures.append(Figure(f"sesshud / Celery prefork -c 4 (kombu SQS), no-op + SNS publish{at(delay)}",
                                       f"{ratio:.2f}x", f">= {target:g}x" if target else "",
                                       check(ratio, at_least=target) if target else None, note))

@@ -116,3 +116,18 @@ def test_the_feeder_sends_a_top_up_side_by_side_and_exactly_what_is_missing() ->
     finally:
         last.stop()
     assert sent == [["0", "1", "2"]] and last.sent == 3
+
+
+def test_the_celery_bound_is_stated_only_when_celery_holds_the_server_at_its_ceiling() -> None:
+    from bench.peers import _bound
+
+    def run(rate: float, server_ms: float, window: float = 10.0) -> dict[str, object]:
+        jobs = int(rate * window)
+        return {"rate": rate, "jobs": jobs, "cpu": {"moto": server_ms / 1000 * jobs}}
+
+    sesshud = [run(280, 2.7), run(285, 2.7)]  # 0.76 and 0.77 of a core
+    saturating = [run(72, 10.5), run(71, 10.5)]  # 0.76 and 0.75
+    said = _bound(sesshud, saturating, "moto")
+    assert "caps the ratio at 3.89x" in said and "Celery 10.5 ms, sesshud 2.70 ms" in said
+    waiting = [run(30, 15.0), run(31, 15.0)]  # 0.45 and 0.47: Celery waits on round trips, not on the server
+    assert _bound(sesshud, waiting, "moto") == ""
