@@ -131,3 +131,16 @@ def test_the_celery_bound_is_stated_only_when_celery_holds_the_server_at_its_cei
     assert "caps the ratio at 3.89x" in said and "Celery 10.5 ms, sesshud 2.70 ms" in said
     waiting = [run(30, 15.0), run(31, 15.0)]  # 0.45 and 0.47: Celery waits on round trips, not on the server
     assert _bound(sesshud, waiting, "moto") == ""
+
+
+def test_a_miss_past_the_knee_says_how_full_the_cores_were() -> None:
+    from bench.io_scaling import _full_note
+
+    def window(rate: float, cores: float, jobs: int = 1000) -> dict[str, object]:
+        seconds = jobs / rate
+        return {"rate": rate, "jobs": jobs, "cpu": {"moto": cores * seconds / 2, "sesshud master": cores * seconds / 2}}
+
+    kept = {32: [window(220, 1.80), window(210, 1.84)], 128: [window(215, 1.86), window(205, 1.86)]}
+    said = _full_note(kept, 32, 128)
+    assert "already used 1.82 of" in said
+    assert "8.47 ms at 32 workers, 8.86 at 128" in said
