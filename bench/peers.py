@@ -38,7 +38,8 @@ from bench.throughput import CpuMeter, _measure, host_took, server_ms, sesshud_r
 TARGETS = {0.0: 5.0, 0.020: 10.0}  # by round trip; issue #12
 CEILING_DAEMONS = 2  # a missed target is checked against what the server gives this many daemons at once
 # Celery counts as holding the server at its ceiling when the server's cores
-# under Celery come within this share of the most it used in any run.
+# under Celery (the median of its runs, as the ratio is of medians) come
+# within this share of the most it used in any run.
 AT_CEILING = 0.9
 
 
@@ -155,11 +156,12 @@ def _bound(ses: list[dict[str, Any]], cel: list[dict[str, Any]], server: str) ->
     except by costing the server less per job.
     """
     full = max(server_cores(r, server) for r in [*ses, *cel])
-    if min(server_cores(r, server) for r in cel) < AT_CEILING * full:
+    under_celery = median([server_cores(r, server) for r in cel])
+    if under_celery < AT_CEILING * full:
         return ""
     per_job = [median([r["cpu"][server] / max(1, r["jobs"]) for r in runs]) for runs in (cel, ses)]
-    return (f". Celery too held the server at its ceiling ({min(server_cores(r, server) for r in cel):.2f} of a "
-            f"core against at most {full:.2f} in any run), so each side got what the server's CPU per job allows: "
+    return (f". Celery too held the server at its ceiling ({under_celery:.2f} of a core, the median of its "
+            f"runs, against at most {full:.2f} in any run), so each side got what the server's CPU per job allows: "
             f"Celery {1000 * per_job[0]:.1f} ms, sesshud {1000 * per_job[1]:.2f} ms, which caps the ratio at "
             f"{per_job[0] / per_job[1]:.2f}x on this server")
 
