@@ -23,10 +23,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.common import BENCH_PLUGINS, Bench, Figure, Section, check, median, progress, quiet_env, table
+from bench.common import BENCH_PLUGINS, Bench, Figure, Section, median, progress, quiet_env, table
 
 CONTENDERS = ("sesshu", "pebble", "futures")
-TARGET = 1.0
+# No target since issue #12: what this costs is the hand-offs that keep AWS
+# I/O off the loop and a sweep after every job, which no end-to-end figure
+# feels. It stays in the bench, reported.
 
 
 def _timed(warm: int, n: int, serial: bool, call: Callable[[int], Any], wait: Callable[[Any], Any]) -> float:
@@ -172,7 +174,7 @@ def run(bench: Bench) -> Section:
         ratio = ses / peb
         what = "one call at a time" if mode == "serial" else f"{sizes[mode]} calls queued at once"
         section.figures.append(Figure(
-            f"sesshu / pebble, 2 workers, {what}", f"{ratio:.2f}x", f">= {TARGET}x", check(ratio, at_least=TARGET),
+            f"sesshu / pebble, 2 workers, {what}", f"{ratio:.2f}x", "report (no target)", None,
             f"sesshu {ses:.0f}, pebble {peb:.0f}, ProcessPoolExecutor {fut:.0f} calls/s "
             f"(sesshu/PPE {ses / fut:.2f}x)"))
         rows += [[mode, c, f"{median(rates[(c, mode)]):.0f}",
@@ -180,7 +182,7 @@ def run(bench: Bench) -> Section:
     costs = parse_cost()
     serial_us = 1e6 / median(rates[("sesshu", "serial")])
     parse_us = costs["RequestParser.parse, raw body"]
-    if section.figures and not section.figures[0].met:
+    if section.figures:
         section.figures[0].note += (f". Validating the request body alone (cerberus) costs {parse_us:.0f} us of "
                                     f"sesshu's {serial_us:.0f} us per call")
     section.details.append(
