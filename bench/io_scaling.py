@@ -61,12 +61,17 @@ def _cpu_ms(r: dict[str, Any]) -> float:
 
 
 def _full_note(kept: dict[int, list[dict[str, Any]]], base: int, n: int) -> str:
-    """Why more workers can miss: past the knee the cores are full, and every job costs them the same."""
+    """Why more workers can miss: past the knee the cores are full, and more processes cost them more per job."""
     cores = sum(_cores(r) for r in kept[base]) / len(kept[base])
     ms = {k: sum(_cpu_ms(r) for r in kept[k]) / len(kept[k]) for k in (base, n)}
+
+    def each(k: int, name: str) -> float:
+        return sum(1000 * r["cpu"][name] / max(1, r["jobs"]) for r in kept[k]) / len(kept[k])
+
+    split = ", ".join(f"{name} {each(base, name):.2f} -> {each(n, name):.2f}" for name in kept[base][0]["cpu"])
     return (f"; at {base} workers the processes of the run already used {cores:.2f} of {os.cpu_count()} cores, "
             f"so more workers cannot go faster, only cost more: all CPU per job {ms[base]:.2f} ms at {base} "
-            f"workers, {ms[n]:.2f} at {n}")
+            f"workers, {ms[n]:.2f} at {n} (by process: {split})")
 
 
 def _kept(bench: Bench, body: Body, warmup: float, window: float, cycles: int) -> list[tuple[int, dict[str, Any]]]:
