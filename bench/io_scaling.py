@@ -66,7 +66,7 @@ def _full_note(kept: dict[int, list[dict[str, Any]]], base: int, n: int) -> str:
     ms = {k: sum(_cpu_ms(r) for r in kept[k]) / len(kept[k]) for k in (base, n)}
 
     def each(k: int, name: str) -> float:
-        return sum(1000 * r["cpu"][name] / max(1, r["jobs"]) for r in kept[k]) / len(kept[k])
+        return float(sum(1000 * r["cpu"][name] / max(1, r["jobs"]) for r in kept[k]) / len(kept[k]))
 
     split = ", ".join(f"{name} {each(base, name):.2f} -> {each(n, name):.2f}" for name in kept[base][0]["cpu"])
     return (f"; at {base} workers the processes of the run already used {cores:.2f} of {os.cpu_count()} cores, "
