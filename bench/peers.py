@@ -152,10 +152,10 @@ def _bound(ses: list[dict[str, Any]], cel: list[dict[str, Any]], server: str) ->
     """What caps the ratio when Celery, too, holds the server at its ceiling.
 
     Each side's rate is then the share of a core the server gives it over
-    the server's CPU per job, so the ratio can be no more than Celery's CPU
-    per job over sesshud's, times the most the server gave any run over what
-    it gave Celery. No daemon can raise that except by costing the server
-    less per job.
+    the server's CPU per job, so the ratio comes to Celery's CPU per job over
+    sesshud's, times the most the server gave any run over what it gave
+    Celery (medians, so the measured ratio lands near it, either side). No
+    daemon can raise that except by costing the server less per job.
     """
     full = max(server_cores(r, server) for r in [*ses, *cel])
     under_celery = median([server_cores(r, server) for r in cel])
@@ -164,9 +164,9 @@ def _bound(ses: list[dict[str, Any]], cel: list[dict[str, Any]], server: str) ->
     per_job = [median([r["cpu"][server] / max(1, r["jobs"]) for r in runs]) for runs in (cel, ses)]
     cap = per_job[0] / per_job[1] * full / under_celery
     return (f". Celery too held the server at its ceiling ({under_celery:.2f} of a core, the median of its runs, "
-            f"against at most {full:.2f} in any run), so the ratio can be no more than the server's CPU per job, "
+            f"against at most {full:.2f} in any run), so the ratio is set by the server's CPU per job, "
             f"Celery {1000 * per_job[0]:.1f} ms over sesshud's {1000 * per_job[1]:.2f} ms, times {full:.2f} over "
-            f"{under_celery:.2f}: at most {cap:.2f}x on this server")
+            f"{under_celery:.2f}: about {cap:.2f}x on this server, whatever either daemon does")
 
 
 def _how() -> str:
