@@ -124,6 +124,17 @@ def check(value: float, *, at_most: float | None = None, at_least: float | None 
     return not (at_least is not None and not value >= at_least)
 
 
+def cpu_ms(r: dict[str, Any], *names: str) -> float:
+    """CPU milliseconds per job of the named metered processes of a window (all of them if none is named)."""
+    cpu = r["cpu"]
+    return float(1000 * sum(cpu[n] for n in (names or cpu)) / max(1, r["jobs"]))
+
+
+def cores_used(r: dict[str, Any], *names: str) -> float:
+    """Cores the named metered processes of a window used (all of them if none is named)."""
+    return cpu_ms(r, *names) * float(r["rate"]) / 1000
+
+
 def ceilings(r: dict[str, Any], *, target_rate: float, server: str) -> str:
     """What the machine allows, from one run's CPU per job, beside the rate a target needs.
 

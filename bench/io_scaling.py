@@ -24,7 +24,7 @@ import time
 import uuid
 from typing import Any
 
-from bench.common import Bench, Figure, Section, check, progress, table, wait_until
+from bench.common import Bench, Figure, Section, check, cores_used, cpu_ms, progress, table, wait_until
 from bench.feeder import Body, Feeder, client, depth, request
 from bench.sesshud import Sesshud, stop_all, write_config
 from bench.throughput import CpuMeter, _fresh, _measure, host_took, sesshud_round
@@ -44,31 +44,20 @@ def _visible(n: int) -> int:
 
 def _row(n: int, label: Any, r: dict[str, Any]) -> list[Any]:
     ideal = n / DELAY
-    jobs = max(1, r["jobs"])
-    window = jobs / max(r["rate"], 1e-9)
     return [n, label, f"{r['rate']:.1f}", f"{ideal:.0f}", f"{r['rate'] / ideal:.2f}",
-            f"{1000 * r['cpu']['sesshud master'] / jobs:.2f}", f"{1000 * sum(r['cpu'].values()) / jobs:.1f}",
-            f"{sum(r['cpu'].values()) / window:.2f} of {os.cpu_count()}", host_took(r)]
-
-
-def _cores(r: dict[str, Any]) -> float:
-    """Cores all metered processes used over the window."""
-    return float(sum(r["cpu"].values()) * r["rate"] / max(1, r["jobs"]))
-
-
-def _cpu_ms(r: dict[str, Any]) -> float:
-    return float(1000 * sum(r["cpu"].values()) / max(1, r["jobs"]))
+            f"{cpu_ms(r, 'sesshud master'):.2f}", f"{cpu_ms(r):.1f}", f"{cores_used(r):.2f} of {os.cpu_count()}",
+            host_took(r)]
 
 
 def _full_note(kept: dict[int, list[dict[str, Any]]], base: int, n: int) -> str:
     """Why more workers can miss: past the knee the cores are full, and more processes cost them more per job."""
-    cores = sum(_cores(r) for r in kept[base]) / len(kept[base])
-    ms = {k: sum(_cpu_ms(r) for r in kept[k]) / len(kept[k]) for k in (base, n)}
+    def mean(values: list[float]) -> float:
+        return sum(values) / len(values)
 
-    def each(k: int, name: str) -> float:
-        return float(sum(1000 * r["cpu"][name] / max(1, r["jobs"]) for r in kept[k]) / len(kept[k]))
-
-    split = ", ".join(f"{name} {each(base, name):.2f} -> {each(n, name):.2f}" for name in kept[base][0]["cpu"])
+    cores = mean([cores_used(r) for r in kept[base]])
+    ms = {k: mean([cpu_ms(r) for r in kept[k]]) for k in (base, n)}
+    split = ", ".join(f"{name} {mean([cpu_ms(r, name) for r in kept[base]]):.2f} -> "
+                      f"{mean([cpu_ms(r, name) for r in kept[n]]):.2f}" for name in kept[base][0]["cpu"])
     return (f"; at {base} workers the processes of the run already used {cores:.2f} of {os.cpu_count()} cores, "
             f"so more workers cannot go faster, only cost more: all CPU per job {ms[base]:.2f} ms at {base} "
             f"workers, {ms[n]:.2f} at {n} (by process: {split})")

@@ -13,9 +13,9 @@ Where sesshud misses a target, two sesshud daemons then run together on one
 queue. They ask the server for twice the work one daemon does: when that
 gets no more than one daemon got, the server (one Python process, on the
 same two cores) is what limits sesshud's kind of work, not the daemon. And
-where Celery too holds the server at its ceiling, the ratio can be no more
-than the server's CPU per Celery job over its CPU per sesshud job: the
-summary says so, with both figures.
+where Celery too holds the server at its ceiling, the ratio is set by the
+server's CPU per Celery job over its CPU per sesshud job (and the share of
+a core each side got): the summary says so, with the figures.
 """
 
 from __future__ import annotations
@@ -30,7 +30,21 @@ import uuid
 from importlib import metadata
 from typing import Any
 
-from bench.common import Bench, Figure, Section, at, ceilings, check, median, progress, quiet_env, table, wait_until
+from bench.common import (
+    Bench,
+    Figure,
+    Section,
+    at,
+    ceilings,
+    check,
+    cores_used,
+    cpu_ms,
+    median,
+    progress,
+    quiet_env,
+    table,
+    wait_until,
+)
 from bench.feeder import Body, Feeder, client, make_queue, make_topic
 from bench.proxy import CountingProxy
 from bench.throughput import CpuMeter, _measure, host_took, server_ms, sesshud_round
@@ -129,17 +143,12 @@ def _ceiling(bench: Bench, delay: float, rounds: int, warmup: float, window: flo
     return out
 
 
-def server_cores(r: dict[str, Any], server: str) -> float:
-    """Cores the server used over a measuring window."""
-    return float(r["cpu"][server] * r["rate"] / max(1, r["jobs"]))
-
-
 def _ceiling_note(ceiling: list[dict[str, Any]], ses: list[dict[str, Any]], cel: list[dict[str, Any]],
                   target_rate: float, server: str) -> str:
     two = max(ceiling, key=lambda r: r["rate"])
     best = max([*ceiling, *ses], key=lambda r: r["rate"])
-    cores = ", ".join(f"{server_cores(r, server):.2f}" for r in [*ses, *ceiling])
-    celery = ", ".join(f"{server_cores(r, server):.2f}" for r in cel)
+    cores = ", ".join(f"{cores_used(r, server):.2f}" for r in [*ses, *ceiling])
+    celery = ", ".join(f"{cores_used(r, server):.2f}" for r in cel)
     said = (f". Asked for twice the work by {CEILING_DAEMONS} such daemons on one queue, the server gave "
             f"{two['rate']:.0f} jobs/s; the most any sesshud run here got was {best['rate']:.0f}, with the server "
             f"using {cores} of a core in those runs (under Celery: {celery})")
@@ -157,15 +166,15 @@ def _bound(ses: list[dict[str, Any]], cel: list[dict[str, Any]], server: str) ->
     Celery (medians, so the measured ratio lands near it, either side). No
     daemon can raise that except by costing the server less per job.
     """
-    full = max(server_cores(r, server) for r in [*ses, *cel])
-    under_celery = median([server_cores(r, server) for r in cel])
+    full = max(cores_used(r, server) for r in [*ses, *cel])
+    under_celery = median([cores_used(r, server) for r in cel])
     if under_celery < AT_CEILING * full:
         return ""
-    per_job = [median([r["cpu"][server] / max(1, r["jobs"]) for r in runs]) for runs in (cel, ses)]
+    per_job = [median([cpu_ms(r, server) for r in runs]) for runs in (cel, ses)]
     cap = per_job[0] / per_job[1] * full / under_celery
     return (f". Celery too held the server at its ceiling ({under_celery:.2f} of a core, the median of its runs, "
             f"against at most {full:.2f} in any run), so the ratio is set by the server's CPU per job, "
-            f"Celery {1000 * per_job[0]:.1f} ms over sesshud's {1000 * per_job[1]:.2f} ms, times {full:.2f} over "
+            f"Celery {per_job[0]:.1f} ms over sesshud's {per_job[1]:.2f} ms, times {full:.2f} over "
             f"{under_celery:.2f}: about {cap:.2f}x on this server, whatever either daemon does")
 
 
@@ -214,7 +223,7 @@ def run(bench: Bench) -> Section:
                 cpu = ", ".join(f"{k} {1000 * v / jobs:.2f}" for k, v in r["cpu"].items())
                 ops = ", ".join(f"{op} {n / jobs:.2f}" for op, n in sorted(r.get("requests", {}).items())) or "-"
                 rows.append([f"{label}{at(delay)}, round {i + 1}", f"{r['rate']:.0f}", r["jobs"], ops, cpu,
-                             f"{server_cores(r, bench.server_name):.2f}", host_took(r)])
+                             f"{cores_used(r, bench.server_name):.2f}", host_took(r)])
     section.details.append(f"{_how()}\n\nWindows of {bench.size(12.0, 4.0):g} s on loopback and "
                            f"{bench.size(8.0, 4.0):g} s at a round trip, after {warmup:g} s warm-up.\n\n"
                            + table(["run", "jobs/s", "jobs in window", "requests per job (through the proxy)",

@@ -26,9 +26,6 @@ from typing import Any
 from bench.common import BENCH_PLUGINS, Bench, Figure, Section, median, progress, quiet_env, table
 
 CONTENDERS = ("sesshu", "pebble", "futures")
-# No target since issue #12: what this costs is the hand-offs that keep AWS
-# I/O off the loop and a sweep after every job, which no end-to-end figure
-# feels. It stays in the bench, reported.
 
 
 def _timed(warm: int, n: int, serial: bool, call: Callable[[int], Any], wait: Callable[[Any], Any]) -> float:
@@ -173,6 +170,9 @@ def run(bench: Bench) -> Section:
         ses, peb, fut = (median(rates[(c, mode)]) for c in CONTENDERS)
         ratio = ses / peb
         what = "one call at a time" if mode == "serial" else f"{sizes[mode]} calls queued at once"
+        # No target since issue #12: what this costs is the hand-offs that keep
+        # AWS I/O off the loop and a sweep after every job, which no end-to-end
+        # figure feels. It stays in the bench, reported.
         section.figures.append(Figure(
             f"sesshu / pebble, 2 workers, {what}", f"{ratio:.2f}x", "report (no target)", None,
             f"sesshu {ses:.0f}, pebble {peb:.0f}, ProcessPoolExecutor {fut:.0f} calls/s "
