@@ -16,15 +16,14 @@ computes the same values (``time.time()`` for the clock, one attribute read
 for the retention period, one attribute pass per request, the module list
 read once), so SQS semantics are kept. ``python -m bench.motoserver --port
 P`` runs moto's threaded server in this process with the patch applied;
-``--stock`` runs it without those. Either way :func:`fix_delete_race` makes
-moto's SQS delete thread-safe, which the counting of completed jobs needs.
+``--stock`` runs it without those. Either way each queue is locked as the
+tests' server locks it (``tests.harness.motoserver``): a correctness fix,
+which the counting of completed jobs needs, not a speed-up.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
-import signal
 import sys
 import time
 import urllib.request
@@ -32,29 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness.aws import MotoServer
-
-
-def fix_delete_race() -> None:
-    """Make moto's SQS delete hold the queue's lock, as its sends already do.
-
-    ``Queue.delete_message`` rebuilds the message list from a snapshot
-    without the lock that ``add_message`` takes. Two deletes at once (a
-    daemon with several senders) then put back what the other removed: the
-    message, reported deleted, comes back after its visibility timeout and is
-    done twice. A delete beside a send drops the message just sent, which the
-    feeder then counts as completed. Seen here: a whole batch of ten back
-    after 60 s, in one window in three at 64 workers. Real SQS has neither.
-    """
-    import moto.sqs.models as sqs_models
-
-    queue = sqs_models.Queue
-    unlocked = queue.delete_message
-
-    def delete_message(self: Any, receipt_handle: str) -> None:
-        with self._messages_lock:
-            unlocked(self, receipt_handle)
-
-    queue.delete_message = delete_message  # type: ignore[method-assign]
+from tests.harness.motoserver import serve
 
 
 def patch_moto() -> None:
@@ -113,7 +90,8 @@ class MotoProcess(MotoServer):
     def description(self) -> str:
         import moto
 
-        how = "stock" if self.stock else "with bench/motoserver.py's hot-spot patch"
+        how = "no hot-spot patch" if self.stock else "with bench/motoserver.py's hot-spot patch"
+        how = f"queues locked, {how}"
         return f"moto {moto.__version__} threaded werkzeug server, {how}, in its own process"
 
     def command(self) -> list[str]:
@@ -134,20 +112,10 @@ class MotoProcess(MotoServer):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--port", type=int, required=True)
-    p.add_argument("--stock", action="store_true", help="run moto unpatched")
+    p.add_argument("--stock", action="store_true", help="run moto without the hot-spot patch")
     args = p.parse_args()
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    fix_delete_race()  # a correctness fix, not a speed-up: stock or not
-    if not args.stock:
-        patch_moto()
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=args.port, verbose=False)
-    server.start()
-    signal.sigwait({signal.SIGTERM, signal.SIGINT})
-    server.stop()
+    serve(args.port, before=None if args.stock else patch_moto)
 
 
 if __name__ == "__main__":
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
     main()

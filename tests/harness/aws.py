@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import psutil
 from sesshu.provision import Deployment
 from sesshu.provision import provision as provision_deployment
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
 FAKE_CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -103,20 +103,21 @@ class BusServer:
 
 
 class MotoServer(BusServer):
-    """``moto_server`` in a subprocess on a free 127.0.0.1 port."""
+    """moto's server in a subprocess on a free 127.0.0.1 port, each queue locked
+    (``tests.harness.motoserver`` says why)."""
 
     name = "moto"
 
     def command(self) -> list[str]:
-        exe = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
-        if exe is None:
-            raise RuntimeError("moto_server not found: install the test extra (pip install -e '.[test]')")
-        return [exe, "-H", "127.0.0.1", "-p", str(self.port)]
+        return [sys.executable, "-m", "tests.harness.motoserver", "--port", str(self.port)]
 
     def start(self) -> MotoServer:
         log = open(self._log_path, "wb") if self._log_path else None  # noqa: SIM115 - handed to the child
+        env = {**aws_env(), **self._env}
+        # The server runs a module of this checkout's tests package, from any directory.
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(REPO_ROOT), env.get("PYTHONPATH"))))
         self._proc = subprocess.Popen(self.command(), stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                      env={**aws_env(), **self._env})
+                                      env=env)
         if log is not None:
             log.close()  # the child holds its own copy of the fd
         poll(self._up, timeout=60, what="the moto server to answer")
