@@ -4,15 +4,19 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
+# Every pip install of ours takes its versions from constraints.txt, so a new
+# release of a linter, of moto or of boto3 changes nothing until we update the
+# pins on purpose (constraints.txt says how).
+PIP_CONSTRAINTS ?= -c constraints.txt
 
-.PHONY: install sysvenv demo test test-localstack localstack lint bench bench-peers soak clean deb deploy-stack
+.PHONY: install sysvenv host-packages demo test test-localstack localstack lint bench bench-peers soak clean deb deploy-stack
 
 install: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(PIP_CONSTRAINTS) -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,14 +32,21 @@ SYSVENV    ?= /var/tmp/sesshu-test-sysvenv
 SYS_STAMP  := $(SYSVENV)/.installed-stamp
 sysvenv: $(SYS_STAMP)
 
-$(SYS_STAMP): setup.cfg pyproject.toml
+$(SYS_STAMP): setup.cfg pyproject.toml constraints.txt
 	$(SYSPY) -m venv $(SYSVENV)
 	$(SYSVENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SYSVENV)/bin/python -m pip install --quiet .
+	$(SYSVENV)/bin/python -m pip install --quiet $(PIP_CONSTRAINTS) .
 	chmod -R a+rX $(SYSVENV)
 	touch $@
 
-test: $(STAMP) $(SYS_STAMP)
+# host-packages installs the Debian packages some tests use (as root; as a
+# plain user it names what is missing and those tests skip, saying why).
+host-packages:
+	@tests/host-packages
+
+test: $(STAMP) host-packages
+	@if $(SYSPY) -c 'import ensurepip' 2>/dev/null; then $(MAKE) --no-print-directory sysvenv; \
+	else echo "make test: $(SYSPY) has no venv module; the containment tests will skip"; fi
 	SESSHU_SYSVENV=$(SYSVENV) $(PY) -m pytest -q
 
 # LocalStack, a second SQS/SNS/S3 implementation, in a virtualenv of its own
@@ -67,7 +78,7 @@ soak: $(STAMP)
 # get Celery too.
 BENCH_STAMP := $(VENV)/.bench-peers-stamp
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[test,bench,peers]'
+	$(PY) -m pip install --quiet $(PIP_CONSTRAINTS) -e '.[test,bench,peers]'
 	touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP) $(LS_STAMP)

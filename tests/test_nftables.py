@@ -1,7 +1,7 @@
 """etc/nftables/sesshu-workers.nft: valid, and it really keeps the worker account off loopback.
 
 The rules are loaded only inside a network namespace this test makes, so the
-host's firewall is never touched. CI installs nft from Debian's packages.
+host's firewall is never touched. `make test` installs nft (tests/host-packages).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def rules_for(account: str, tmp_path: Path, broken: bool = False) -> Path:
 
 
 def test_the_rules_parse(tmp_path: Path) -> None:
-    assert os.path.exists(NFT), "nft is missing: .ci/run installs Debian's nftables"
+    assert os.path.exists(NFT), "nft is missing: make test installs it (tests/host-packages)"
     done = subprocess.run([NFT, "-c", "-f", str(rules_for("nobody", tmp_path))], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
