@@ -2,7 +2,10 @@
 
 ``logging.path`` + ``logging.name`` give the file ``path/name.log``; without
 a path, logs go to stderr (the journal under systemd). SIGUSR1 reopens the
-file, so logrotate can move it away.
+file, so logrotate can move it away. A log file that cannot be written (a
+full disk, a removed directory, an I/O error) never stops the daemon: stderr
+gets one line when writing fails and one when it works again
+(:class:`LogFile`).
 """
 
 from __future__ import annotations
@@ -61,6 +64,84 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, default=str)
 
 
+class LogFile(logging.FileHandler):
+    """The log file, which says so once on stderr when it cannot be written, and once when it can again.
+
+    A failed write drops the open file; each later record tries to open it
+    again, at most once every :attr:`RETRY_EVERY` seconds, and a USR1
+    (:meth:`reopen`) tries at once. The records that arrive meanwhile are
+    lost: jobs go on, and stderr says for how long the log had a gap.
+    """
+
+    RETRY_EVERY = 1.0  # seconds between two attempts to open a file that failed
+
+    def __init__(self, filename: str) -> None:
+        # backslashreplace: a lone surrogate in a traceback must not lose the record.
+        super().__init__(filename, encoding="utf-8", errors="backslashreplace")
+        self.failing_since: float | None = None  # monotonic, while the file cannot be written
+        self._retry_at = 0.0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+        except Exception:  # noqa: BLE001 - logging's own contract: a bad record must not raise
+            self.handleError(record)
+            return
+        try:
+            if self.stream is None:
+                if time.monotonic() < self._retry_at:
+                    return
+                self.stream = self._open()
+            self.stream.write(line)
+            self.stream.flush()
+        except OSError as exc:
+            self._failed(exc)
+            return
+        if self.failing_since is not None:
+            gap = time.monotonic() - self.failing_since
+            self.failing_since = None
+            _to_stderr(f"sesshud: the log file {self.baseFilename} is written again (records of the "
+                       f"last {gap:.0f} s are missing from it)")
+
+    def reopen(self) -> None:
+        """Close the file and open it again by its name, at once (logrotate waits for it to exist)."""
+        self.acquire()
+        try:
+            if self.stream is not None:
+                try:
+                    self.stream.close()
+                except OSError:
+                    pass
+            self.stream = None  # type: ignore[assignment]
+            try:
+                self.stream = self._open()
+            except OSError as exc:
+                self._failed(exc)
+        finally:
+            self.release()
+
+    def _failed(self, exc: OSError) -> None:
+        stream, self.stream = self.stream, None  # type: ignore[assignment]
+        if stream is not None:
+            try:
+                stream.close()
+            except OSError:
+                pass  # the data it held is what could not be written
+        self._retry_at = time.monotonic() + self.RETRY_EVERY
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            _to_stderr(f"sesshud: cannot write the log file {self.baseFilename}: {exc.strerror or exc}; "
+                       "jobs go on, and it is written again as soon as it can be")
+
+
+def _to_stderr(line: str) -> None:
+    try:
+        sys.stderr.write(line + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # no stderr either: nothing more can be said
+
+
 def log_file(path: str | None, name: str) -> str | None:
     return os.path.join(path, f"{name}.log") if path else None
 
@@ -101,12 +182,7 @@ def check(path: str | None, name: str) -> None:
 def setup(path: str | None, name: str, level: str, fmt: str) -> logging.Handler:
     """Install the one root handler; returns it so USR1 can reopen it."""
     filename = log_file(path, name)
-    handler: logging.Handler
-    if filename is not None:
-        # backslashreplace: a lone surrogate in a traceback must not lose the record.
-        handler = logging.FileHandler(filename, encoding="utf-8", errors="backslashreplace")
-    else:
-        handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = LogFile(filename) if filename is not None else logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -121,10 +197,6 @@ def setup(path: str | None, name: str, level: str, fmt: str) -> logging.Handler:
 
 
 def reopen(handler: logging.Handler) -> None:
-    if isinstance(handler, logging.FileHandler):
-        handler.acquire()
-        try:
-            handler.close()
-            handler.stream = handler._open()
-        finally:
-            handler.release()
+    """USR1: close the log file and open it again by its name (logrotate moved it away)."""
+    if isinstance(handler, LogFile):
+        handler.reopen()

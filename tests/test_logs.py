@@ -108,3 +108,77 @@ def test_fuzz_a_text_line_is_one_printable_line(text: str) -> None:
     line = logs.TextFormatter(logs.TEXT_FORMAT).format(record("%s", text))
     assert line.isprintable()
     line.encode("utf-8")
+
+
+# -- a log file that cannot be written -------------------------------------------------
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A 64 KiB tmpfs of our own, to fill up: a real ENOSPC from the kernel."""
+    import os
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "sesshu-test", str(mnt)], check=True)
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write until the filesystem is full; the file that filled it."""
+    filler = directory / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        try:
+            while True:
+                f.write(b"x" * 4096)
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_is_said_once_on_stderr_and_once_when_it_passes(
+        small_tmpfs: Path, root: logging.Logger, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(logs.LogFile, "RETRY_EVERY", 0.0)  # each record tries again: the worst case for stderr
+    handler = logs.setup(str(small_tmpfs), "sesshu", "info", "text")
+    log = logging.getLogger("sesshu.test")
+    log.info("before")
+    filler = fill(small_tmpfs)
+    for i in range(200):
+        log.info("while full %d %s", i, "y" * 200)  # more than the page the kernel may still take
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "cannot write the log file" in err[0] and "No space left on device" in err[0], err
+    filler.unlink()
+    log.info("after")
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "is written again" in err[0], err
+    text = (small_tmpfs / "sesshu.log").read_text()
+    assert "before" in text and text.rstrip().endswith("after")
+    assert handler in root.handlers
+
+
+def test_a_removed_log_directory_is_said_once_and_usr1_writes_the_file_again(
+        tmp_path: Path, root: logging.Logger, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "logs"
+    directory.mkdir()
+    handler = logs.setup(str(directory), "sesshu", "info", "text")
+    log = logging.getLogger("sesshu.test")
+    log.info("before")
+    (directory / "sesshu.log").unlink()
+    directory.rmdir()
+    logs.reopen(handler)  # USR1 (logrotate) while the directory is gone
+    for i in range(50):
+        log.info("while gone %d", i)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "cannot write the log file" in err[0], err
+    directory.mkdir()
+    logs.reopen(handler)  # the next USR1, once it is back
+    log.info("after")
+    assert len(capsys.readouterr().err.splitlines()) == 1
+    assert (directory / "sesshu.log").read_text().rstrip().endswith("after")
