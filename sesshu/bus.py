@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from typing import Self
 
 BATCH_MAX = 10
 # SNS caps one message, and all the messages of one PublishBatch together, at
@@ -28,6 +31,12 @@ PERMANENT_CODES = frozenset({
     "ValidationError", "InvalidMessageContents", "AuthorizationError", "AccessDenied", "NotFound",
     "NonExistentQueue", "QueueDoesNotExist", "NoSuchBucket",
 })
+# AWS error codes that say "too many requests": the service is up and asks for
+# fewer. Transient, but not an outage (``sesshu.busio.BusHealth``).
+THROTTLING_CODES = frozenset({
+    "Throttling", "Throttled", "RequestThrottled", "TooManyRequests", "RequestLimitExceeded", "SlowDown",
+    "KMSThrottling",
+})  # as error_name() spells them: no service prefix, no "Exception" suffix
 # The permanent errors a batch earns as a whole although its entries, sent one
 # by one, may pass: the batch is too long or too big, or one entry is bad.
 SPLIT_CODES = frozenset({
@@ -68,6 +77,11 @@ def batches(sizes: Sequence[int], max_bytes: int, max_entries: int = BATCH_MAX) 
 def is_permanent(code: str) -> bool:
     """No retry of the same request can cure an error with this code: not an outage."""
     return error_name(code) in PERMANENT_CODES
+
+
+def is_throttling(code: str) -> bool:
+    """The service refused for the request rate: it is up, and asks for fewer requests."""
+    return error_name(code) in THROTTLING_CODES
 
 
 def error_name(code: str) -> str:
@@ -123,6 +137,39 @@ class Visibility:
     entry_id: str
     receipt_handle: str
     seconds: int
+
+
+class Fault(str):
+    """Why a bus call, or one entry of a batch call, failed: the text to log, with the AWS error code.
+
+    A str, so whatever only logs or compares it needs to know nothing more.
+    ``transient``: the same request may pass if sent again (throttling, a
+    server error, a timeout, a lost connection). By default that is any
+    failure with a code that is not a permanent refusal; a failure with no
+    code (our own bug in a bus) is not, so that it is never retried blindly.
+    """
+
+    code: str
+    transient: bool
+
+    def __new__(cls, text: str, code: str = "", transient: bool | None = None) -> Self:
+        fault = super().__new__(cls, text)
+        fault.code = code
+        fault.transient = bool(code) and not is_permanent(code) if transient is None else transient
+        return fault
+
+    @property
+    def permanent(self) -> bool:
+        return is_permanent(self.code)
+
+    @property
+    def throttling(self) -> bool:
+        return is_throttling(self.code)
+
+
+def transient(error: str) -> bool:
+    """Whether a failure (a :class:`Fault`, or a plain reason from a bus that gives no code) may pass if retried."""
+    return isinstance(error, Fault) and error.transient
 
 
 class BusError(Exception):

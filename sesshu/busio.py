@@ -18,39 +18,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
 from sesshu.backoff import Backoff
-from sesshu.bus import (
-    Bus,
-    BusError,
-    Message,
-    is_permanent,
-)
-
-if TYPE_CHECKING:
-    from typing import Self
+from sesshu.bus import Bus, BusError, Fault, Message
 
 log = logging.getLogger("sesshu.busio")
-
-
-class Fault(str):
-    """Why a bus call failed: the text to log, carrying the AWS error code.
-
-    A str, so whatever only logs or compares it needs to know nothing more;
-    :class:`BusHealth` tells a permanent refusal from an outage by its code.
-    """
-
-    code: str
-
-    def __new__(cls, text: str, code: str = "") -> Self:
-        fault = super().__new__(cls, text)
-        fault.code = code
-        return fault
-
-    @property
-    def permanent(self) -> bool:
-        return is_permanent(self.code)
 
 
 @dataclass
@@ -163,9 +136,13 @@ class BusHealth:
 
     A failing receive also sets ``poll_after``: exponential backoff with
     jitter, so a fleet of hosts does not hammer a recovering endpoint in step.
+    Throttling is no outage (the service answered, asking for fewer
+    requests): it is logged at most once a minute per kind of call, with the
+    count of refusals since the last line.
     """
 
     REFUSAL_LOG_EVERY = 60.0  # seconds between two log lines for the same refusal
+    THROTTLING_LOG_EVERY = 60.0  # seconds between two log lines for throttling of one kind of call
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -174,12 +151,15 @@ class BusHealth:
         self._backoff = Backoff(first=1.0, cap=30.0, jitter=0.5)
         self._send_down: float | None = None
         self._refusals: dict[tuple[str, str], float] = {}  # (what, error code): when last logged
+        self._throttled: dict[str, tuple[float, int]] = {}  # kind of call: (when last logged, refusals since)
 
     def receive_failed(self, error: str) -> None:
         now = self._clock()
         if _permanent(error):
             # The bus answered: it is up, and refuses. Back off all the same.
             self._refused("receiving", error)
+        elif _throttling(error):
+            self._throttling("receive", error)  # up, and asking for fewer receives: back off
         elif self._receive_down is None:
             self._receive_down = now
             log.error("bus outage: %s; retrying with backoff", error)
@@ -191,13 +171,18 @@ class BusHealth:
         self._receive_down = None
         self._backoff.reset()
 
-    def sent(self, error: str | None) -> None:
+    def sent(self, error: str | None, kind: str = "send") -> None:
+        """A sender call of this kind came back, failed as a whole with ``error`` or not."""
         if error is not None and _permanent(error):
             self._refused("sending", error)
             error = None  # the bus answered, so it is up
+        elif error is not None and _throttling(error):
+            self._throttling(kind, error)
+            error = None
         if error is not None and self._send_down is None:
             self._send_down = self._clock()
-            log.error("bus outage while sending: %s; results stay undeleted and are retried", error)
+            log.error("bus outage while sending: %s; results and deletes wait, and are sent again "
+                      "with backoff", error)
         elif error is None and self._send_down is not None:
             log.warning("sending recovered after %.1f s", self._clock() - self._send_down)
             self._send_down = None
@@ -210,6 +195,23 @@ class BusHealth:
         if last is None or now - last >= self.REFUSAL_LOG_EVERY:
             self._refusals[key] = now
             log.error("the bus refused a request while %s (a client error, not an outage): %s", doing, error)
+
+
+    def _throttling(self, kind: str, error: Fault) -> None:
+        now = self._clock()
+        last, count = self._throttled.get(kind, (None, 0))
+        count += 1
+        if last is None or now - last >= self.THROTTLING_LOG_EVERY:
+            since = "" if last is None else f" in the last {now - last:.0f} s"
+            log.warning("bus throttling: %d %s call(s) refused for the request rate%s (%s); "
+                        "backing off, then trying again", count, kind, since, error.code)
+            self._throttled[kind] = (now, 0)
+        else:
+            self._throttled[kind] = (last, count)
+
+
+def _throttling(error: str) -> TypeGuard[Fault]:
+    return isinstance(error, Fault) and error.throttling
 
 
 def _permanent(error: str) -> TypeGuard[Fault]:

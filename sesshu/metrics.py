@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from sesshu.bus import is_throttling
+
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
@@ -25,6 +27,8 @@ class Metrics:
                                 ["reason"], registry=r)
         self.bus_requests = Counter("sesshu_bus_requests", "SQS/SNS API calls", ["operation"], registry=r)
         self.bus_errors = Counter("sesshu_bus_errors", "SQS/SNS API calls that failed", ["operation"], registry=r)
+        self.bus_throttled = Counter("sesshu_bus_throttled", "SQS/SNS API calls refused for the request rate "
+                                     "(after botocore's own retries)", ["operation"], registry=r)
         self.failures = Counter("sesshu_failures_published",
                                 "Failure records published to bus.output.failures_topic", registry=r)
         self.in_flight = Gauge("sesshu_messages_in_flight",
@@ -44,10 +48,13 @@ class Metrics:
     def restart(self, reason: str) -> None:
         self.restarts.labels(reason).inc()
 
-    def bus_call(self, operation: str, ok: bool) -> None:
+    def bus_call(self, operation: str, error: str | None) -> None:
+        """One API call made; ``error`` is its AWS error code (or exception name) if it failed."""
         self.bus_requests.labels(operation).inc()
-        if not ok:
+        if error is not None:
             self.bus_errors.labels(operation).inc()
+            if is_throttling(error):
+                self.bus_throttled.labels(operation).inc()
 
     def failures_published(self, n: int) -> None:
         self.failures.inc(n)

@@ -18,6 +18,15 @@ receiving must wait (backpressure). Three rules keep overlapping calls safe:
    Whether the record's publish succeeds or fails, the release follows: a
    lost record loses only the record, never the message.
 
+A publish, upload, failure record or delete that fails for a transient
+reason (:func:`sesshu.bus.transient`: throttling, a server error, a timeout,
+a lost connection) goes back to the head of its queue, and calls of its kind
+wait out a jittered backoff that grows while they keep failing: the job is
+not done again, and its message stays locked by the heartbeat meanwhile (it
+is :meth:`Outbox.waiting`). Only a permanent refusal, or a failure while the
+daemon stops, is final: :meth:`Outbox.completed` returns those. A stop
+sends everything still queued once more, without waiting out a backoff.
+
 Results linger briefly (:data:`LINGER`) for a fuller PublishBatch while jobs
 still run; deletes linger longer (:data:`DELETE_LINGER`), across sender
 turns, so that large results, one publish each, still share deletes in tens.
@@ -32,7 +41,8 @@ from functools import partial
 from typing import Any
 
 from sesshu import sending
-from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes
+from sesshu.backoff import Backoff
+from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes, transient
 from sesshu.sending import Attributes, S3Target, Sent
 
 __all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Outbox", "S3Target", "Sent"]
@@ -46,6 +56,14 @@ LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs
 # second of published results undeleted, and they are processed again
 # (duplicates, never losses; a graceful stop sends every delete first).
 DELETE_LINGER = 1.0
+# Backoff of a kind of call that keeps failing transiently: 0.5 s, doubling
+# to 20 s, each delay shortened by up to half at random so that a fleet's
+# hosts do not retry in step. Throttling passes in seconds; an outage of
+# minutes costs at most 20 s of extra wait once it ends.
+RETRY_FIRST, RETRY_CAP, RETRY_JITTER = 0.5, 20.0, 0.5
+VISIBILITY_RETRY_CAP = 2.0
+RETRIED_KINDS = (sending.PUBLISH, sending.UPLOAD, sending.FAILURE, sending.DELETE)
+PACED_KINDS = (*RETRIED_KINDS, sending.VISIBILITY)  # visibility: the heartbeat queues a failed extension anew
 
 
 class Outbox:
@@ -76,6 +94,11 @@ class Outbox:
         # the message's own, so when a result whose pointer failed to publish
         # comes back, only the pointer goes out again.
         self.stored: dict[str, None] = {}
+        # Per kind of call: its transient failures in a row, and when it may go again.
+        self._backoff = {kind: Backoff(RETRY_FIRST, RETRY_CAP, RETRY_JITTER) for kind in RETRIED_KINDS}
+        # An extension is urgent (its message lapses when it is late), so it backs off 2 s at most.
+        self._backoff[sending.VISIBILITY] = Backoff(RETRY_FIRST, VISIBILITY_RETRY_CAP, RETRY_JITTER)
+        self._paused_until: dict[str, float] = {}
 
     def __len__(self) -> int:
         """Items queued, and calls in flight: zero once everything has been sent."""
@@ -145,11 +168,21 @@ class Outbox:
     # -- when, and what ---------------------------------------------------------
 
     def linger_until(self) -> float | None:
-        """When a lingering batch falls due, if one is lingering."""
-        times = [since + wait for since, wait, queued in (
-            (self._publish_since, LINGER, self.publishes), (self._delete_since, DELETE_LINGER, self.deletes))
-            if queued and since is not None]
+        """When a lingering batch, or a kind of call waiting out its backoff, falls due."""
+        paused = self._paused_until
+        # A kind backing off is due when its pause ends, though its linger may have passed long ago.
+        times = [since + wait for kind, since, wait, queued in (
+            (sending.PUBLISH, self._publish_since, LINGER, self.publishes),
+            (sending.DELETE, self._delete_since, DELETE_LINGER, self.deletes))
+            if queued and since is not None and kind not in paused]
+        queued = {sending.PUBLISH: self.publishes, sending.UPLOAD: self.uploads, sending.FAILURE: self.failures,
+                  sending.DELETE: self.deletes, sending.VISIBILITY: self.extensions or self.releases}
+        times += [until for kind, until in paused.items() if queued[kind]]
         return min(times, default=None)
+
+    def retrying(self, kind: str) -> int:
+        """Transient failures in a row of this kind of call (0: it is not backing off)."""
+        return self._backoff[kind].failures
 
     def backlogged(self) -> bool:
         """Two batches per sender waiting: receive nothing more until they are sent."""
@@ -167,26 +200,33 @@ class Outbox:
         ``stopping``.
         """
         now = self._clock()
-        if self.failures:
+        if stopping:
+            self._paused_until.clear()  # the last try of everything held goes at once
+        else:
+            for kind, until in list(self._paused_until.items()):
+                if now >= until:
+                    del self._paused_until[kind]
+        paused = self._paused_until
+        if self.failures and sending.FAILURE not in paused:
             # Never held back: each record holds back its message's release.
             records = self._take_publishes(self.failures)
             return self._flying(sending.FAILURE, partial(sending.publish_failures, bus, records))
-        visibility = self._take_visibility()
+        visibility = [] if sending.VISIBILITY in paused else self._take_visibility()
         if visibility:
             self._in_sqs.update(id(t) for t, _ in visibility)
             return self._flying(sending.VISIBILITY, partial(sending.change_visibility, bus, visibility))
-        if self.uploads:
+        if self.uploads and sending.UPLOAD not in paused:
             entry = self.uploads.popleft()
             assert s3 is not None
             self._in_flight[id(entry[0])] = entry[0]
             return self._flying(sending.UPLOAD, partial(sending.upload, bus, s3, entry))
-        if self.publishes and self._due(sending.PUBLISH, self._publish_since, LINGER, self._full_publish(),
-                                        now, more_coming):
+        if self.publishes and sending.PUBLISH not in paused and self._due(
+                sending.PUBLISH, self._publish_since, LINGER, self._full_publish(), now, more_coming):
             batch = self._take_publishes(self.publishes)
             self._publish_since = now if self.publishes else None
             self._in_flight.update((id(t), t) for t, *_ in batch)
             return self._flying(sending.PUBLISH, partial(sending.publish, bus, batch))
-        ready = [d for d in self.deletes if id(d[0]) not in self._in_sqs]
+        ready = [] if sending.DELETE in paused else [d for d in self.deletes if id(d[0]) not in self._in_sqs]
         if ready and self._due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
                                now, not stopping):
             deletes = ready[:BATCH_MAX]
@@ -197,30 +237,60 @@ class Outbox:
             return self._flying(sending.DELETE, partial(sending.delete, bus, deletes))
         return None
 
-    def completed(self, sent: Sent) -> None:
-        """A sender call came back: clear what it held, and queue what follows from it.
+    def completed(self, sent: Sent, stopping: bool = False) -> list[tuple[Any, str]]:
+        """A sender call came back: clear what it held, queue what follows, and return its final failures.
 
         A published result's delete is queued now, and an uploaded result's
         pointer is queued for publishing (first, so it is not held back).
+        Entries that failed transiently are queued again, ahead of the rest,
+        unless the daemon is ``stopping``; the failures returned are the
+        others, which the caller must settle.
         """
         self._kinds_in_flight[sent.kind] -= 1
+        final = sent.failures()
+        again: list[Any] = []
+        if sent.kind in RETRIED_KINDS and not stopping:
+            again = [entry for entry, err in final if transient(err)]
+            final = [(entry, err) for entry, err in final if not transient(err)]
+            self._pace(sent.kind, bool(again))
+        elif sent.kind == sending.VISIBILITY and not stopping:
+            self._pace(sent.kind, any(transient(err) for _, err in final))
         if sent.kind in (sending.VISIBILITY, sending.DELETE):
             self._in_sqs.difference_update(id(e[0]) for e in sent.entries)
-            return
+            if again:
+                self._delete_since = self._delete_since or self._clock()
+                self.deletes.extendleft(reversed(again))
+            return final
         if sent.kind == sending.FAILURE:
             self._records.difference_update(id(e[0]) for e in sent.entries)
-            return
+            for entry in reversed(again):
+                self._records.add(id(entry[0]))
+                self._measure(entry, None)
+                self.failures.appendleft(entry)
+            return final
         for entry in sent.entries:
             self._in_flight.pop(id(entry[0]), None)
         if sent.kind == sending.PUBLISH:
             for ticket, *_ in sent.succeeded():
                 self.delete(ticket, "done")
+            for ticket, document, attributes in reversed(again):
+                self.publish(ticket, document, attributes, first=True)
         elif sent.kind == sending.UPLOAD:
             for ticket, _, key, pointer, attributes in sent.succeeded():
                 self._remember(key)
                 self.publish(ticket, pointer, attributes, first=True)
+            self.uploads.extendleft(reversed(again))
+        return final
 
     # -- helpers -----------------------------------------------------------------
+
+    def _pace(self, kind: str, failed: bool) -> None:
+        """After a call of this kind: back off while its entries keep failing transiently, else go on at once."""
+        if failed:
+            self._paused_until[kind] = self._clock() + self._backoff[kind].next()
+        else:
+            self._backoff[kind].reset()
+            self._paused_until.pop(kind, None)
 
     def _flying(self, kind: str, call: Callable[[], Sent]) -> Callable[[], Sent]:
         self._kinds_in_flight[kind] += 1

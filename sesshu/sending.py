@@ -11,8 +11,10 @@ can be in flight at once (``sesshu.outbox`` decides which may overlap):
 | failure    | the same, to the failures topic       | (ticket, record, attributes)                  |
 | delete     | DeleteMessageBatch                    | (ticket, outcome)                             |
 
-No call raises: a failure is a per-entry error, and a failure of the call
-as a whole also sets :attr:`Sent.error`, for the bus health log.
+No call raises: a failure is a per-entry error (a :class:`~sesshu.bus.Fault`
+where the bus gives a code, which says whether a retry may pass), and a
+failure of the call as a whole also sets :attr:`Sent.error`, for the bus
+health log.
 """
 
 from __future__ import annotations
@@ -21,8 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from sesshu.bus import Bus, BusError, Delete, Publish, Visibility
-from sesshu.busio import Fault
+from sesshu.bus import Bus, BusError, Delete, Fault, Publish, Visibility
 
 Attributes = Mapping[str, str]  # a message's SNS attributes (sesshu.failures.attributes)
 
@@ -66,7 +67,7 @@ def upload(bus: Bus, s3: S3Target, entry: tuple[Any, str, str, str, Attributes])
         bus.put_object(s3.bucket, key, document)
     except BusError as exc:
         sent.error = Fault(str(exc), exc.code)
-        sent.failed = {0: f"S3 upload failed: {exc}"}
+        sent.failed = {0: Fault(f"S3 upload failed: {exc}", exc.code)}
     except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
         sent.error = Fault(f"unexpected {type(exc).__name__}: {exc}")
         sent.failed = {0: f"S3 upload failed: {sent.error}"}
@@ -114,7 +115,7 @@ def _guard(sent: Sent, call: Callable[[list[Any]], dict[str, str]], entries: lis
                 failed.update(_guard(sent, call, [entry]))
             return failed
         sent.error = Fault(str(exc), exc.code)
-        return {e.entry_id: str(exc) for e in entries}
+        return {e.entry_id: sent.error for e in entries}
     except Exception as exc:  # noqa: BLE001 - a bug in a bus must not kill the lane
         sent.error = Fault(f"unexpected {type(exc).__name__}: {exc}")
         return {e.entry_id: str(sent.error) for e in entries}

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sesshu import failures, sending
 from sesshu.backoff import exponential
-from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo, message_size, string_attributes
+from sesshu.bus import SNS_MAX_BYTES, Bus, QueueInfo, message_size, string_attributes, transient
 from sesshu.config import Config
 from sesshu.events import JobFinished
 from sesshu.outbox import Outbox, S3Target, Sent
@@ -44,6 +44,7 @@ class Settler:
         self.outcomes = Outcomes(observer)
         self.outbox = Outbox(clock, senders=config.senders)
         self.heartbeat = heartbeat  # extend visibility of held and running messages
+        self.clock = clock
 
     def reconfigure(self, config: Config) -> None:
         """A reload's config; the bus keys in it are the running ones (``sesshu.daemon``)."""
@@ -117,34 +118,43 @@ class Settler:
         s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
         return self.outbox.next_call(bus, s3, more_coming, stopping)
 
-    def on_sent(self, sent: Sent) -> None:
-        """Record what a sender call completed, and let the outbox queue what follows."""
-        self.outbox.completed(sent)
+    def on_sent(self, sent: Sent, stopping: bool = False) -> None:
+        """Record what a sender call completed, and let the outbox queue what follows.
+
+        Entries that failed transiently are the outbox's to send again (not
+        while ``stopping``); only the final failures are settled here.
+        """
+        final = self.outbox.completed(sent, stopping)
         if sent.kind == sending.DELETE:
             for ticket, outcome in sent.succeeded():
                 self._record_deleted(outcome, ticket, None)
-            for (ticket, outcome), err in sent.failures():
+            for (ticket, outcome), err in final:
                 self._record_deleted(outcome, ticket, err)
         elif sent.kind in (sending.PUBLISH, sending.UPLOAD):
-            for entry, err in sent.failures():
+            for entry, err in final:
                 what = "" if sent.kind == sending.UPLOAD else "publish failed: "
                 self.retry(entry[0], "publish_error", f"{what}{err}")
         elif sent.kind == sending.FAILURE:
             # Either way the message's release follows (the outbox held it back until now).
             for ticket, *_ in sent.succeeded():
                 log.info("failure record published for message %s", loggable(ticket.message.message_id))
-            for (ticket, *_), err in sent.failures():
+            for (ticket, *_), err in final:
                 log.warning("message %s: its failure record was not published (%s); the message still "
                             "goes to the dead-letter queue", loggable(ticket.message.message_id), loggable(err))
         elif sent.kind == sending.VISIBILITY:
-            refused = sent.failures()
-            if self.heartbeat and any("AccessDenied" in err for _, err in refused):
+            if self.heartbeat and any("AccessDenied" in err for _, err in final):
                 self.heartbeat = False
                 log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
                             "release of rejected or retried messages; grant it (see the README's IAM policy)")
-            for (ticket, _), err in refused:
-                log.warning("message %s: could not change its visibility (%s); it reappears "
-                            "when its visibility timeout ends", ticket.message.message_id, err)
+            now = self.clock()
+            for (ticket, _), err in final:
+                if transient(err) and not stopping:
+                    # Not extended after all: the heartbeat queues it again once the
+                    # outbox's backoff allows (a failed release is left to lapse).
+                    ticket.visible_until = min(ticket.visible_until, now)
+                else:
+                    log.warning("message %s: could not change its visibility (%s); it reappears "
+                                "when its visibility timeout ends", ticket.message.message_id, err)
 
     def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
         self._record(outcome, ticket)
@@ -168,14 +178,19 @@ class Settler:
         if not self.heartbeat:
             return
         vt = self.visibility()
-        margin = max(2.0, min(10.0, vt / 3))
+        # A third of the timeout ahead: an extension that meets a bus outage is
+        # tried again (``sesshu.outbox``) for that long before the message lapses.
+        margin = max(2.0, vt / 3)
+        slack = min(margin, 10.0)  # past a job's deadline: time to kill it and release its message
         outbox = self.outbox
         due = [*live, *((t, None) for t in outbox.waiting())]
         for ticket, deadline in due:
             if ticket.visible_until - now > margin or outbox.extending(ticket):
                 continue
+            if deadline is not None and ticket.visible_until >= deadline + slack:
+                continue  # already locked past the job's end
             # Capped by the job's deadline: a job past it is killed and released anyway.
-            horizon = vt if deadline is None else min(vt, deadline - now + margin)
+            horizon = vt if deadline is None else min(vt, deadline - now + slack)
             seconds = max(1, math.ceil(horizon))
             ticket.visible_until = now + seconds
             outbox.extend(ticket, seconds)

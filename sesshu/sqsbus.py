@@ -19,7 +19,18 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sesshu import formbody
-from sesshu.bus import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility, string_attributes
+from sesshu.bus import (
+    BATCH_MAX,
+    BusError,
+    Delete,
+    Fault,
+    Message,
+    Publish,
+    QueueInfo,
+    Visibility,
+    is_permanent,
+    string_attributes,
+)
 
 CONNECT_TIMEOUT = 5
 _XML_CODE = re.compile(r"<Code>([A-Za-z0-9_.:-]{1,100})</Code>")
@@ -36,7 +47,7 @@ class SqsSnsBus:
         region: str | None = None,
         endpoint_url: str | None = None,
         poll_seconds: int = MAX_POLL,
-        on_call: Callable[[str, bool], None] | None = None,  # (operation, ok), from any thread
+        on_call: Callable[[str, str | None], None] | None = None,  # (operation, error code or None), any thread
         connections: int = 4,  # per client: at least the calls that may be in flight at once
         failures_topic: str | None = None,
         on_failures_published: Callable[[int], None] | None = None,  # records SNS took, from any thread
@@ -63,19 +74,19 @@ class SqsSnsBus:
         self._lock = threading.Lock()
         self.queue_url = queue if queue.startswith(("http://", "https://")) else self._queue_url(queue)
 
-    def _count(self, operation: str, ok: bool) -> None:
+    def _count(self, operation: str, error: str | None) -> None:
         with self._lock:
             self.requests[operation] += 1
         if self._on_call is not None:
-            self._on_call(operation, ok)
+            self._on_call(operation, error)
 
     def _call(self, client: Any, operation: str, **kwargs: Any) -> Any:
         try:
             reply = call(client, operation, **kwargs)
-        except BusError:
-            self._count(operation, False)
+        except BusError as exc:
+            self._count(operation, exc.code)
             raise
-        self._count(operation, True)
+        self._count(operation, None)
         return reply
 
     def _queue_url(self, name: str) -> str:
@@ -222,5 +233,11 @@ def _attributes(entry: Publish) -> dict[str, Any]:
 
 
 def batch_failures(reply: dict[str, Any]) -> dict[str, str]:
-    """A batch call's per-entry failures, by entry id."""
-    return {f["Id"]: f"{f.get('Code', 'error')}: {f.get('Message', '')}" for f in reply.get("Failed", [])}
+    """A batch call's per-entry failures, by entry id.
+
+    An entry failed by the sender's fault (a stale receipt handle, a bad
+    attribute) fails again if retried; one failed by the service's may pass.
+    """
+    return {f["Id"]: Fault(f"{f.get('Code', 'error')}: {f.get('Message', '')}", str(f.get("Code", "error")),
+                           transient=not f.get("SenderFault", True) and not is_permanent(str(f.get("Code", ""))))
+            for f in reply.get("Failed", [])}

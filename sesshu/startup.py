@@ -66,7 +66,7 @@ class OpenBus:
 
 
 def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | None = None,
-             on_call: Callable[[str, bool], None] | None = None,
+             on_call: Callable[[str, str | None], None] | None = None,
              on_failures_published: Callable[[int], None] | None = None) -> OpenBus:
     """Make the bus for ``config`` and prove that its queue and topics are there.
 

@@ -305,9 +305,9 @@ class Supervisor:
             self.held.append(ticket)
 
     def _on_sent(self, sent: Sent) -> None:
-        self.health.sent(sent.error)
+        self.health.sent(sent.error, sent.kind)
         try:
-            self.settler.on_sent(sent)
+            self.settler.on_sent(sent, self.stopping)
         except Exception:
             log.error("internal error while recording a sent batch; its messages will reappear", exc_info=True)
 

@@ -22,6 +22,7 @@ from sesshu.bus import (
     SNS_MAX_BYTES,
     BusError,
     Delete,
+    Fault,
     Message,
     Publish,
     Visibility,
@@ -29,7 +30,7 @@ from sesshu.bus import (
     error_name,
     message_size,
 )
-from sesshu.busio import BusHealth, Fault, Lane, Lanes, receive
+from sesshu.busio import BusHealth, Lane, Lanes, receive
 from sesshu.ticket import Ticket
 
 
@@ -140,15 +141,17 @@ def test_a_refusal_during_an_outage_ends_it(caplog: pytest.LogCaptureFixture) ->
     assert "bus outage while sending" in caplog.text and "sending recovered" in caplog.text
 
 
-@pytest.mark.parametrize("code, outage", [
-    ("AWS.SimpleQueueService.NonExistentQueue", False),
-    ("QueueDoesNotExist", False),
-    ("AccessDenied", False),
-    ("RequestThrottled", True),
-    ("EndpointConnectionError", True),
+@pytest.mark.parametrize("code, kind", [
+    ("AWS.SimpleQueueService.NonExistentQueue", "refused"),
+    ("QueueDoesNotExist", "refused"),
+    ("AccessDenied", "refused"),
+    ("RequestThrottled", "throttled"),
+    ("ThrottlingException", "throttled"),
+    ("EndpointConnectionError", "outage"),
+    ("ServiceUnavailable", "outage"),
 ])
-def test_receive_refusals_back_off_without_an_outage(code: str, outage: bool,
-                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_receive_failures_back_off_and_only_an_outage_is_called_one(code: str, kind: str,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
     got = receive(StrictBus(refuse={"receive": BusError(f"receive_message: {code}", code)}), 10, 0)
     assert got.error is not None and got.messages == []
     health = BusHealth(clock=lambda: 50.0)
@@ -156,9 +159,29 @@ def test_receive_refusals_back_off_without_an_outage(code: str, outage: bool,
         health.receive_failed(got.error)
         health.received()
     assert health.poll_after > 50.0  # backs off either way
-    assert ("bus outage: " in caplog.text) is outage
-    assert ("not an outage" in caplog.text) is not outage
-    assert ("bus recovered" in caplog.text) is outage
+    assert ("bus outage: " in caplog.text) is (kind == "outage")
+    assert ("bus recovered" in caplog.text) is (kind == "outage")
+    assert ("not an outage" in caplog.text) is (kind == "refused")
+    assert ("bus throttling: 1 receive call(s)" in caplog.text) is (kind == "throttled")
+
+
+def test_throttling_is_logged_once_a_minute_per_kind_of_call_with_its_count(caplog: pytest.LogCaptureFixture) -> None:
+    now = [0.0]
+    health = BusHealth(clock=lambda: now[0])
+    throttled = Fault("publish_batch: Rate exceeded", "Throttling")
+    with caplog.at_level(logging.INFO, "sesshu.busio"):
+        for _ in range(30):  # one a second, for half a minute
+            health.sent(throttled, "publish")
+            health.sent(Fault("delete_message_batch: slow down", "RequestThrottled"), "delete")
+            now[0] += 1
+        now[0] = 61
+        health.sent(throttled, "publish")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3, lines
+    assert lines[0].startswith("bus throttling: 1 publish call(s)")
+    assert lines[1].startswith("bus throttling: 1 delete call(s)")
+    assert lines[2].startswith("bus throttling: 30 publish call(s) refused for the request rate in the last 61 s")
+    assert "outage" not in caplog.text
 
 
 @pytest.mark.parametrize("code, name, permanent, splittable", [

@@ -1,8 +1,9 @@
 """Faults, end to end: a real sesshud, a real moto server, real sockets and signals.
 
 Network faults are played by a TCP proxy between the daemon and moto
-(``tests.harness.proxy``). Requests are published straight to moto, so
-producers keep working while the daemon's path to the bus is broken. The
+(``tests.harness.proxy``), and AWS's own refusals (throttling, 503s) by an
+HTTP proxy that answers some calls as AWS would (``tests.harness.awsfaults``).
+Requests are published straight to moto, so producers keep working while the daemon's path to the bus is broken. The
 guarantee under test is always the same: every request ends with its
 result published, or in the dead-letter queue; none is lost, and a message
 is never deleted without its result having been published.
@@ -23,6 +24,7 @@ from typing import Any
 from sesshu.bus import SNS_MAX_BYTES, message_size, string_attributes
 from sesshu.failures import attributes
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish, queue_depth
+from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
 from tests.harness.daemon import Daemon, write_config
 from tests.harness.proxy import TcpProxy
 
@@ -53,10 +55,9 @@ def done_lines(*daemons: Daemon) -> list[tuple[str, str]]:
     return [(m.group(2), m.group(3)) for d in daemons for m in DONE.finditer(d.log())]
 
 
-def wait_until(moment: float) -> None:
-    """Let a fault last until ``moment`` (monotonic): a condition, polled."""
-    poll(lambda: time.monotonic() >= moment, timeout=max(0.0, moment - time.monotonic()) + 5,
-         what="the fault to have lasted long enough")
+def let_the_fault_last_until(moment: float) -> None:
+    """Sleep until ``moment`` (monotonic): a fault's length is the thing tested, not a condition to wait for."""
+    time.sleep(max(0.0, moment - time.monotonic()))
 
 
 def assert_all_accounted(moto: MotoServer, dep: Deployment, results: Inbox, expected: list[str],
@@ -96,7 +97,7 @@ def test_refused_connections_lose_nothing(moto: MotoServer, cfg_path: Path, daem
         outage_ends = time.monotonic() + 5
         publish(moto, dep, "chaos", *during)
         d.wait_log(r"ERROR sesshu\.busio: bus outage: ", timeout=30)
-        wait_until(outage_ends)
+        let_the_fault_last_until(outage_ends)
         assert d.proc is not None and d.proc.poll() is None
         assert outage_lines(d) == (1, 0)
         proxy.mode = "pass"
@@ -129,10 +130,11 @@ def test_half_open_endpoint_loses_nothing_and_deadlines_hold(moto: MotoServer, c
         proxy.mode = "hang"
         hang_began = time.monotonic()
         publish(moto, dep, "chaos", *during)
-        # The loop keeps enforcing deadlines while every bus call is stuck.
+        # The loop keeps enforcing deadlines while every bus call is stuck: the
+        # job's 2 s timeout fires while the bus still hangs (it does for 12 s).
         d.wait_log(r"timed out after 2 s on chaos:hang", timeout=10)
-        assert proxy.mode == "hang" and time.monotonic() - hang_began < 12
-        wait_until(hang_began + 12)
+        assert proxy.mode == "hang"
+        let_the_fault_last_until(hang_began + 12)
         assert d.proc is not None and d.proc.poll() is None
         proxy.mode = "pass"
 
@@ -386,3 +388,92 @@ def test_max_jobs_recycles_the_worker(moto: MotoServer, cfg_path: Path, daemons:
     pids = Counter(doc["result"]["pid"] for doc in results.docs)
     # One worker at a time, two jobs each: three workers served five jobs.
     assert sorted(pids.values()) == [1, 2, 2], pids
+
+
+# -- AWS answering "too many requests" or "unavailable" ------------------------------
+
+OUTCOME = re.compile(r"sesshu\.outcome: (done|empty|retried|rejected): \S+ (\S+): ")
+
+
+def outcomes_by_target(d: Daemon) -> dict[str, list[str]]:
+    """Every outcome line's kind, by target: a job done twice shows up here twice."""
+    seen: dict[str, list[str]] = {}
+    for m in OUTCOME.finditer(d.log()):
+        seen.setdefault(m.group(2), []).append(m.group(1))
+    return seen
+
+
+def run_through_a_bus_fault(moto: MotoServer, cfg_path: Path, daemons: list[Daemon], prefix: str,
+                            operations: set[str], code: str | None, run: int, lasting: float,
+                            jobs: int = 120) -> tuple[Daemon, AwsFaults]:
+    """Publish ``jobs`` requests, refuse ``operations`` mid-run for ``lasting`` seconds, then check the rule.
+
+    The rule: every request ends with exactly one result and one outcome
+    (no job runs twice because of the bus), nothing reaches the DLQ, and no
+    message is left on the input queue, visible or in flight.
+    """
+    dep = fresh(moto, prefix, visibility=20, max_receive=3)
+    with AwsFaults(moto.port) as faults:
+        d = Daemon(configure(cfg_path, moto, dep, endpoint=faults.url,
+                             workers={"count": 4, "timeout": 10}), moto)
+        daemons.append(d.start())
+        results = Inbox(moto, dep.results_queue_url)
+        # Jobs of 50 ms: the fault meets a daemon at work, with results and deletes in every state.
+        targets = [f"chaos:sleep:0.05{i:05d}" for i in range(jobs)]
+        publish(moto, dep, "chaos", *targets[:jobs // 3])
+        poll(lambda: results.refresh(), 30, what="a first result")
+        faults.fail(operations, code, run=run)
+        fault_ends = time.monotonic() + lasting
+        publish(moto, dep, "chaos", *targets[jobs // 3:])
+        poll(lambda: sum(faults.refused.values()) > 0, 30, what="a refused call")
+        let_the_fault_last_until(fault_ends)
+        faults.clear()
+        results.wait_for(targets, timeout=180)
+        poll(lambda: queue_depth(moto, dep.queue_url) == 0, 60, what="the input queue to empty")
+        assert d.stop() == 0
+    counts = results.refresh()
+    assert [t for t in targets if counts[t] != 1] == []  # each result exactly once
+    outcomes = outcomes_by_target(d)
+    assert {t: kinds for t, kinds in outcomes.items() if kinds != ["done"]} == {}  # each job ran once
+    assert sorted(outcomes) == sorted(targets)
+    assert drain(moto, dep.dlq_url) == []
+    return d, faults
+
+
+def log_lines(d: Daemon, level: str) -> list[str]:
+    return [line for line in d.log().splitlines() if f" {level} " in line]
+
+
+def test_a_throttling_storm_redoes_no_job_and_duplicates_no_result(moto: MotoServer, cfg_path: Path,
+                                                                   daemons: list[Daemon]) -> None:
+    """About half of publishes, deletes and visibility changes refused for 20 s under load."""
+    ops = {"sns:Publish", "sns:PublishBatch", "sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityBatch"}
+    d, faults = run_through_a_bus_fault(moto, cfg_path, daemons, "throttle", ops, None, run=3, lasting=20)
+    assert faults.refused.keys() & {"sns:Publish", "sns:PublishBatch"}, faults.refused
+    assert faults.refused["sqs:DeleteMessageBatch"], faults.refused
+    # Readable: throttling is no outage, and is logged once a minute per kind of call at most.
+    assert "bus outage" not in d.log()
+    throttling = [line for line in log_lines(d, "WARNING") if "bus throttling" in line]
+    assert 1 <= len(throttling) <= 8, throttling
+    assert len(log_lines(d, "WARNING")) + len(log_lines(d, "ERROR")) <= len(throttling) + 2, \
+        log_lines(d, "WARNING") + log_lines(d, "ERROR")
+
+
+def test_an_sns_outage_of_a_minute_dead_letters_nothing(moto: MotoServer, cfg_path: Path,
+                                                        daemons: list[Daemon]) -> None:
+    """Publish answers 503 for 60 s while requests keep arriving; maxReceiveCount is 3."""
+    d, faults = run_through_a_bus_fault(moto, cfg_path, daemons, "snsdown", {"sns:Publish", "sns:PublishBatch"},
+                                        UNAVAILABLE, run=0, lasting=60, jobs=100)
+    assert sum(faults.refused.values()) >= 2, faults.refused
+    assert outage_lines(d) == (0, 0)  # receiving never failed
+    sending = d.log().count("bus outage while sending")
+    assert sending == d.log().count("sending recovered after") >= 1
+    assert len(log_lines(d, "ERROR")) <= 2 * sending + 1, log_lines(d, "ERROR")
+
+
+def test_a_delete_outage_redoes_no_job(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    """DeleteMessageBatch answers 503 for 20 s under load: the deletes wait, and go out once it ends."""
+    d, faults = run_through_a_bus_fault(moto, cfg_path, daemons, "deldown", {"sqs:DeleteMessageBatch"},
+                                        UNAVAILABLE, run=0, lasting=20)
+    assert faults.refused["sqs:DeleteMessageBatch"] >= 2, faults.refused
+    assert "delete failed" not in d.log()

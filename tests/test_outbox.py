@@ -43,7 +43,7 @@ def drain(outbox: Outbox, bus: Any, more_coming: bool = False) -> list[Sent]:
     done = []
     while (call := outbox.next_call(bus, S3, more_coming, stopping=not more_coming)) is not None:
         sent = call()
-        outbox.completed(sent)
+        outbox.completed(sent, stopping=not more_coming)
         done.append(sent)
     return done
 
@@ -234,7 +234,7 @@ def test_every_batch_keeps_the_limits_and_every_result_goes_once(work: list[tupl
 # -- ordering with several calls in flight -------------------------------------------------
 
 
-def test_a_failed_publish_is_never_deleted_while_a_later_batch_is() -> None:
+def test_a_failed_publish_is_deleted_only_once_it_went_out() -> None:
     """Two publish calls in flight; the first fails, the second succeeds, and they come back out of order."""
     outbox = box(senders=2)
     first = [ticket(f"f{n}") for n in range(BATCH_MAX)]
@@ -247,12 +247,17 @@ def test_a_failed_publish_is_never_deleted_while_a_later_batch_is() -> None:
     sent2 = call2()
     sent1 = call1.func(FakeBus(raise_on="publish"), *call1.args[1:])  # type: ignore[attr-defined]
     outbox.completed(sent2)
-    outbox.completed(sent1)
+    assert outbox.completed(sent1) == []  # throttled: sent again, not settled
     assert sent1.error == "throttled"
     bus = FakeBus()
     drain(outbox, bus)
-    assert [e.receipt_handle for name, entries in bus.calls if name == "delete" for e in entries] == [
-        f"rh-l{n}" for n in range(BATCH_MAX)]
+    # The throttled batch is published again and only then deleted; every message is deleted once.
+    order = [(name, getattr(e, "receipt_handle", None) or e.document.removeprefix("doc-id-"))
+             for name, entries in bus.calls for e in entries]
+    deletes = [what for name, what in order if name == "delete"]
+    assert sorted(deletes) == sorted(f"rh-{t.message.message_id.removeprefix('id-')}" for t in [*first, *later])
+    for n in range(BATCH_MAX):
+        assert order.index(("publish", f"f{n}")) < order.index(("delete", f"rh-f{n}"))
 
 
 def test_an_extension_in_flight_holds_back_the_delete_of_its_message() -> None:
@@ -517,3 +522,25 @@ def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
     assert len(measured) == 3
     drain(outbox, FakeBus())
     assert len(measured) == 3 and len(outbox) == 0
+
+
+def test_a_kind_backing_off_wakes_the_loop_when_its_pause_ends_not_before() -> None:
+    """A throttled publish waits out its backoff; the loop must sleep until then, not spin on a lapsed linger."""
+    clock = Clock()
+    outbox = box(clock)
+    outbox.publish(ticket("a"), "doc-a")
+    throttled = FakeBus(raise_on="publish")
+    waits = []
+    for _ in range(4):
+        call = outbox.next_call(throttled, S3, more_coming=False)
+        assert call is not None
+        assert outbox.completed(call()) == []  # sent again later, not settled
+        due = outbox.linger_until()
+        assert due is not None and due > clock.now  # never a time already past: that would spin
+        assert outbox.next_call(throttled, S3, more_coming=False) is None
+        waits.append(due - clock.now)
+        clock.now = due
+    assert waits == sorted(waits) and waits[-1] > waits[0]  # the backoff grows while it keeps failing
+    assert outbox.retrying(sending.PUBLISH) == 4
+    call = outbox.next_call(FakeBus(), S3, more_coming=False)
+    assert call is not None and outbox.completed(call()) == [] and outbox.retrying(sending.PUBLISH) == 0

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from sesshu import sending
-from sesshu.bus import BusError, Delete, Message, Publish, Visibility
-from sesshu.busio import BusHealth, Fault
+from sesshu.bus import BusError, Delete, Fault, Message, Publish, Visibility
+from sesshu.busio import BusHealth
 from sesshu.sending import S3Target
 from sesshu.ticket import Ticket
 from tests.test_busio import StrictBus
@@ -18,15 +18,16 @@ from tests.test_busio import StrictBus
 class FakeBus:
     """Records every call; fails the entries (or whole calls) it is told to."""
 
-    def __init__(self, fails: dict[str, str] | None = None, raise_on: str = "") -> None:
+    def __init__(self, fails: dict[str, str] | None = None, raise_on: str = "", code: str = "Throttling") -> None:
         self.calls: list[tuple[str, list[Any]]] = []
         self.fails = fails or {}
         self.raise_on = raise_on
+        self.code = code  # the error code a whole call fails with
 
     def _call(self, name: str, entries: list[Any]) -> dict[str, str]:
         self.calls.append((name, list(entries)))
         if self.raise_on == name:
-            raise BusError("throttled", "Throttling")
+            raise BusError("throttled" if self.code == "Throttling" else self.code, self.code)
         return dict(self.fails)
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:

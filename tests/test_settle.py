@@ -50,6 +50,11 @@ def test_the_heartbeat_is_capped_by_the_job_deadline() -> None:
     settler.extend_visibility(1000.0, [(running, 1004.5)])
     # Up to the deadline plus the margin (10 s), not the whole 300 s.
     assert running.visible_until == 1000.0 + 15
+    # Locked past the job's end: no more extensions for it, turn after turn.
+    settler.outbox.extensions.clear()
+    for now in (1001.0, 1003.0, 1004.0):
+        settler.extend_visibility(now, [(running, 1004.5)])
+    assert not settler.outbox.extensions and running.visible_until == 1000.0 + 15
 
 
 def test_one_extension_per_ticket_until_it_is_sent() -> None:
@@ -211,14 +216,60 @@ def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() 
     assert '"result_s3":{"bucket": "b", "key": "p/m-2.json"}' in pointer
 
 
-def test_a_failed_publish_is_retried_and_never_deleted() -> None:
+def test_a_publish_refused_for_good_is_retried_and_never_deleted() -> None:
     from tests.test_sending import FakeBus
 
     settler = Settler(config(), QueueInfo(30, 3))
     a = parsed(1, 1, "chaos:x")
     settler.on_job_finished(finished(a, b"1"))
-    call = settler.next_send(FakeBus(raise_on="publish"), more_coming=False)  # type: ignore[arg-type]
+    call = settler.next_send(FakeBus(raise_on="publish", code="AuthorizationError"),  # type: ignore[arg-type]
+                             more_coming=False)
     assert call is not None
     settler.on_sent(call())
     assert settler.outcomes.reasons == {"retried:publish_error": 1}
     assert not settler.outbox.deletes and [t for t, _ in settler.outbox.releases] == [a]
+
+
+def test_a_throttled_publish_keeps_its_result_until_it_goes_out_and_only_a_stop_gives_it_up() -> None:
+    from tests.test_sending import FakeBus
+
+    clock = [100.0]
+    settler = Settler(config(), QueueInfo(30, 3), clock=lambda: clock[0])
+    a = parsed(1, 1, "chaos:x")
+    settler.on_job_finished(finished(a, b"1"))
+    throttled = FakeBus(raise_on="publish")
+    for _ in range(3):  # throttled three times: no outcome, the result waits, the job is not redone
+        clock[0] += 60  # past any backoff
+        call = settler.next_send(throttled, more_coming=False)  # type: ignore[arg-type]
+        assert call is not None
+        settler.on_sent(call())
+        assert settler.outcomes.reasons == {} and not settler.outbox.releases
+        assert [t for t, *_ in settler.outbox.publishes] == [a] and a in settler.outbox.waiting()
+    # Backing off: nothing is due until the pause ends.
+    assert settler.next_send(throttled, more_coming=False) is None  # type: ignore[arg-type]
+    # A stop tries once more at once; failing again, the message is released for redelivery.
+    call = settler.next_send(throttled, more_coming=False, stopping=True)  # type: ignore[arg-type]
+    assert call is not None
+    settler.on_sent(call(), stopping=True)
+    assert settler.outcomes.reasons == {"retried:publish_error": 1}
+    assert [t for t, _ in settler.outbox.releases] == [a]
+
+
+def test_an_extension_the_bus_could_not_make_is_queued_again_after_a_short_backoff() -> None:
+    from tests.test_sending import FakeBus
+
+    clock = [1000.0]
+    settler = Settler(config(), QueueInfo(visibility_timeout=30, max_receive_count=3), clock=lambda: clock[0])
+    t = ticket(1, visible_until=1005.0)  # within the margin (10 s): due for an extension
+    settler.extend_visibility(clock[0], [(t, None)])
+    call = settler.next_send(FakeBus(raise_on="change_visibility", code="EndpointConnectionError"),  # type: ignore[arg-type]
+                             more_coming=False)
+    assert call is not None
+    settler.on_sent(call())
+    assert t.visible_until == 1000.0  # not extended after all
+    settler.extend_visibility(clock[0], [(t, None)])
+    assert settler.outbox.extending(t)  # queued again at once, ...
+    assert settler.next_send(FakeBus(), more_coming=False) is None  # ... sent once the backoff passed
+    clock[0] += 2.0  # the cap of an extension's backoff
+    call = settler.next_send(FakeBus(), more_coming=False)  # type: ignore[arg-type]
+    assert call is not None and call().entries[0][0] is t

@@ -1,0 +1,183 @@
+"""An HTTP proxy that answers some SQS/SNS calls the way AWS does when it throttles or is down.
+
+``with AwsFaults(server.port) as faults:`` relays every request to the bus
+server on 127.0.0.1, and ``faults.fail({"sns:Publish", "sns:PublishBatch"},
+"Throttling", every=2)`` makes it answer every other such call, or every
+one, with that AWS error, in the protocol the caller speaks: SQS's JSON
+(``X-Amz-Target``, a ``__type`` body) or SNS's query protocol (``Action=``,
+an XML ``ErrorResponse``). ``faults.clear()`` ends the fault. What was
+refused is counted by operation, and a call that gets through is relayed as
+it is, so the server still sees every change the daemon really made.
+
+Throttling answers 400 with the service's throttling code (SNS ``Throttling``,
+SQS ``RequestThrottled``), as AWS does; an outage answers 503
+``ServiceUnavailable``. Refusals come in runs (``run`` calls refused, then
+the same number relayed), so botocore's own retries of one call can all be
+refused, as they are when AWS throttles a busy account.
+"""
+
+from __future__ import annotations
+
+import http.client
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
+from urllib.parse import parse_qs
+
+_SCOPE = re.compile(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/")
+_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+THROTTLING = {"sqs": "RequestThrottled", "sns": "Throttling"}
+UNAVAILABLE = "ServiceUnavailable"
+
+
+def operation(headers: Any, body: bytes) -> str:
+    """``service:Operation`` of one SQS or SNS request."""
+    scope = _SCOPE.search(headers.get("Authorization", ""))
+    service = scope.group(1) if scope else "?"
+    target = headers.get("X-Amz-Target")
+    if target:
+        return f"{service}:{target.rsplit('.', 1)[-1]}"
+    form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10_000) if body else {}
+    return f"{service}:{form.get('Action', ['?'])[0]}"
+
+
+class _Rule:
+    def __init__(self, code: str | None, run: int) -> None:
+        self.code = code  # None: throttling, in the service's own spelling
+        self.run = run
+        self.seen = 0
+        self.lock = threading.Lock()
+
+    def refuses(self) -> bool:
+        with self.lock:
+            self.seen += 1
+            return self.run == 0 or (self.seen - 1) // self.run % 2 == 0
+
+
+class AwsFaults:
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream = ("127.0.0.1", upstream_port)
+        self.refused: Counter[str] = Counter()
+        self.relayed: Counter[str] = Counter()
+        self._rules: dict[str, _Rule] = {}
+        self._lock = threading.Lock()
+        faults = self
+
+        class Handler(_Handler):
+            owner = faults
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, name="aws-faults", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def fail(self, operations: Iterable[str], code: str | None = None, *, run: int = 0) -> None:
+        """Refuse these operations (``"sns:Publish"``): each call if ``run`` is 0, else ``run`` in every ``2 * run``.
+
+        ``code`` None answers the service's throttling error; ``UNAVAILABLE`` a 503.
+        """
+        with self._lock:
+            for op in operations:
+                self._rules[op] = _Rule(code, run)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    def rule(self, op: str) -> _Rule | None:
+        with self._lock:
+            return self._rules.get(op)
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    owner: AwsFaults
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    def _handle(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        op = operation(self.headers, body)
+        rule = self.owner.rule(op)
+        if rule is not None and rule.refuses():
+            with self.owner._lock:
+                self.owner.refused[op] += 1
+            self._refuse(op, rule.code)
+            return
+        with self.owner._lock:
+            self.owner.relayed[op] += 1
+        try:
+            status, headers, reply = self._relay(body)
+        except (OSError, http.client.HTTPException) as exc:
+            status, headers, reply = 502, {"Content-Type": "text/plain"}, f"aws-faults: {exc}".encode()
+        self._answer(status, headers, reply)
+
+    def _relay(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers["Content-Length"] = str(len(body))
+        conn = http.client.HTTPConnection(*self.owner.upstream, timeout=60)
+        try:
+            conn.request(self.command, self.path, body, headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k: v for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP}, data
+        finally:
+            conn.close()
+
+    def _refuse(self, op: str, code: str | None) -> None:
+        service = op.split(":", 1)[0]
+        code = code or THROTTLING.get(service, "Throttling")
+        status = 503 if code == UNAVAILABLE else 400
+        message = "Service Unavailable" if status == 503 else "Rate exceeded"
+        if self.headers.get("X-Amz-Target"):  # SQS's JSON protocol
+            body = (f'{{"__type":"com.amazonaws.{service}#{code}","message":"{message}"}}').encode()
+            headers = {"Content-Type": "application/x-amz-json-1.0",
+                       "x-amzn-query-error": f"{code};{'Receiver' if status == 503 else 'Sender'}"}
+        else:
+            body = (f'<ErrorResponse><Error><Type>{"Receiver" if status == 503 else "Sender"}</Type>'
+                    f"<Code>{code}</Code><Message>{message}</Message></Error>"
+                    "<RequestId>aws-faults</RequestId></ErrorResponse>").encode()
+            headers = {"Content-Type": "text/xml"}
+        self._answer(status, headers, body)
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
