@@ -33,13 +33,17 @@ def test_delays_of_concurrent_requests_overlap() -> None:
         total = time.monotonic() - t0
         counts = proxy.counts()  # never delayed: answered before any deadline could matter
     assert min(each) >= delay * 0.95, each  # every request paid the round trip
+    # Serialised, they would take n * delay (8 s); overlapped, one delay. Half
+    # of serialised is generous for a loaded host and still tells the two apart.
     assert total < n * delay / 2, f"{n} requests of {delay} s took {total:.2f} s: the proxy serialises them"
     assert sum(counts["requests"].values()) == n
 
 
 def test_no_delay_by_default() -> None:
     with FixtureSite({"/x": Route(body=b"ok")}) as site, CountingProxy(site.url) as proxy:
-        assert _get(f"{proxy.url}/x") < 0.5
+        # A loaded host can be slow on its own, so this tells only that no
+        # delay of the order the test above adds (1 s) is added by default.
+        assert _get(f"{proxy.url}/x") < 1.0
 
 
 def test_operation_names() -> None:

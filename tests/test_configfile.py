@@ -20,6 +20,12 @@ from hypothesis import strategies as st
 from sesshu import configfile
 from sesshu.config import Config, ConfigError, from_mapping, load
 
+# Not a speed target: what these files guard against (a billion laughs, nesting
+# that is quadratic to parse) runs for minutes or exhausts memory. Finished
+# within this many seconds, even on a loaded two-core machine, it was refused
+# before the blow-up.
+BLOW_UP = 30
+
 MINIMAL: dict[str, Any] = {
     "plugin": ["chaos"],
     "bus": {"input": {"queue": "requests"}, "output": {"topic": "arn:aws:sns:us-east-1:1:results"}},
@@ -74,7 +80,7 @@ def nested_flow(depth: int) -> str:
 def test_each_bad_file_gives_one_line(tmp_path: Path, data: bytes | str, expected: str) -> None:
     started = time.monotonic()
     assert error_of_file(tmp_path, data) == expected
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < BLOW_UP
 
 
 def test_yaml_nested_100000_deep_in_flow_style_is_refused_fast(tmp_path: Path) -> None:
@@ -82,7 +88,7 @@ def test_yaml_nested_100000_deep_in_flow_style_is_refused_fast(tmp_path: Path) -
     text = error_of_file(tmp_path, nested_flow(100_000))
     assert text.startswith("not valid YAML at line 1: ")
     assert "nest" in text  # libyaml's own limit, or ours
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < BLOW_UP
 
 
 def test_nesting_up_to_the_limit_is_fine(tmp_path: Path) -> None:
@@ -268,4 +274,4 @@ def test_fuzz_load_on_deep_yaml(tmp_path: Path, depth: int, opener: str) -> None
     path.write_text(GOOD + "x: " + opener * depth + "\n")
     started = time.monotonic()
     outcome(load, str(path))
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < BLOW_UP
