@@ -217,7 +217,7 @@ class Soak:
         restart_at, restarted = args.requests * 0.6, False
         # AWS's own refusals: (when, by requests sent; what; seconds; started, ended)
         refusals = [[0.45, "throttling of publishes, deletes and visibility changes", args.throttling,
-                     lambda: self.faults.fail(THROTTLED, run=3), None],
+                     lambda: self.faults.fail(THROTTLED, run=6), None],
                     [0.75, "SNS outage: every publish answered 503", args.sns_outage,
                      lambda: self.faults.fail(PUBLISHES, UNAVAILABLE), None]]
         orphans = crashes = 0
