@@ -60,13 +60,13 @@ def _futures(n: int, warm: int, serial: bool) -> float:
 
 
 def _sesshu(n: int, warm: int, serial: bool) -> float:
-    from sesshu.bus import Publish
-    from sesshu.config import from_mapping
-    from sesshu.daemon import pool_settings
-    from sesshu.membus import MemoryBus
-    from sesshu.pool import Pool
-    from sesshu.spawn import forkserver_context
-    from sesshu.supervisor import Supervisor
+    from sesshu.bus.api import Publish
+    from sesshu.bus.memory import MemoryBus
+    from sesshu.config.schema import from_mapping
+    from sesshu.daemon.assemble import pool_settings
+    from sesshu.daemon.supervisor import Supervisor
+    from sesshu.pool.pool import Pool
+    from sesshu.pool.spawn import forkserver_context
 
     published = threading.Condition()
 
@@ -141,7 +141,7 @@ def parse_cost(n: int = 2000) -> dict[str, float]:
     """Microseconds the supervisor spends validating one request body, beside json.loads alone."""
     import timeit
 
-    from sesshu.messages import RequestParser
+    from sesshu.jobs.requests import RequestParser
 
     parser = RequestParser(("noop", "http_robots"))
     raw = json.dumps({"plugin": "noop", "target": "n:64:1"})

@@ -38,7 +38,7 @@ TIMEOUT = 1.0
 def _retry_settings() -> dict[str, Any]:
     # Keep a killed job's retry out of the way of later rounds, where the
     # config offers it (workers.retry is newer than the core).
-    from sesshu.config import SCHEMA
+    from sesshu.config.schema import SCHEMA
 
     if "retry" in SCHEMA["workers"]["schema"]:
         return {"retry": {"delay": 600, "max_delay": 600}}

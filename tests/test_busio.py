@@ -16,8 +16,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sesshu import sending
-from sesshu.bus import (
+from sesshu.bus import sending
+from sesshu.bus.api import (
     BATCH_MAX,
     SNS_MAX_BYTES,
     BusError,
@@ -30,8 +30,8 @@ from sesshu.bus import (
     error_name,
     message_size,
 )
-from sesshu.busio import BusHealth, Lane, Lanes, receive
-from sesshu.ticket import Ticket
+from sesshu.bus.lanes import BusHealth, Lane, Lanes, receive
+from sesshu.jobs.ticket import Ticket
 
 
 class StrictBus:

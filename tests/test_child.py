@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sesshu.child import load_plugin, run_job
-from sesshu.protocol import Job, Result
+from sesshu.pool.protocol import Job, Result
+from sesshu.worker.runner import load_plugin, run_job
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAOS = ROOT / "tests" / "plugins" / "chaos.py"

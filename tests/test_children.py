@@ -8,12 +8,12 @@ from dataclasses import dataclass
 
 import pytest
 
-from sesshu.bus import Message
-from sesshu.children import ChildProcess, IllegalTransition, RunningJob, State
-from sesshu.framing import FrameReader
-from sesshu.keeper import RUNNER, SWEEP, SWEPT
-from sesshu.protocol import Job, decode_job
-from sesshu.ticket import Ticket
+from sesshu.bus.api import Message
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.framing import FrameReader
+from sesshu.pool.protocol import Job, decode_job
+from sesshu.pool.slot import ChildProcess, IllegalTransition, RunningJob, State
+from sesshu.worker.keeper import RUNNER, SWEEP, SWEPT
 
 
 @dataclass

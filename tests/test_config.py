@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sesshu import config
-from sesshu.config import Config, ConfigError, PluginConfig, from_mapping, load
+from sesshu.config import schema as config
+from sesshu.config.schema import Config, ConfigError, PluginConfig, from_mapping, load
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "etc" / "sesshu.dist.yaml"

@@ -1,4 +1,4 @@
-"""Reading a config file that cannot be trusted: sesshu.configfile, and config.load/from_mapping on hostile input.
+"""Reading a config file that cannot be trusted: sesshu.config.file, and config.load/from_mapping on hostile input.
 
 Whatever the file or the mapping holds, the loader returns a Config or
 raises ConfigError: never another exception, never a hang.
@@ -17,8 +17,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sesshu import configfile
-from sesshu.config import Config, ConfigError, from_mapping, load
+from sesshu.config import file as configfile
+from sesshu.config.schema import Config, ConfigError, from_mapping, load
 
 # Not a speed target: what these files guard against (a billion laughs, nesting
 # that is quadratic to parse) runs for minutes or exhausts memory. Finished

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from sesshu.config import Config, ConfigError, from_mapping
-from sesshu.daemon import RESTART_ONLY, restart_only, worker_setup
+from sesshu.config.schema import Config, ConfigError, from_mapping
+from sesshu.daemon.assemble import RESTART_ONLY, restart_only, worker_setup
 
 
 def make_config(**workers: Any) -> Config:
@@ -17,9 +17,9 @@ def make_config(**workers: Any) -> Config:
 
 
 def test_denied_visibility_permission_refuses_long_timeouts() -> None:
-    from sesshu.bus import QueueInfo
-    from sesshu.config import ConfigError
-    from sesshu.daemon import heartbeat_permitted
+    from sesshu.bus.api import QueueInfo
+    from sesshu.config.schema import ConfigError
+    from sesshu.daemon.assemble import heartbeat_permitted
 
     class Denied:
         def visibility_permitted(self) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sesshu.provision import Deployment
+from sesshu.ops.provision import Deployment
 from tests.harness.aws import REGION, BusServer, aws_env, drain, poll, provision, queue_depth
 from tests.test_opcli import one_line_error
 
@@ -33,7 +33,7 @@ def name(request: pytest.FixtureRequest) -> str:
 
 
 def sesshu(server: BusServer, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "sesshu.opcli", *args, "--endpoint-url", server.url],
+    return subprocess.run([sys.executable, "-m", "sesshu.ops.cli", *args, "--endpoint-url", server.url],
                           env=aws_env(), check=False, capture_output=True, text=True, timeout=180, **kwargs)
 
 
@@ -209,7 +209,7 @@ def purge_on_a_terminal(server: BusServer, queue: str, answer: str) -> tuple[int
     """Run ``dlq purge`` with a pseudo-terminal as stdin, type ``answer``; (status, stderr)."""
     primary, secondary = os.openpty()
     try:
-        proc = subprocess.Popen([sys.executable, "-m", "sesshu.opcli", "dlq", "purge", "--queue", queue,
+        proc = subprocess.Popen([sys.executable, "-m", "sesshu.ops.cli", "dlq", "purge", "--queue", queue,
                                  "--endpoint-url", server.url], env=aws_env(), stdin=secondary,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         os.close(secondary)
@@ -248,7 +248,7 @@ def test_purge_yes_empties_the_dlq_and_only_a_dlq(bus_server: BusServer, name: s
 
 @pytest.mark.parametrize("action", ["peek", "redrive", "purge"])
 def test_dlq_actions_take_endpoint_url_and_region(action: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "sesshu.opcli", "dlq", action, "--help"], env=aws_env(),
+    result = subprocess.run([sys.executable, "-m", "sesshu.ops.cli", "dlq", action, "--help"], env=aws_env(),
                             check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "--endpoint-url" in result.stdout and "--region" in result.stdout
@@ -318,8 +318,8 @@ class SameTenSqs:
 
 
 def test_peek_ends_when_nothing_new_comes_and_releases_the_latest_handles() -> None:
-    from sesshu.dlq import peek
-    from sesshu.dlqmove import EMPTY_RECEIVES
+    from sesshu.ops.dlq import peek
+    from sesshu.ops.dlqmove import EMPTY_RECEIVES
 
     sqs = SameTenSqs()
     shown: list[str] = []
@@ -330,7 +330,7 @@ def test_peek_ends_when_nothing_new_comes_and_releases_the_latest_handles() -> N
 
 
 def test_peek_releases_what_it_holds_when_printing_fails() -> None:
-    from sesshu.dlq import peek
+    from sesshu.ops.dlq import peek
 
     sqs = SameTenSqs()
 

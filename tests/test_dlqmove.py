@@ -1,4 +1,4 @@
-"""``sesshu.dlqmove`` with a fake SQS client: the failures a local server cannot be made to show.
+"""``sesshu.ops.dlqmove`` with a fake SQS client: the failures a local server cannot be made to show.
 
 A fake delete that fails, a send the target refuses, and a move task that
 runs, completes or fails. The real-server behaviour is in ``tests/test_dlq.py``.
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus import BusError
-from sesshu.dlqmove import DlqError, TaskRefused, move_by_hand, move_by_task, wait_for_task
+from sesshu.bus.api import BusError
+from sesshu.ops.dlqmove import DlqError, TaskRefused, move_by_hand, move_by_task, wait_for_task
 
 
 class FakeSqs:

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 import sesshu
-from sesshu.bus import Message, QueueInfo
-from sesshu.failures import BODY_BYTES, attributes, last_receive, record
-from sesshu.messages import Rejected, Request, RequestParser
-from sesshu.ticket import Ticket
+from sesshu.bus.api import Message, QueueInfo
+from sesshu.jobs.failures import BODY_BYTES, attributes, last_receive, record
+from sesshu.jobs.requests import Rejected, Request, RequestParser
+from sesshu.jobs.ticket import Ticket
 
 AT = datetime(2025, 3, 4, 5, 6, 7, 891000, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from sesshu.provision import Deployment, queue_policy
+from sesshu.ops.provision import Deployment, queue_policy
 from tests.harness.aws import BusServer, Inbox, MotoServer, free_port, poll, provision, publish
 from tests.harness.daemon import Daemon, write_config
 

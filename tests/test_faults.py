@@ -21,8 +21,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from sesshu.bus import SNS_MAX_BYTES, message_size, string_attributes
-from sesshu.failures import attributes
+from sesshu.bus.api import SNS_MAX_BYTES, message_size, string_attributes
+from sesshu.jobs.failures import attributes
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish, queue_depth
 from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
 from tests.harness.daemon import Daemon, write_config

@@ -11,10 +11,10 @@ from botocore.awsrequest import AWSRequest, AWSRequestPreparer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesshu import formbody
-from sesshu.bus import Publish
-from sesshu.provision import Deployment
-from sesshu.sqsbus import SqsSnsBus
+from sesshu.bus import formbody
+from sesshu.bus.api import Publish
+from sesshu.bus.sqs import SqsSnsBus
+from sesshu.ops.provision import Deployment
 from tests.harness.aws import FAKE_CREDENTIALS, REGION, BusServer, Inbox
 
 # Text SNS could carry: any code point but the lone surrogates UTF-8 cannot encode.

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesshu.framing import FrameReader, OutputReader, write_frame
-from sesshu.protocol import ProtocolError
+from sesshu.pool.framing import FrameReader, OutputReader, write_frame
+from sesshu.pool.protocol import ProtocolError
 
 
 @pytest.fixture

@@ -17,14 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from sesshu.bus import Message
-from sesshu.busio import Received
-from sesshu.config import from_mapping
-from sesshu.daemon import plugin_specs, pool_settings
-from sesshu.membus import MemoryBus
-from sesshu.pool import Pool
-from sesshu.spawn import forkserver_context
-from sesshu.supervisor import Supervisor
+from sesshu.bus.api import Message
+from sesshu.bus.lanes import Received
+from sesshu.bus.memory import MemoryBus
+from sesshu.config.schema import from_mapping
+from sesshu.daemon.assemble import plugin_specs, pool_settings
+from sesshu.daemon.supervisor import Supervisor
+from sesshu.pool.pool import Pool
+from sesshu.pool.spawn import forkserver_context
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, publish
 from tests.harness.daemon import TEST_PLUGINS, Daemon, write_config
 

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sesshu.bus import Message
-from sesshu.busio import BusHealth, Received
-from sesshu.intake import Intake
+from sesshu.bus.api import Message
+from sesshu.bus.intake import Intake
+from sesshu.bus.lanes import BusHealth, Received
 
 
 class HeldBus:

@@ -1,4 +1,4 @@
-"""sesshu.logs: text lines that cannot be forged, JSON lines that cannot break."""
+"""sesshu.daemon.logs: text lines that cannot be forged, JSON lines that cannot break."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesshu import logs
+from sesshu.daemon import logs
 
 FORGED = "https://x/\r\n2099-01-01 00:00:00,000 [1] INFO sesshu.outcome: done: forged"
 HOSTILE = [FORGED, "\x1b[2J\x1b[31mred", "a\x85b", "a\u2028b", "a\u2029b", "\u202egnp.exe", "\x00",

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesshu.messages import (
+from sesshu.jobs.requests import (
     MAX_BODY_BYTES,
     MAX_DEPTH,
     MAX_PLUGIN_CHARS,
@@ -89,7 +89,7 @@ def test_names_that_are_not_enabled_plugins_are_named(parser: RequestParser, plu
     assert rejection(parser, body) == f"plugin {plugin!r} is not an enabled plugin (enabled: chaos, http_robots)"
 
 
-@pytest.mark.parametrize("plugin", ["../x", "a.b", "sesshu.child", "/etc/passwd", "", "chaos "])
+@pytest.mark.parametrize("plugin", ["../x", "a.b", "sesshu.worker.runner", "/etc/passwd", "", "chaos "])
 def test_what_is_not_even_a_plugin_name_is_not_repeated(parser: RequestParser, plugin: str) -> None:
     body = json.dumps({"plugin": plugin, "target": "t"})
     assert rejection(parser, body) == "plugin is not an enabled plugin"
@@ -292,7 +292,7 @@ def test_plugin_names_that_are_not_text_are_not_enabled() -> None:
 
 
 def test_plugin_name_bound_matches_the_config_rule() -> None:
-    from sesshu.config import valid_plugin_name
+    from sesshu.config.schema import valid_plugin_name
     assert valid_plugin_name("p" * MAX_PLUGIN_CHARS)
     assert not valid_plugin_name("p" * (MAX_PLUGIN_CHARS + 1))
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from sesshu.config import from_mapping
-from sesshu.messages import RequestParser
-from sesshu.provision import Deployment
+from sesshu.config.schema import from_mapping
+from sesshu.jobs.requests import RequestParser
+from sesshu.ops.provision import Deployment
 from tests.harness.aws import (
     REGION,
     MotoServer,
@@ -43,7 +43,7 @@ def name(request: pytest.FixtureRequest) -> str:
 
 def sesshu(*args: str, stdin: str | None = None, endpoint: str | None = None) -> subprocess.CompletedProcess[str]:
     # AWS_ENDPOINT_URL only when asked for; otherwise --endpoint-url must do.
-    return subprocess.run([sys.executable, "-m", "sesshu.opcli", *args], input=stdin, env=aws_env(endpoint),
+    return subprocess.run([sys.executable, "-m", "sesshu.ops.cli", *args], input=stdin, env=aws_env(endpoint),
                           check=False, capture_output=True, text=True, timeout=120)
 
 
@@ -179,7 +179,7 @@ def test_results_keep_leaves_them_visible(server: MotoServer, name: str) -> None
 
 def test_results_follow_exits_zero_on_sigterm(server: MotoServer, name: str) -> None:
     d = provision(server, name)
-    proc = subprocess.Popen([sys.executable, "-m", "sesshu.opcli", "results", "--follow", "--queue",
+    proc = subprocess.Popen([sys.executable, "-m", "sesshu.ops.cli", "results", "--follow", "--queue",
                              d.results_queue_url, "--endpoint-url", server.url],
                             env=aws_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -278,7 +278,7 @@ def test_check_aws_takes_the_endpoint_and_region_from_the_command_line(tmp_path:
     env = {k: v for k, v in aws_env().items() if k != "AWS_DEFAULT_REGION"}
 
     def check(*flags: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "sesshu.opcli", "check", "--aws", "-c", str(config), *flags],
+        return subprocess.run([sys.executable, "-m", "sesshu.ops.cli", "check", "--aws", "-c", str(config), *flags],
                               env=env, check=False, capture_output=True, text=True, timeout=120)
 
     one_line_error(check("--endpoint-url", server.url), "bus.region")
@@ -298,7 +298,7 @@ def test_check_aws_unreachable_exits_75_like_a_start(tmp_path: Path) -> None:
 
 def test_plugins_without_a_config_lists_what_is_installed(monkeypatch: pytest.MonkeyPatch,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
-    from sesshu import opcli
+    from sesshu.ops import cli as opcli
 
     monkeypatch.setattr(opcli, "DEFAULT_CONFIG", "/nonexistent/sesshu.yaml")
     assert opcli.main(["plugins", "--plugin-path", str(HERE / "plugins")]) == 0

@@ -12,11 +12,11 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sesshu import sending
-from sesshu.bus import BATCH_MAX, SNS_MAX_BYTES, BusError, Publish, Visibility, message_size
-from sesshu.membus import MemoryBus
-from sesshu.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
-from sesshu.ticket import Ticket
+from sesshu.bus import sending
+from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, BusError, Publish, Visibility, message_size
+from sesshu.bus.memory import MemoryBus
+from sesshu.bus.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
+from sesshu.jobs.ticket import Ticket
 from tests.test_busio import StrictBus, ticket
 from tests.test_sending import FakeBus, document
 
@@ -504,7 +504,7 @@ def test_a_pointer_goes_with_its_own_attributes() -> None:
 
 def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
     """Every turn asks whether the batch is full; a 200 KiB document must not be encoded again each time."""
-    import sesshu.outbox as outbox_module
+    import sesshu.bus.outbox as outbox_module
 
     measured: list[str] = []
     real = outbox_module.message_size

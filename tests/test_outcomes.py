@@ -1,4 +1,4 @@
-"""sesshu.outcomes: one line per outcome, with every untrusted field masked, escaped and bounded."""
+"""sesshu.jobs.outcomes: one line per outcome, with every untrusted field masked, escaped and bounded."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import logging
 
 import pytest
 
-from sesshu.logs import JsonFormatter
-from sesshu.outcomes import DETAIL_CHARS, Outcomes
+from sesshu.daemon.logs import JsonFormatter
+from sesshu.jobs.outcomes import DETAIL_CHARS, Outcomes
 
 
 def outcome_record(caplog: pytest.LogCaptureFixture, outcome: str, plugin: str | None, target: str | None,

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 import sesshu
-from sesshu.provision import Deployment
+from sesshu.ops.provision import Deployment
 from tests.harness.aws import REGION, Inbox, MotoServer, poll, publish
 from tests.harness.sandbox import Change, Sandbox
 from tests.harness.site import FixtureSite, Route

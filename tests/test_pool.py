@@ -14,15 +14,15 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus import Message
-from sesshu.children import ChildProcess, State
-from sesshu.config import from_mapping
-from sesshu.daemon import plugin_specs, pool_settings
-from sesshu.events import JobFinished, JobLost, PoolEvent
-from sesshu.pool import Pool
-from sesshu.protocol import Job
-from sesshu.spawn import forkserver_context
-from sesshu.ticket import Ticket
+from sesshu.bus.api import Message
+from sesshu.config.schema import from_mapping
+from sesshu.daemon.assemble import plugin_specs, pool_settings
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.events import JobFinished, JobLost, PoolEvent
+from sesshu.pool.pool import Pool
+from sesshu.pool.protocol import Job
+from sesshu.pool.slot import ChildProcess, State
+from sesshu.pool.spawn import forkserver_context
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesshu.protocol import (
+from sesshu.pool.protocol import (
     BootFailed,
     Job,
     ProtocolError,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from sesshu.config import ConfigError
-from sesshu.registry import ENTRY_POINT_GROUP, SHIPPED_PACKAGE, PluginSource, discover, shipped_dir
+from sesshu.config.schema import ConfigError
+from sesshu.plugin.registry import ENTRY_POINT_GROUP, SHIPPED_PACKAGE, PluginSource, discover, shipped_dir
 
 SHIPPED = ("http_robots", "http_javascript", "http_stylesheet")
 

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from sesshu import sandbox
-from sesshu.sandbox import SandboxError
+from sesshu.worker import sandbox
+from sesshu.worker.sandbox import SandboxError
 
 
 def test_environment_is_exact_inside_and_restored_after(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from sesshu import sending
-from sesshu.bus import BusError, Delete, Fault, Message, Publish, Visibility
-from sesshu.busio import BusHealth
-from sesshu.sending import S3Target
-from sesshu.ticket import Ticket
+from sesshu.bus import sending
+from sesshu.bus.api import BusError, Delete, Fault, Message, Publish, Visibility
+from sesshu.bus.lanes import BusHealth
+from sesshu.bus.sending import S3Target
+from sesshu.jobs.ticket import Ticket
 from tests.test_busio import StrictBus
 
 

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 import sesshu
-from sesshu import failures
-from sesshu.bus import SNS_MAX_BYTES, Message, QueueInfo, message_size, string_attributes
-from sesshu.children import RunningJob
-from sesshu.config import Config, from_mapping
-from sesshu.events import JobFinished
-from sesshu.messages import Request
-from sesshu.protocol import Job, Result
-from sesshu.settle import Settler, retry_delay
-from sesshu.ticket import Ticket
+from sesshu.bus.api import SNS_MAX_BYTES, Message, QueueInfo, message_size, string_attributes
+from sesshu.config.schema import Config, from_mapping
+from sesshu.jobs import failures
+from sesshu.jobs.requests import Request
+from sesshu.jobs.settle import Settler, retry_delay
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.events import JobFinished
+from sesshu.pool.protocol import Job, Result
+from sesshu.pool.slot import RunningJob
 
 
 def config(**workers: Any) -> Config:

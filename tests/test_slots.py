@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sesshu.bus import Message
-from sesshu.children import ChildProcess, RunningJob, State
-from sesshu.keeper import SWEEP, SWEPT
-from sesshu.protocol import Job
-from sesshu.slots import SlotIndex
-from sesshu.ticket import Ticket
+from sesshu.bus.api import Message
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.protocol import Job
+from sesshu.pool.slot import ChildProcess, RunningJob, State
+from sesshu.pool.slots import SlotIndex
+from sesshu.worker.keeper import SWEEP, SWEPT
 
 
 @dataclass

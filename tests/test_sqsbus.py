@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from sesshu.bus import BusError, Message, Publish, Visibility, message_size, string_attributes
-from sesshu.config import from_mapping
-from sesshu.settle import Settler
-from sesshu.sqsbus import SqsSnsBus
-from sesshu.ticket import Ticket
+from sesshu.bus.api import BusError, Message, Publish, Visibility, message_size, string_attributes
+from sesshu.bus.sqs import SqsSnsBus
+from sesshu.config.schema import from_mapping
+from sesshu.jobs.settle import Settler
+from sesshu.jobs.ticket import Ticket
 from tests.harness.aws import FAKE_CREDENTIALS
 
 QUEUE = "http://127.0.0.1:9/000000000000/q"

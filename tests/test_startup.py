@@ -17,10 +17,10 @@ import pytest
 import yaml
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
-from sesshu.bus import BusError
-from sesshu.config import ConfigError
-from sesshu.provision import Deployment
-from sesshu.startup import MISSING_QUEUE, BusUnreachable, verdict
+from sesshu.bus.api import BusError
+from sesshu.bus.startup import MISSING_QUEUE, BusUnreachable, verdict
+from sesshu.config.schema import ConfigError
+from sesshu.ops.provision import Deployment
 from tests.harness.aws import REGION, MotoServer
 from tests.harness.daemon import Daemon, write_config
 

@@ -19,13 +19,13 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus import Message, QueueInfo, Visibility
-from sesshu.config import Config, from_mapping
-from sesshu.daemon import MAX_RESULT_BYTES, plugin_specs, pool_settings
-from sesshu.membus import MemoryBus
-from sesshu.pool import Pool
-from sesshu.spawn import forkserver_context
-from sesshu.supervisor import Supervisor
+from sesshu.bus.api import Message, QueueInfo, Visibility
+from sesshu.bus.memory import MemoryBus
+from sesshu.config.schema import Config, from_mapping
+from sesshu.daemon.assemble import MAX_RESULT_BYTES, plugin_specs, pool_settings
+from sesshu.daemon.supervisor import Supervisor
+from sesshu.pool.pool import Pool
+from sesshu.pool.spawn import forkserver_context
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 DEADLINE = 20.0  # generous: only a broken supervisor ever waits this long
@@ -388,7 +388,7 @@ def test_a_forged_result_frame_costs_only_the_child(rigs: Callable[..., Rig], tm
 
 def test_assigning_to_a_child_that_died_while_idle_gives_the_job_back(rigs: Callable[..., Rig]) -> None:
     """The OOM killer or an operator may kill an idle worker between the wait and the dispatch."""
-    from sesshu.protocol import Job
+    from sesshu.pool.protocol import Job
 
     bus = RecordingBus()
     rig = rigs(bus, make_config())
@@ -412,7 +412,7 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
     """A receive that outlives all its timeouts (a half-open socket) must not stop the daemon."""
     import threading
 
-    import sesshu.intake as intake_module
+    import sesshu.bus.intake as intake_module
 
     monkeypatch.setattr(intake_module, "STALL_SLACK", 0.5)
     caplog.set_level(logging.ERROR, logger="sesshu.supervisor")

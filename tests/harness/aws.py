@@ -19,8 +19,8 @@ from typing import Any
 import boto3
 import psutil
 
-from sesshu.provision import Deployment
-from sesshu.provision import provision as provision_deployment
+from sesshu.ops.provision import Deployment
+from sesshu.ops.provision import provision as provision_deployment
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from sesshu.provision import Deployment
+from sesshu.ops.provision import Deployment
 from tests.harness.aws import MotoServer, aws_env, poll
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -45,7 +45,7 @@ class Staged:
 
     def command(self) -> list[str]:
         # -P: the working directory is not put on sys.path, so only the staged code runs.
-        return [str(sysvenv_python()), "-P", "-m", "sesshu.cli"]
+        return [str(sysvenv_python()), "-P", "-m", "sesshu.daemon.cli"]
 
     def env(self) -> dict[str, str]:
         return {"PYTHONPATH": str(self.root)}

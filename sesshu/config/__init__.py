@@ -1,0 +1,1 @@
+"""The configuration: its schema, and reading the file without trusting it."""

@@ -1,0 +1,366 @@
+"""The configuration file: one declarative schema, loading and validation.
+
+Defaults, validation and the reference docs all come from ``SCHEMA`` so that
+they cannot drift apart. Any problem becomes a :class:`ConfigError` whose
+message names the offending key, for a one-line exit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from cerberus import Validator
+
+from sesshu.config import file as configfile
+
+# A Python identifier of at most 128 characters (messages.MAX_PLUGIN_CHARS);
+# \Z, not $, which would let a trailing newline through.
+PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
+ACCOUNT_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\Z"
+# AWS_* never reaches a worker, whatever the allow-list says: the master alone holds credentials.
+ENV_NAME = r"^(?!AWS_)[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
+_PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
+
+
+MAX_NODES = 100_000  # values in a config, aliases expanded; a real one holds a few dozen
+
+
+class ConfigError(Exception):
+    """A configuration problem, phrased as ``key: what is wrong``."""
+
+
+_PLUGIN_MAPPING: dict[str, Any] = {
+    "name": {"type": "string", "required": True, "regex": PLUGIN_NAME},
+    "timeout": {"type": "number", "min": 0.1, "max": 43200},
+    "options": {"type": "dict", "default": {}},
+}
+_PLUGIN_ENTRY = {"anyof": [{"type": "string", "regex": PLUGIN_NAME}, {"type": "dict", "schema": _PLUGIN_MAPPING}]}
+
+SCHEMA: dict[str, Any] = {
+    "logging": {
+        "type": "dict",
+        "default": {},
+        "schema": {
+            "name": {"type": "string", "default": "sesshu", "regex": r"^[^/]+$"},
+            "path": {"type": "string", "nullable": True, "default": None},
+            "level": {
+                "type": "string",
+                "default": "info",
+                "allowed": ["debug", "info", "warning", "error"],
+                "coerce": str.lower,
+            },
+            "format": {"type": "string", "default": "text", "allowed": ["text", "json"]},
+        },
+    },
+    "plugin": {"type": "list", "required": True, "minlength": 1, "schema": _PLUGIN_ENTRY},
+    "plugin_path": {"type": "list", "default": [], "schema": {"type": "string", "empty": False}},
+    "workers": {
+        "type": "dict",
+        "default": {},
+        "schema": {
+            "count": {"type": "integer", "min": 1, "max": 256, "default": 4},
+            "timeout": {"type": "number", "min": 0.1, "max": 43200, "default": 30},
+            "prefetch": {"type": "integer", "min": 0, "max": 100, "default": 10},
+            "shutdown_timeout": {"type": "number", "min": 0, "max": 3600, "default": 30},
+            "memory_limit": {"type": "integer", "min": 64, "nullable": True, "default": None},
+            "max_jobs": {"type": "integer", "min": 1, "nullable": True, "default": None},
+            "user": {"type": "string", "nullable": True, "default": None, "regex": ACCOUNT_NAME},
+            "group": {"type": "string", "nullable": True, "default": None, "regex": ACCOUNT_NAME},
+            "environment": {"type": "list", "default": [], "schema": {"type": "string", "regex": ENV_NAME}},
+            "limits": {
+                "type": "dict",
+                "default": {},
+                "schema": {
+                    "processes": {"type": "integer", "min": 8, "max": 1_000_000, "default": 512},
+                    "open_files": {"type": "integer", "min": 16, "max": 1_000_000, "default": 1024},
+                    "file_size": {"type": "integer", "min": 1, "max": 1 << 30, "default": 1024},
+                },
+            },
+            "retry": {
+                "type": "dict",
+                "default": {},
+                "schema": {
+                    "delay": {"type": "number", "min": 0, "max": 43200, "default": 5},
+                    "max_delay": {"type": "number", "min": 0, "max": 43200, "default": 900},
+                },
+            },
+            "polling": {
+                "type": "dict",
+                "default": {},
+                "schema": {"interval": {"type": "integer", "min": 1, "max": 20, "default": 20}},
+            },
+        },
+    },
+    "metrics": {
+        "type": "dict",
+        "nullable": True,
+        "default": None,
+        "schema": {
+            "address": {"type": "string", "default": "127.0.0.1"},
+            "port": {"type": "integer", "min": 1, "max": 65535, "required": True},
+        },
+    },
+    "bus": {
+        "type": "dict",
+        "required": True,
+        "schema": {
+            "region": {"type": "string", "nullable": True, "default": None},
+            "endpoint_url": {"type": "string", "nullable": True, "default": None},
+            # Bus calls in flight at once: sender calls (publish, delete,
+            # visibility, upload) and receives. "auto" follows workers.count.
+            "senders": {"type": ["integer", "string"], "default": "auto"},
+            "receivers": {"type": ["integer", "string"], "default": "auto"},
+            "input": {
+                "type": "dict",
+                "required": True,
+                "schema": {"queue": {"type": "string", "required": True, "empty": False}},
+            },
+            "output": {
+                "type": "dict",
+                "required": True,
+                "schema": {
+                    "topic": {"type": "string", "required": True, "empty": False},
+                    "s3_bucket": {"type": "string", "nullable": True, "default": None, "empty": False},
+                    "s3_prefix": {"type": "string", "default": "sesshu/"},
+                    "s3_threshold": {"type": "integer", "min": 1, "max": 262144, "nullable": True,
+                                     "default": None},
+                    "failures_topic": {"type": "string", "nullable": True, "default": None, "empty": False},
+                },
+            },
+        },
+    },
+}
+
+
+@dataclass(frozen=True)
+class PluginConfig:
+    name: str
+    timeout: float
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The validated configuration, with every default filled in."""
+
+    path: str
+    log_name: str
+    log_path: str | None
+    log_level: str
+    log_format: str
+    plugins: tuple[PluginConfig, ...]
+    plugin_path: tuple[str, ...]
+    worker_count: int
+    timeout: float
+    prefetch: int
+    shutdown_timeout: float
+    retry_delay: float
+    retry_max_delay: float
+    poll_interval: int
+    region: str | None
+    endpoint_url: str | None
+    queue: str
+    topic: str
+    metrics_address: str | None = None
+    metrics_port: int | None = None
+    memory_limit: int | None = None  # MiB of address space per child
+    max_jobs: int | None = None
+    s3_bucket: str | None = None
+    s3_prefix: str = "sesshu/"
+    worker_user: str | None = None
+    worker_group: str | None = None
+    worker_environment: tuple[str, ...] = ()
+    limit_processes: int = 512
+    limit_open_files: int = 1024
+    limit_file_size: int = 1024  # MiB
+    s3_threshold: int | None = None  # bytes: results above it go to S3 even when SNS would take them
+    senders: int = 4
+    receivers: int = 2
+    failures_topic: str | None = None  # SNS topic ARN for failure records (sesshu.jobs.failures)
+
+    def plugin(self, name: str) -> PluginConfig | None:
+        for p in self.plugins:
+            if p.name == name:
+                return p
+        return None
+
+    @property
+    def plugin_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.plugins)
+
+
+def load(path: str) -> Config:
+    """Read, validate and normalise the config file at ``path``.
+
+    A relative ``plugin_path`` entry is taken relative to the file's own
+    directory: a service runs in ``/``, an operator in any directory.
+    """
+    try:
+        raw = configfile.read(path)
+    except configfile.UnreadableConfig as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return from_mapping(raw, path, base_dir=os.path.dirname(os.path.abspath(path)))
+
+
+def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) -> Config:
+    """Validate a parsed config; ``base_dir`` anchors relative ``plugin_path`` entries."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the config must be a YAML mapping")
+    _check_shape(raw, path)
+    v = Validator(SCHEMA)
+    if not v.validate(raw):
+        key, message = _first_error(v.errors)
+        raise ConfigError(f"{key}: {message}")
+    doc = v.document
+    _check_numbers(doc, SCHEMA)
+    workers, bus, logs = doc["workers"], doc["bus"], doc["logging"]
+    if not logs["name"].isprintable():
+        raise ConfigError("logging.name: must be printable text (no control characters)")
+    plugins = tuple(_plugin_entry(e, workers["timeout"]) for e in doc["plugin"])
+    seen: set[str] = set()
+    for i, p in enumerate(plugins):
+        if p.name in seen:
+            raise ConfigError(f"plugin[{i}]: {p.name!r} is listed twice")
+        seen.add(p.name)
+    if bus["output"]["s3_threshold"] is not None and bus["output"]["s3_bucket"] is None:
+        raise ConfigError("bus.output.s3_threshold: needs bus.output.s3_bucket to store results in")
+    return Config(
+        path=path,
+        log_name=logs["name"],
+        log_path=logs["path"],
+        log_level=logs["level"],
+        log_format=logs["format"],
+        plugins=plugins,
+        plugin_path=tuple(os.path.join(base_dir, p) if base_dir else p for p in doc["plugin_path"]),
+        worker_count=workers["count"],
+        timeout=float(workers["timeout"]),
+        prefetch=workers["prefetch"],
+        shutdown_timeout=float(workers["shutdown_timeout"]),
+        retry_delay=float(workers["retry"]["delay"]),
+        retry_max_delay=float(workers["retry"]["max_delay"]),
+        poll_interval=workers["polling"]["interval"],
+        region=bus["region"],
+        endpoint_url=bus["endpoint_url"],
+        queue=bus["input"]["queue"],
+        topic=bus["output"]["topic"],
+        metrics_address=(doc["metrics"] or {}).get("address"),
+        metrics_port=(doc["metrics"] or {}).get("port"),
+        memory_limit=workers["memory_limit"],
+        max_jobs=workers["max_jobs"],
+        s3_bucket=bus["output"]["s3_bucket"],
+        s3_prefix=bus["output"]["s3_prefix"],
+        worker_user=workers["user"],
+        worker_group=workers["group"],
+        worker_environment=tuple(workers["environment"]),
+        limit_processes=workers["limits"]["processes"],
+        limit_open_files=workers["limits"]["open_files"],
+        limit_file_size=workers["limits"]["file_size"],
+        s3_threshold=bus["output"]["s3_threshold"],
+        senders=_lanes(bus["senders"], "bus.senders", AUTO_SENDERS, workers["count"]),
+        receivers=_lanes(bus["receivers"], "bus.receivers", AUTO_RECEIVERS, workers["count"]),
+        failures_topic=bus["output"]["failures_topic"],
+    )
+
+
+MAX_LANES = 64
+# "auto": (workers per lane, fewest lanes, most lanes). A sender call carries ten results and
+# takes one round trip, tens of milliseconds from EC2; one sender per 16
+# workers keeps up with short jobs, and a receive per 64 workers with a deep
+# queue. Quick jobs need more than the worker count says: ten results cost a
+# publish and a delete, so at 35 ms a call two senders cap a host near 285
+# jobs/s however few its workers, and a lone receiver near the same. Hence
+# four senders and two receivers at least (see Intake.lead); an idle lane is
+# only a parked thread.
+AUTO_SENDERS = (16, 4, 16)
+AUTO_RECEIVERS = (64, 2, 4)
+
+
+def _lanes(value: Any, key: str, auto: tuple[int, int, int], workers: int) -> int:
+    if value == "auto":
+        per, fewest, most = auto
+        return max(fewest, min(most, math.ceil(workers / per)))
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LANES:
+        raise ConfigError(f"{key}: must be auto or a whole number from 1 to {MAX_LANES}")
+    return value
+
+
+_ALL_TEXT = object()
+
+
+def _check_shape(raw: Any, path: str) -> None:
+    """Bound depth and size before cerberus (which recurses) or a worker (which pickles) sees it.
+
+    YAML aliases can share one list among many places, or hold a list inside
+    itself; this walk counts every place, so neither can go unnoticed.
+    """
+    stack: list[tuple[Any, int]] = [(raw, 0)]  # (value, containers around it)
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > MAX_NODES:
+            raise ConfigError(f"{path}: more than {MAX_NODES} values (once aliases are expanded)")
+        if isinstance(value, (dict, list, tuple, set, frozenset)):
+            # As configfile counts YAML: every mapping or list is a level.
+            if depth >= configfile.MAX_DEPTH:
+                raise ConfigError(
+                    f"{path}: nested deeper than {configfile.MAX_DEPTH} levels (or a recursive alias)")
+            if isinstance(value, dict):
+                odd = next((k for k in value if not isinstance(k, str)), _ALL_TEXT)
+                if odd is not _ALL_TEXT:
+                    # cerberus sorts keys, and a null next to a string fails it.
+                    kind = "null" if odd is None else type(odd).__name__
+                    raise ConfigError(f"{path}: every key must be text; one is {kind}")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+
+
+def _check_numbers(doc: Any, schema: dict[str, Any], prefix: str = "") -> None:
+    """What cerberus lets through: NaN and infinities pass min/max, and a bool is an integer."""
+    for key, rules in schema.items():
+        value = doc.get(key) if isinstance(doc, dict) else None
+        here = f"{prefix}.{key}" if prefix else key
+        if rules.get("type") in ("integer", "number"):
+            if isinstance(value, bool):
+                raise ConfigError(f"{here}: must be a number, not {str(value).lower()}")
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{here}: must be a finite number")
+        elif rules.get("type") == "dict" and isinstance(value, dict) and "schema" in rules:
+            _check_numbers(value, rules["schema"], here)
+    if schema is SCHEMA:
+        for i, entry in enumerate(doc.get("plugin", [])):
+            if isinstance(entry, dict):
+                _check_numbers(entry, _PLUGIN_MAPPING, f"plugin[{i}]")
+
+
+def _plugin_entry(entry: str | dict[str, Any], default_timeout: float) -> PluginConfig:
+    if isinstance(entry, str):
+        return PluginConfig(entry, float(default_timeout), {})
+    return PluginConfig(
+        entry["name"], float(entry.get("timeout", default_timeout)), dict(entry.get("options", {}))
+    )
+
+
+def _first_error(errors: Any, prefix: str = "") -> tuple[str, str]:
+    """Flatten cerberus' nested error tree into its first ``(dotted.key, message)``."""
+    for key in sorted(errors, key=lambda k: (isinstance(k, int), k if isinstance(k, int) else str(k))):
+        here = f"{prefix}[{key}]" if isinstance(key, int) else (f"{prefix}.{key}" if prefix else str(key))
+        for item in errors[key]:
+            if isinstance(item, dict):
+                return _first_error(item, here)
+            if isinstance(item, str):
+                return here, _humane(item)
+    return prefix or "config", "invalid"
+
+
+def _humane(message: str) -> str:
+    if message.startswith("no definitions validate"):
+        return "must be a plugin name or a mapping {name, timeout, options}"
+    return message
+
+
+def valid_plugin_name(name: str) -> bool:
+    return bool(_PLUGIN_NAME_RE.match(name))

@@ -1,0 +1,380 @@
+"""The supervisor: one loop that turns SQS messages into plugin jobs and results."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import selectors
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from sesshu.bus.api import Bus, QueueInfo
+from sesshu.bus.intake import Intake
+from sesshu.bus.lanes import BusHealth, Lanes, Received
+from sesshu.bus.outbox import Sent
+from sesshu.config.schema import Config
+from sesshu.daemon.metrics import Metrics
+from sesshu.daemon.signals import SignalRecorder
+from sesshu.jobs.outcomes import Outcomes
+from sesshu.jobs.requests import Rejected, RequestParser
+from sesshu.jobs.settle import Settler
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
+from sesshu.pool.pool import Pool, PoolSettings
+from sesshu.pool.protocol import Job
+from sesshu.text import loggable
+
+log = logging.getLogger("sesshu.supervisor")
+
+MAX_WAIT = 1.0
+EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """What the supervisor calls out to, declared where it is built (``sesshu.daemon.assemble``)."""
+
+    # Re-read the config file for a reload: the config to apply and the pool settings it makes.
+    load_config: Callable[[], tuple[Config, PoolSettings]] | None = None
+    on_config_applied: Callable[[Config], None] | None = None
+    reopen_logs: Callable[[], None] | None = None
+    metrics: Metrics | None = None
+
+
+class Supervisor:
+    """The master's loop. Each turn is one bounded wait, then a fixed list of chores::
+
+        wait(signals, lane completions, every slot's fds)  <= min(1 s, nearest deadline)
+          |
+          +- signals ........ handle_<name>: stop, reload, resize, reopen logs
+          +- lanes .......... received messages -> parse -> held;  sent batches -> outcomes
+          +- pool ........... frames, output, sweeps, deaths -> outcomes;  deadlines
+          +- pool strength .. respawn with backoff (or drain, when stopping)
+          +- dispatch ....... held messages -> idle slots
+          +- heartbeat ...... visibility extensions, once a second; orphans swept
+          +- send ........... the outbox's due calls -> free sender lanes
+          +- poll ........... receives -> free poller lanes, if slots are idle and no backlog
+
+    All AWS I/O happens in the lanes (``sesshu.bus.lanes``), so no chore blocks.
+    The supervisor owns what is held, what is being asked for, and when to
+    stop; the settler owns outcomes and visibility; the pool owns the slots;
+    each lane its busy flag.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        bus: Bus,
+        pool: Pool,
+        *,
+        queue_info: QueueInfo | None = None,
+        heartbeat: bool = True,
+        hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        signals: SignalRecorder | None = None,
+    ) -> None:
+        self.config = config
+        self.bus = bus
+        self.pool = pool
+        self.clock = clock
+        self.hooks = hooks or Hooks()
+        self.signals = signals or SignalRecorder()
+        metrics = self.hooks.metrics
+        self.settler = Settler(config, queue_info, heartbeat=heartbeat,
+                               observer=metrics.outcome if metrics is not None else None, clock=clock)
+        self.parser = RequestParser(config.plugin_names)
+        self.held: deque[Ticket] = deque()
+        self.stopping = False
+        self.received = 0
+        self.health = BusHealth(clock)
+        self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock)
+        self.senders = Lanes("sesshu-sender", config.senders, self.signals.wake, clock)
+        self._next_heartbeat = 0.0
+        # The pool is one fd however many slots it has: it keeps its own selector current.
+        self._selector: selectors.BaseSelector = selectors.DefaultSelector()
+        self._selector.register(self.signals.wake_r, selectors.EVENT_READ)
+        self._selector.register(self.pool, selectors.EVENT_READ)
+        self._job_ids = itertools.count(1)
+        self._drain_deadline: float | None = None
+        self._exit_deadline: float | None = None
+        self._boot_errors_seen: set[tuple[str, str]] = set()
+
+    # -- the loop -------------------------------------------------------------
+
+    def run(self) -> int:
+        self.signals.install()
+        try:
+            self.pool.maintain()
+            while not self.finished():
+                self.tick()
+        finally:
+            self.close()
+            self.signals.uninstall()
+            # A lane still running may yet write a wake-up: close the pipe only
+            # once neither can, or the write could land on a reused fd.
+            if self.senders.join(5.0) and self.intake.join(0.1):
+                self.signals.close()
+        log.info("stopped; outcomes: %s; bus requests: %s", self.settler.summary(), self._requests())
+        return 0
+
+    def tick(self) -> None:
+        """One loop turn: the single bounded wait, then the chores."""
+        ready = {key.fileobj for key, _ in self._selector.select(self._wait_timeout())}
+        self.turn(ready)
+
+    def close(self) -> None:
+        self._selector.close()
+        self._on_pool_events(self.pool.kill_all())
+        self.pool.sweep_orphans(final=True)
+        self.pool.close()
+        self.intake.stop()
+        self.senders.stop()
+
+    def turn(self, ready: set[Any]) -> None:
+        for signum in self.signals.drain(self.signals.wake_r in ready):
+            self._on_signal(signum)
+        for received in self.intake.take():
+            self._on_received(received)
+        for sent in self.senders.take():
+            self._on_sent(sent)
+        self._on_pool_events(self.pool.collect(ready))
+        self._on_pool_events(self.pool.enforce_deadlines())
+        if self.stopping:
+            self._stopping_chores()
+        else:
+            self.pool.maintain()
+        self._dispatch()
+        now = self.clock()
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + 1.0
+            running = [(r.ticket, r.deadline) for r in self.pool.running()]
+            self.settler.extend_visibility(now, [*((t, None) for t in self.held), *running])
+            self.pool.sweep_orphans()
+        self._send()
+        self.intake.watchdog()
+        self._poll()
+        if self.hooks.metrics is not None:
+            self.hooks.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
+
+    @property
+    def outcomes(self) -> Outcomes:
+        return self.settler.outcomes
+
+    def in_flight(self) -> int:
+        """Received messages whose outcome is not decided yet."""
+        return self.received - sum(self.outcomes.counts.values())
+
+    def _wait_timeout(self) -> float:
+        now = self.clock()
+        until = [now + MAX_WAIT]
+        if (t := self.pool.next_wakeup()) is not None:
+            until.append(t)
+        if not self.stopping and (t := self.intake.poll_after()) is not None:
+            until.append(t)
+        if self.senders.free() is not None and (t := self.settler.outbox.linger_until()) is not None:
+            until.append(t)
+        for t2 in (self._drain_deadline, self._exit_deadline):
+            if t2 is not None:
+                until.append(t2)
+        return max(0.0, min(until) - now)
+
+    def _send(self) -> None:
+        """Hand free senders the calls the outbox says are due."""
+        # More results are sure to come while jobs run, messages wait for a
+        # slot, or a receive is out on a queue that the last one found deep.
+        more_coming = not self.stopping and (
+            self.pool.busy_count() > 0 or bool(self.held) or (self.intake.deep and self.intake.busy))
+        while (lane := self.senders.free()) is not None:
+            call = self.settler.next_send(self.bus, more_coming, self.stopping)
+            if call is None:
+                return
+            lane.submit(call)
+
+    # -- signals --------------------------------------------------------------
+
+    def _on_signal(self, signum: int) -> None:
+        # Dispatch by name, as gunicorn's arbiter does: a new signal is a new method.
+        handler = getattr(self, f"handle_{signal.Signals(signum).name[3:].lower()}", None)
+        if handler is not None:
+            handler()
+
+    def handle_term(self) -> None:
+        self.begin_stop(graceful=True)
+
+    handle_int = handle_term
+
+    def handle_quit(self) -> None:
+        self.begin_stop(graceful=False)
+
+    def handle_ttin(self) -> None:
+        self.pool.resize(self.pool.size + 1)
+        log.info("SIGTTIN: workers now %d", self.pool.size)
+
+    def handle_ttou(self) -> None:
+        self.pool.resize(self.pool.size - 1)
+        log.info("SIGTTOU: workers now %d", self.pool.size)
+
+    def handle_hup(self) -> None:
+        self.reload()
+
+    def handle_usr1(self) -> None:
+        if self.hooks.reopen_logs is not None:
+            self.hooks.reopen_logs()
+
+    def reload(self) -> None:
+        """Re-read the config file; apply it once its plugins load in a probe slot."""
+        if self.hooks.load_config is None or self.stopping:
+            return
+        from sesshu.config.schema import ConfigError
+
+        try:
+            new, settings = self.hooks.load_config()
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config: %s", exc)
+            return
+        log.info("SIGHUP: loading the plugins of %s in a probe worker", new.path)
+        self.pool.propose(settings, new)
+
+    def _apply(self, new: Config) -> None:
+        self.config = new
+        self.parser = RequestParser(new.plugin_names)
+        self.settler.reconfigure(new)
+        if self.hooks.on_config_applied is not None:
+            self.hooks.on_config_applied(new)
+        log.info("reloaded: %d workers, plugins %s", new.worker_count, ", ".join(new.plugin_names))
+
+    def begin_stop(self, graceful: bool) -> None:
+        now = self.clock()
+        if not self.stopping:
+            log.info("%s stop: no more receiving; %d job(s) running",
+                     "graceful" if graceful else "fast", self.pool.busy_count())
+            self.stopping = True
+            self._drain_deadline = now + self.config.shutdown_timeout
+        while self.held:
+            self.settler.retry(self.held.popleft(), "shutdown", "daemon stopping before it started", delay=0)
+        if not graceful:
+            self._drain_deadline = now
+        self._stopping_chores()
+
+    def _stopping_chores(self) -> None:
+        self.pool.close_idle()
+        if self._drain_deadline is not None and self.clock() >= self._drain_deadline:
+            self._on_pool_events(self.pool.kill_all())
+
+    def finished(self) -> bool:
+        if not self.stopping or self.pool.children or self.settler.outbox or self.senders.busy:
+            return False
+        if not self.intake.busy:
+            return True
+        if self._exit_deadline is None:
+            self._exit_deadline = self.clock() + EXIT_GRACE
+        return self.clock() >= self._exit_deadline
+
+    # -- receiving ------------------------------------------------------------
+
+    def _poll(self) -> None:
+        if self.stopping or self.settler.outbox.backlogged():
+            return  # backpressure: results waiting to be sent come first
+        prefetch = self.config.prefetch
+        self.intake.poll(self.pool.idle_count() + prefetch - len(self.held), len(self.held),
+                         self.pool.size + prefetch)
+
+    def _on_received(self, received: Received) -> None:
+        self.received += len(received.messages)
+        visible_until = received.started + self.settler.visibility()
+        for message in received.messages:
+            ticket = Ticket(message, visible_until=visible_until)
+            self._guarded(ticket, partial(self._accept, ticket))
+
+    def _accept(self, ticket: Ticket) -> None:
+        try:
+            ticket.request = self.parser.parse(ticket.message.body)
+        except Rejected as exc:
+            log.debug("rejected body of %s: %r", ticket.message_id, ticket.message.body[:2048])
+            ticket.named_plugin, ticket.named_target = exc.plugin, exc.target
+            self.settler.reject(ticket, str(exc))
+            return
+        if self.stopping:
+            self.settler.retry(ticket, "shutdown", "received while stopping", delay=0)
+        else:
+            self.held.append(ticket)
+
+    def _on_sent(self, sent: Sent) -> None:
+        self.health.sent(sent.error, sent.kind)
+        try:
+            self.settler.on_sent(sent, self.stopping)
+        except Exception:
+            log.error("internal error while recording a sent batch; its messages will reappear", exc_info=True)
+
+    def _guarded(self, ticket: Ticket, step: Callable[[], None]) -> None:
+        """Run one step of one message; our own bug there is that message's outcome, not the daemon's."""
+        try:
+            step()
+        except Exception:
+            log.error("internal error on message %s", ticket.message_id, exc_info=True)
+            try:
+                self.settler.retry(ticket, "internal_error", "internal error (see the traceback above)")
+            except Exception:  # noqa: BLE001 - not even that worked: the visibility timeout will return it
+                log.error("message %s: cannot record its outcome; it reappears after its visibility timeout",
+                          ticket.message_id)
+
+    # -- jobs -----------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        if self.stopping:
+            return
+        idle = self.pool.idle()
+        started = 0
+        while idle and self.held:
+            ticket = self.held.popleft()
+            started += 1
+            self._guarded(ticket, partial(self._start, ticket, idle))
+        if started:
+            self.intake.started(started)
+
+    def _start(self, ticket: Ticket, idle: list[Any]) -> None:
+        request = ticket.request
+        assert request is not None
+        plugin = self.config.plugin(request.plugin)
+        if plugin is None:
+            self.settler.retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
+            return
+        job = Job(next(self._job_ids), request.plugin, request.target)
+        if not self.pool.assign(idle.pop(), job, ticket, plugin.timeout):
+            self.held.appendleft(ticket)  # that slot died meanwhile; the job goes to another
+
+    def _on_pool_events(self, events: list[PoolEvent]) -> None:
+        for event in events:
+            if isinstance(event, JobFinished | JobLost):
+                ticket = event.running.ticket
+                self._guarded(ticket, partial(self._on_job_ended, event))
+            elif isinstance(event, Reconfigured):
+                self._apply(event.config)
+            elif isinstance(event, ReconfigureFailed):
+                log.error("reload refused, keeping the running config: plugin %s failed to load: %s",
+                          event.plugin, loggable(event.error, 500))
+            elif isinstance(event, ChildBootFailed):
+                key = (event.plugin, event.error)
+                if key not in self._boot_errors_seen:
+                    self._boot_errors_seen.add(key)
+                    log.error("worker %d cannot load plugin %s: %s", event.pid, event.plugin,
+                              loggable(event.error, 500))
+
+    def _on_job_ended(self, event: JobFinished | JobLost) -> None:
+        if isinstance(event, JobFinished):
+            self.settler.on_job_finished(event)
+            return
+        job = event.running.job
+        detail = event.detail
+        if event.reason == "timeout":
+            detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
+        self.settler.retry(event.running.ticket, event.reason, detail, pid=event.pid,
+                           delay=0 if event.reason == "killed" else None)
+
+    def _requests(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in sorted(self.bus.requests.items())) or "none"

@@ -1,0 +1,200 @@
+"""Deciding each message's outcome, and queuing the bus work that carries it out.
+
+Every received message gets exactly one outcome (``sesshu.jobs.outcomes``), and
+this is the only place that records one: it is decided here from a job's
+result or loss, and, for done and empty, confirmed here once the sender
+reports the publish and delete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+
+from sesshu.backoff import exponential
+from sesshu.bus import sending
+from sesshu.bus.api import SNS_MAX_BYTES, Bus, QueueInfo, message_size, string_attributes, transient
+from sesshu.bus.outbox import Outbox, S3Target, Sent
+from sesshu.config.schema import Config
+from sesshu.jobs import failures
+from sesshu.jobs.outcomes import OutcomeObserver, Outcomes
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.events import JobFinished
+from sesshu.text import loggable
+
+log = logging.getLogger("sesshu.settle")
+
+DEFAULT_VISIBILITY = 30  # seconds, assumed when the queue's attributes cannot be read
+
+
+def retry_delay(receive_count: int, base: float, cap: float) -> int:
+    """Seconds until a retried message comes back: doubling with each receive, capped."""
+    return math.ceil(exponential(receive_count, base, cap))
+
+
+class Settler:
+    """Owns outcomes and visibility: decides them, and queues the bus work that carries them out."""
+
+    def __init__(self, config: Config, queue_info: QueueInfo | None = None, *, heartbeat: bool = True,
+                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config
+        self.queue_info = queue_info or QueueInfo(None, None)
+        self.outcomes = Outcomes(observer)
+        self.outbox = Outbox(clock, senders=config.senders)
+        self.heartbeat = heartbeat  # extend visibility of held and running messages
+        self.clock = clock
+
+    def reconfigure(self, config: Config) -> None:
+        """A reload's config; the bus keys in it are the running ones (``sesshu.daemon.assemble``)."""
+        self.config = config
+
+    def on_job_finished(self, event: JobFinished) -> None:
+        """Decide what becomes of a message whose job ran to its end."""
+        ticket: Ticket = event.running.ticket
+        ticket.duration = event.finished - event.running.started
+        ticket.pid = event.pid
+        result = event.result
+        if result.status == "done":
+            job = event.running.job
+            # The child's payload is already JSON: splice it in rather than decode it again.
+            head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+            document = f'{head}"result":{result.payload.decode("ascii")}}}'
+            attrs = failures.attributes(job.plugin, "done")
+            size = message_size(document, string_attributes(attrs))  # what SNS counts
+            # Above the threshold, S3 even where SNS would take it: botocore
+            # encodes a big SNS body twice, while PutObject sends it as it is.
+            if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
+                self.outbox.publish(ticket, document, attrs, size=size)
+            elif self.config.s3_bucket:
+                key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
+                where = json.dumps({"bucket": self.config.s3_bucket, "key": key})
+                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}',
+                                   failures.attributes(job.plugin, "done", location="s3"))
+            else:
+                self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
+                            f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
+                            pid=event.pid)
+        elif result.status == "empty":
+            self.outbox.delete(ticket, "empty")
+        elif result.status == "rejected":
+            self.reject(ticket, result.error)
+        else:
+            self.retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid)
+
+    def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
+                pid: int | None = None) -> None:
+        req = ticket.request
+        self.outcomes.record(outcome, ticket.message.message_id, req.plugin if req else None,
+                             req.target if req else None, reason=reason, detail=detail,
+                             duration=ticket.duration, pid=pid or ticket.pid,
+                             receive=(ticket.message.receive_count, self.queue_info.max_receive_count),
+                             named=(ticket.named_plugin, ticket.named_target))
+
+    def reject(self, ticket: Ticket, detail: str) -> None:
+        self._record("rejected", ticket, reason="invalid", detail=detail)
+        self._give_up("rejected", ticket, "invalid", detail)
+        # With a DLQ, release at once so redrive moves it with the fewest
+        # re-fetches; without one, back off instead of spinning on it.
+        has_dlq = self.queue_info.max_receive_count is not None
+        self.outbox.release(ticket, 0 if has_dlq else max(1, self._backoff(ticket)))
+
+    def retry(self, ticket: Ticket, reason: str, detail: str, *,
+               pid: int | None = None, delay: int | None = None) -> None:
+        self._record("retried", ticket, reason=reason, detail=detail, pid=pid)
+        self._give_up("retried", ticket, reason, detail)
+        self.outbox.release(ticket, self._backoff(ticket) if delay is None else delay)
+
+    def _give_up(self, outcome: str, ticket: Ticket, reason: str, detail: str) -> None:
+        """On the last receive redrive allows, queue the failure record; the release queued next waits for it."""
+        if self.config.failures_topic and failures.last_receive(ticket.message.receive_count, self.queue_info):
+            self.outbox.publish_failure(ticket, *failures.record(ticket, outcome, reason, detail))
+
+    def _backoff(self, ticket: Ticket) -> int:
+        return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
+
+    def next_send(self, bus: Bus, more_coming: bool, stopping: bool = False) -> Callable[[], Sent] | None:
+        s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
+        return self.outbox.next_call(bus, s3, more_coming, stopping)
+
+    def on_sent(self, sent: Sent, stopping: bool = False) -> None:
+        """Record what a sender call completed, and let the outbox queue what follows.
+
+        Entries that failed transiently are the outbox's to send again (not
+        while ``stopping``); only the final failures are settled here.
+        """
+        final = self.outbox.completed(sent, stopping)
+        if sent.kind == sending.DELETE:
+            for ticket, outcome in sent.succeeded():
+                self._record_deleted(outcome, ticket, None)
+            for (ticket, outcome), err in final:
+                self._record_deleted(outcome, ticket, err)
+        elif sent.kind in (sending.PUBLISH, sending.UPLOAD):
+            for entry, err in final:
+                what = "" if sent.kind == sending.UPLOAD else "publish failed: "
+                self.retry(entry[0], "publish_error", f"{what}{err}")
+        elif sent.kind == sending.FAILURE:
+            # Either way the message's release follows (the outbox held it back until now).
+            for ticket, *_ in sent.succeeded():
+                log.info("failure record published for message %s", loggable(ticket.message.message_id))
+            for (ticket, *_), err in final:
+                log.warning("message %s: its failure record was not published (%s); the message still "
+                            "goes to the dead-letter queue", loggable(ticket.message.message_id), loggable(err))
+        elif sent.kind == sending.VISIBILITY:
+            if self.heartbeat and any("AccessDenied" in err for _, err in final):
+                self.heartbeat = False
+                log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
+                            "release of rejected or retried messages; grant it (see the README's IAM policy)")
+            now = self.clock()
+            for (ticket, _), err in final:
+                if transient(err) and not stopping:
+                    # Not extended after all: the heartbeat queues it again once the
+                    # outbox's backoff allows (a failed release is left to lapse).
+                    ticket.visible_until = min(ticket.visible_until, now)
+                else:
+                    log.warning("message %s: could not change its visibility (%s); it reappears "
+                                "when its visibility timeout ends", ticket.message.message_id, err)
+
+    def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
+        self._record(outcome, ticket)
+        if delete_error is not None:
+            log.warning("message %s: delete failed (%s); it may be processed again",
+                        ticket.message.message_id, delete_error)
+
+    # -- the visibility heartbeat ---------------------------------------------
+
+    def visibility(self) -> int:
+        return self.queue_info.visibility_timeout or DEFAULT_VISIBILITY
+
+    def extend_visibility(self, now: float, live: list[tuple[Ticket, float | None]]) -> None:
+        """Queue an extension for every message whose visibility is about to lapse.
+
+        ``live`` holds the held and running messages, with the running job's
+        deadline. Finished results still waiting for the sender (an outage)
+        are kept locked too; an extension always goes out before, or with,
+        their delete, and none is queued once a release is.
+        """
+        if not self.heartbeat:
+            return
+        vt = self.visibility()
+        # A third of the timeout ahead: an extension that meets a bus outage is
+        # tried again (``sesshu.bus.outbox``) for that long before the message lapses.
+        margin = max(2.0, vt / 3)
+        slack = min(margin, 10.0)  # past a job's deadline: time to kill it and release its message
+        outbox = self.outbox
+        due = [*live, *((t, None) for t in outbox.waiting())]
+        for ticket, deadline in due:
+            if ticket.visible_until - now > margin or outbox.extending(ticket):
+                continue
+            if deadline is not None and ticket.visible_until >= deadline + slack:
+                continue  # already locked past the job's end
+            # Capped by the job's deadline: a job past it is killed and released anyway.
+            horizon = vt if deadline is None else min(vt, deadline - now + slack)
+            seconds = max(1, math.ceil(horizon))
+            ticket.visible_until = now + seconds
+            outbox.extend(ticket, seconds)
+
+    def summary(self) -> str:
+        return self.outcomes.summary()

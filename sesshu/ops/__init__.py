@@ -1,0 +1,1 @@
+"""``sesshu``, the operator's command line: submit, provision, dead-letter tools."""

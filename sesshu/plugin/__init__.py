@@ -1,0 +1,1 @@
+"""Plugins as the daemon sees them: where they are found."""

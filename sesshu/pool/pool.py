@@ -1,0 +1,393 @@
+"""The pool of worker slots, driven by the supervisor's loop.
+
+The pool never blocks: the supervisor waits on the pool itself (its
+:meth:`Pool.fileno` is readable while any slot has something to say), then
+hands whatever became ready to :meth:`Pool.collect`, and calls the other
+chores in a fixed order. Each chore returns :class:`PoolEvent` values that
+say what happened to which job, so the supervisor can decide each message's
+outcome. Every slot has its own pipe: the master always knows which job a
+slot holds, and a slot's death loses exactly that job, which is reported.
+The pool owns its slots and their count; a slot's fields are the slot's own
+(``sesshu.pool.slot``). A turn costs what changed, not the number of slots:
+the pool's index (``sesshu.pool.slots``) hears of every change from the slots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
+from multiprocessing.context import ForkServerContext
+
+from sesshu.backoff import Backoff
+from sesshu.config.schema import Config
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
+from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
+from sesshu.pool.slot import OUTPUT_CAP, ChildProcess, RunningJob, State
+from sesshu.pool.slots import SlotIndex
+from sesshu.text import loggable
+from sesshu.worker import sandbox
+from sesshu.worker.runner import LEAVING_REASONS, PluginSpec
+from sesshu.worker.sandbox import WorkerSetup
+
+log = logging.getLogger("sesshu.pool")
+output_log = logging.getLogger("sesshu.worker")
+
+MIN_UPTIME = 5.0  # an idle slot dying sooner than this counts towards the crash-loop backoff
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """What a pool's slots are made of; a reload swaps all of it at once, or none."""
+
+    specs: list[PluginSpec]
+    size: int
+    setup: WorkerSetup
+    max_result_bytes: int
+    max_jobs: int | None = None  # recycle a slot after this many jobs
+
+
+class Pool:
+    def __init__(self, ctx: ForkServerContext, settings: PoolSettings, clock: Callable[[], float],
+                 on_restart: Callable[[str], None] | None = None, *, orphans: bool = False) -> None:
+        """``orphans``: we are a subreaper (the daemon), and our children now (the fork server
+        and multiprocessing's resource tracker) are all we will ever start: any later child is
+        something a plugin left behind, to be killed."""
+        self._ctx = ctx
+        self._known_children = set(sandbox.children_of(os.getpid())) if orphans else None
+        self._settings = settings
+        self._clock = clock
+        self._on_restart = on_restart
+        self.children: list[ChildProcess] = []
+        self._index = SlotIndex()
+        self._crash_loop = Backoff(first=0.1, cap=30.0)
+        self._respawn_at = 0.0
+        self.restarts: dict[str, int] = {}
+        self._generation = 0
+        self._proposal: tuple[ChildProcess, PoolSettings, Config] | None = None
+
+    # -- what the supervisor sees ---------------------------------------------
+
+    @property
+    def size(self) -> int:
+        return self._settings.size
+
+    def resize(self, size: int) -> None:
+        """Aim for ``size`` slots (at least one); maintain() gets there."""
+        self._settings = replace(self._settings, size=max(1, size))
+
+    def fileno(self) -> int:
+        """Readable while any slot has output, frames, an answer or a death to collect."""
+        return self._index.fileno()
+
+    def waitables(self) -> list[int]:
+        """Every fd of every slot (for a caller that waits on fds rather than on the pool)."""
+        return self._index.fds()
+
+    def next_wakeup(self) -> float | None:
+        times = [t for t in (self._index.next_wakeup(),) if t is not None]
+        # Only a respawn still ahead is worth waking for: maintain() runs
+        # every turn anyway, and a past time would make the loop spin.
+        if self.live_count() < self.size and self._respawn_at > self._clock():
+            times.append(self._respawn_at)
+        return min(times) if times else None
+
+    def idle(self) -> list[ChildProcess]:
+        return list(self._index.in_state(State.IDLE))
+
+    def running(self) -> list[RunningJob]:
+        return [c.running for c in self._index.in_state(State.BUSY) if c.running is not None]
+
+    def busy_count(self) -> int:
+        return self._index.count(State.BUSY)
+
+    def idle_count(self) -> int:
+        return self._index.count(State.IDLE)
+
+    def live_count(self) -> int:
+        return self._index.counted()
+
+    # -- chores ---------------------------------------------------------------
+
+    def collect(self, ready: Collection[object]) -> list[PoolEvent]:
+        """Read frames, output and sweep answers from ready fds; reap slots whose sentinel fired.
+
+        ``ready`` holds what the caller's wait found ready: the pool itself
+        (then the pool asks its selector which fds), or fds of its slots.
+        """
+        events: list[PoolEvent] = []
+        now = self._clock()
+        fds = self._index.ready() if self in ready else {fd for fd in ready if isinstance(fd, int)}
+        touched = dict.fromkeys(child for fd in fds if (child := self._index.owner(fd)) is not None)
+        for child in touched:
+            # Asked afresh: handling one slot may close another's fds (a reload stops idle slots).
+            mine = [fd for fd in child.fds() if fd in fds] if child.state is not State.DEAD else []
+            if not mine:
+                continue
+            # Output before frames, so a job's last lines are logged with its
+            # MessageId; frames before the keeper's hang-up, so a runner that
+            # sends its result and exits at once does not lose the result.
+            if any(child.is_output_fd(fd) for fd in mine):
+                self._log_output(child, child.read_output())
+            if any(child.is_frame_fd(fd) for fd in mine):
+                self._read(child, now, events)
+            if any(child.is_control_fd(fd) for fd in mine):
+                child.read_control()  # a keeper that hung up is dying: its sentinel tells how
+            if child.sentinel in mine:
+                self._reap(child, events)
+        return events
+
+    def enforce_deadlines(self) -> list[PoolEvent]:
+        """Give up on late jobs at once; TERM, then KILL, their slots. Stalled frames and sweeps too."""
+        now = self._clock()
+        events: list[PoolEvent] = []
+        for child in self._index.due(now):
+            running = child.running
+            if running is not None and child.state is State.BUSY and now >= running.deadline:
+                child.job_done(now)
+                timeout = running.deadline - running.started
+                events.append(JobLost(running, "timeout", f"timed out after {timeout:g} s", child.pid))
+                self._end_output(child, running)
+                child.terminate(now)
+                self._count_restart("timeout")
+            elif child.frame_stalled(now):
+                self._fail(child, "protocol", "sent part of a frame and stalled", events)
+            elif child.sweep_by is not None and now >= child.sweep_by:
+                log.error("worker %d: its keeper did not finish cleaning up after a job; killing it", child.pid)
+                child.terminate(now, grace=0.0)
+            child.kill_if_due(now)
+            self._index.changed(child)  # what is due next goes back on the heap
+        return events
+
+    def maintain(self) -> None:
+        """Start slots until the pool is at full strength, with crash-loop backoff."""
+        now = self._clock()
+        while self.live_count() < self.size and now >= self._respawn_at:
+            try:
+                child = self._launch(self._settings, self._generation)
+            except OSError as exc:
+                log.error("cannot start a worker: %s; retrying", exc)
+                self._note_boot_failure(now)
+                return
+        # Surplus slots (after the size went down) leave once idle.
+        surplus = self.live_count() - self.size
+        for state in (State.IDLE, State.STARTING) if surplus > 0 else ():
+            for child in list(self._index.in_state(state)):
+                if surplus > 0 and child.generation >= 0:
+                    child.stop()
+                    surplus -= 1
+
+    def close(self) -> None:
+        """Let go of the selector, once every slot is gone."""
+        self._index.close()
+
+    def assign(self, child: ChildProcess, job: Job, ticket: Ticket, timeout: float) -> bool:
+        """Hand a job to an idle slot; False if the slot turned out dead (the job never left)."""
+        now = self._clock()
+        return child.assign(RunningJob(job, ticket, now, now + timeout))
+
+    # -- reconfiguring ----------------------------------------------------------
+
+    def propose(self, settings: PoolSettings, config: Config) -> None:
+        """Try new settings: they replace the current ones only once a probe slot loads them.
+
+        Until then nothing changes. Once it has, idle slots of the old
+        settings leave at once and busy ones after their job: a reload kills no job.
+        """
+        if self._proposal is not None:
+            self._proposal[0].terminate(self._clock())
+        probe_child = self._launch(settings, -1)
+        self._proposal = (probe_child, settings, config)
+
+    def _commit(self, events: list[PoolEvent]) -> None:
+        assert self._proposal is not None
+        probe_child, self._settings, config = self._proposal
+        self._proposal = None
+        self._generation += 1
+        probe_child.adopt(self._generation)
+        for child in self.children:
+            if child.generation != self._generation and child.state in (State.IDLE, State.STARTING):
+                child.stop()
+        events.append(Reconfigured(config))
+
+    # -- stopping -------------------------------------------------------------
+
+    def close_idle(self) -> None:
+        """Close every idle or starting slot's pipe; busy ones keep their job."""
+        for state in (State.IDLE, State.STARTING, State.SWEEPING):
+            for child in list(self._index.in_state(state)):
+                child.stop()
+
+    def kill_all(self) -> list[PoolEvent]:
+        """SIGTERM every slot (its keeper kills all below it); running jobs are reported lost."""
+        events: list[PoolEvent] = []
+        now = self._clock()
+        for child in self.children:
+            running = child.job_done(now)
+            if running is not None:
+                events.append(JobLost(running, "killed", "killed at shutdown", child.pid))
+            if child.state is not State.DEAD:
+                child.terminate(now, grace=0.5)
+        return events
+
+    def sweep_orphans(self, final: bool = False) -> int:
+        """Kill what a plugin left behind after its keeper died: it was re-parented to us."""
+        if self._known_children is None:
+            return 0
+        killed = 0
+        for _ in range(50 if final else 1):
+            strays = [pid for pid in sandbox.children_of(os.getpid()) if pid not in self._known_children]
+            if not strays:
+                break
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            for pid in strays:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0 if final else os.WNOHANG)
+        if killed:
+            log.warning("killed %d process(es) a plugin left behind", killed)
+        return killed
+
+    # -- internals ------------------------------------------------------------
+
+    def _launch(self, settings: PoolSettings, generation: int) -> ChildProcess:
+        child = ChildProcess.launch(self._ctx, settings.specs, settings.setup, settings.max_result_bytes,
+                                    self._clock(), generation, self._index)
+        self.children.append(child)
+        self._index.add(child)
+        return child
+
+    def _is_probe(self, child: ChildProcess) -> bool:
+        return self._proposal is not None and child is self._proposal[0]
+
+    def _read(self, child: ChildProcess, now: float, events: list[PoolEvent]) -> None:
+        try:
+            messages, eof = child.read_frames(now)
+        except ProtocolError as exc:
+            self._fail(child, "protocol", str(exc), events)
+            return
+        for message in messages:
+            if child.state in (State.STOPPING, State.DEAD):
+                break
+            if isinstance(message, Ready):
+                self._on_ready(child, events)
+            elif isinstance(message, BootFailed):
+                self._on_boot_failed(child, message, events)
+            else:
+                self._on_result(child, message, now, events)
+        if eof and child.state not in (State.STOPPING, State.DEAD):
+            # The runner closed its pipe (most likely died); the sentinel tells how.
+            child.stop(expected=False)
+            child.signal_group(signal.SIGTERM)
+
+    def _on_ready(self, child: ChildProcess, events: list[PoolEvent]) -> None:
+        if child.state is not State.STARTING:
+            self._fail(child, "protocol", "said Ready twice", events)
+            return
+        child.ready()
+        if self._is_probe(child):
+            self._commit(events)
+        elif child.generation != self._generation:
+            child.stop()  # it loaded settings that were replaced meanwhile
+
+    def _on_boot_failed(self, child: ChildProcess, message: BootFailed, events: list[PoolEvent]) -> None:
+        if self._is_probe(child):
+            self._proposal = None
+            child.stop()  # a failed probe is no crash loop
+            events.append(ReconfigureFailed(message.plugin, message.error))
+        else:
+            events.append(ChildBootFailed(message.plugin, message.error, child.pid))
+
+    def _on_result(self, child: ChildProcess, result: Result, now: float, events: list[PoolEvent]) -> None:
+        running = child.running
+        if child.state is not State.BUSY or running is None or running.job.job_id != result.job_id:
+            self._fail(child, "protocol", "result for a job it does not hold", events)
+            return
+        child.job_done(now)
+        self._end_output(child, running)
+        self._crash_loop.reset()  # a slot that finishes a job is proof the plugins work
+        events.append(JobFinished(running, result, child.pid, now))
+        if result.reason in LEAVING_REASONS:
+            child.stop()  # it leaves by itself; give it no further job
+            self._count_restart(result.reason)
+        elif child.generation != self._generation:
+            child.stop()  # a reload happened while it ran: it leaves now
+        elif self._settings.max_jobs is not None and child.jobs_done >= self._settings.max_jobs:
+            child.stop()
+            self._count_restart("max_jobs")
+
+    def _fail(self, child: ChildProcess, reason: str, detail: str, events: list[PoolEvent]) -> None:
+        running = child.job_done(self._clock())
+        if running is not None:
+            events.append(JobLost(running, reason, detail, child.pid))
+            self._end_output(child, running)
+        log.error("worker %d broke the protocol (%s); killing it", child.pid, loggable(detail))
+        child.stop(expected=True)
+        child.signal_group(signal.SIGKILL)
+        self._count_restart(reason)
+
+    def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:
+        if child.state is State.BUSY:
+            self._read(child, self._clock(), events)  # a result written just before the end still counts
+        pid = child.pid
+        if self._is_probe(child):
+            self._proposal = None
+            child.stop()
+            events.append(ReconfigureFailed("-", "the probe worker died while loading plugins"))
+        self._log_output(child, child.read_output())
+        running = child.job_done(self._clock())
+        expected, was = child.exit_expected, child.stopped_from or child.state
+        how = child.reap()
+        self.children.remove(child)
+        self._index.remove(child)
+        if running is not None:
+            events.append(JobLost(running, "crashed", f"worker {pid} {how}", pid))
+            self._end_output(child, running)
+            self._count_restart("crashed")
+        elif expected:
+            pass  # we closed or killed it on purpose, and counted that then
+        elif was is State.STARTING:
+            log.error("worker %d %s while starting", pid, how)
+            self._note_boot_failure(self._clock())
+            self._count_restart("boot_failed")
+        else:
+            log.error("idle worker %d %s", pid, how)
+            now = self._clock()
+            # Saying Ready proves little (a plugin's import may doom the
+            # process later): only a slot that lasted counts as healthy.
+            if now - child.spawned < MIN_UPTIME:
+                self._note_boot_failure(now)
+            else:
+                self._crash_loop.reset()
+            self._count_restart("crashed")
+
+    def _log_output(self, child: ChildProcess, lines: list[str]) -> None:
+        label = child.running.ticket.message_id if child.running is not None else "-"
+        for line in lines:
+            output_log.info("worker %d (message %s): %s", child.pid, label, loggable(line, 2048))
+
+    def _end_output(self, child: ChildProcess, running: RunningJob) -> None:
+        rest, dropped = child.end_of_job_output()
+        for line in rest:
+            output_log.info("worker %d (message %s): %s", child.pid, running.ticket.message_id,
+                            loggable(line, 2048))
+        if dropped:
+            output_log.warning("worker %d (message %s): %d more bytes of output not logged (cap %d)",
+                               child.pid, running.ticket.message_id, dropped, OUTPUT_CAP)
+
+    def _note_boot_failure(self, now: float) -> None:
+        delay = self._crash_loop.next()
+        self._respawn_at = now + delay
+        if self._crash_loop.failures > 1:
+            log.warning("workers keep dying at start-up; next start in %.1f s", delay)
+
+    def _count_restart(self, reason: str) -> None:
+        self.restarts[reason] = self.restarts.get(reason, 0) + 1
+        if self._on_restart is not None:
+            self._on_restart(reason)

@@ -1,0 +1,366 @@
+"""The master's handle on one worker slot: its processes, its channels, its state.
+
+Slots come from multiprocessing's *forkserver*: a fresh interpreter, started
+once with a clean environment, that never imports boto3 and never runs
+threads. The master runs threads (the bus lanes), and a plain ``fork`` from
+a threaded process that holds boto3's connection pools is unsafe, while
+``spawn`` would pay a full interpreter start (and the plugin imports) per
+respawn. The fork server forks a keeper per slot (``sesshu.worker.keeper``), which
+forks the runner (``sesshu.worker.runner``); the keeper's sentinel and exit status
+stand for the slot.
+
+A slot's life is a state machine, as in supervisor's ``process.py``: every
+change goes through :meth:`ChildProcess._change`, which checks the state it
+leaves. No other module writes a slot's fields. A :class:`Watcher` given at
+launch (the pool's index of its slots) hears of every change as it happens,
+and of every fd before it closes, so the master never has to scan its slots
+to find out.
+
+    STARTING --Ready--> IDLE --assign--> BUSY --result--> SWEEPING --swept--> IDLE
+        any live state --stop/terminate/hang-up--> STOPPING --reaped--> DEAD
+"""
+
+from __future__ import annotations
+
+import enum
+import multiprocessing.process
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from multiprocessing.context import ForkServerContext
+from multiprocessing.process import BaseProcess
+from typing import Protocol
+
+from sesshu.jobs.ticket import Ticket
+from sesshu.pool.framing import FrameReader, OutputReader, write_frame
+from sesshu.pool.protocol import ChildMessage, Job, decode_child, encode_job
+from sesshu.worker.keeper import RUNNER, SWEEP, SWEPT, keeper_main
+from sesshu.worker.runner import PluginSpec
+from sesshu.worker.sandbox import WorkerSetup
+
+KILL_GRACE = 1.0  # seconds from SIGTERM to the master's own SIGKILL; the keeper kills at 0.2 s
+SWEEP_TIMEOUT = 5.0  # a keeper that does not answer a sweep this soon is killed with its slot
+OUTPUT_CAP = 64 * 1024  # bytes of a worker's stdout and stderr logged per job
+FRAME_SLACK = 64 * 1024  # header room on top of the largest result
+
+
+class State(enum.Enum):
+    STARTING = "starting"  # launched; its plugins are loading
+    IDLE = "idle"
+    BUSY = "busy"
+    SWEEPING = "sweeping"  # its job ended; the keeper kills what the job left behind
+    STOPPING = "stopping"  # closed or signalled; waiting for its death
+    DEAD = "dead"
+
+
+_LIVE = (State.STARTING, State.IDLE, State.BUSY, State.SWEEPING)
+
+
+class IllegalTransition(Exception):
+    pass
+
+
+class Watcher(Protocol):
+    """Told of a slot's changes as they happen (``sesshu.pool.slots.SlotIndex``)."""
+
+    def changed(self, child: ChildProcess) -> None:
+        """Its state, generation or next wake-up may be different now."""
+
+    def closing(self, child: ChildProcess, fd: int) -> None:
+        """It no longer waits on ``fd``, which it is about to close."""
+
+
+@dataclass(frozen=True)
+class RunningJob:
+    job: Job
+    ticket: Ticket
+    started: float  # monotonic
+    deadline: float  # monotonic
+
+
+class ChildProcess:
+    """One worker slot, seen from the master."""
+
+    def __init__(self, process: BaseProcess, conn: socket.socket, control: socket.socket,
+                 output: socket.socket, spawned: float, generation: int, max_frame: int,
+                 watcher: Watcher | None = None) -> None:
+        self.process = process
+        self._watcher = watcher
+        self.spawned = spawned
+        self.generation = generation  # which configuration's plugins it loads; -1 for a probe
+        self._conn: socket.socket | None = conn
+        self._control: socket.socket | None = control
+        self._output: socket.socket | None = output
+        self._frames = FrameReader(max_frame)
+        self._out = OutputReader(OUTPUT_CAP)
+        self._state = State.STARTING
+        self._stopped_from: State | None = None
+        self._exit_expected = False  # we asked it to go: its exit is no crash
+        self.running: RunningJob | None = None
+        self.jobs_done = 0
+        self.kill_at: float | None = None
+        self.sweep_by: float | None = None
+        self._runner_pid = 0
+
+    @classmethod
+    def launch(cls, ctx: ForkServerContext, specs: list[PluginSpec], setup: WorkerSetup,
+               max_result_bytes: int, now: float, generation: int = 0,
+               watcher: Watcher | None = None) -> ChildProcess:
+        pairs = [socket.socketpair() for _ in range(3)]
+        (conn, conn_child), (control, control_child), (output, output_child) = pairs
+        from multiprocessing.connection import Connection
+
+        job_end = Connection(conn_child.detach())
+        process = ctx.Process(target=keeper_main, name="sesshud-worker",
+                              args=(job_end, control_child, output_child, specs, setup, max_result_bytes))
+        try:
+            process.start()
+        except BaseException:
+            for sock in (conn, control, output):
+                sock.close()
+            raise
+        finally:
+            # Our copies of the child's ends must go, or we never see EOF on death.
+            job_end.close()
+            control_child.close()
+            output_child.close()
+        # Process.start() polls every process in this set, with a new selector
+        # each, to reap the ones nobody joined: with hundreds of slots that is
+        # milliseconds per launch. We reap each slot ourselves (reap()).
+        _started_processes().discard(process)
+        for sock in (conn, control, output):
+            sock.setblocking(False)
+        return cls(process, conn, control, output, now, generation, max_result_bytes + FRAME_SLACK, watcher)
+
+    # -- what the master watches ---------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def pid(self) -> int:
+        """The runner's pid once the keeper has told it (what logs name), else the keeper's."""
+        return self._runner_pid or self.slot_pid
+
+    @property
+    def slot_pid(self) -> int:
+        """The keeper's pid: it leads the slot's process group."""
+        return self.process.pid or 0
+
+    @property
+    def sentinel(self) -> int:
+        return self.process.sentinel
+
+    @property
+    def exit_expected(self) -> bool:
+        return self._exit_expected
+
+    @property
+    def stopped_from(self) -> State | None:
+        """The state it was in when it was stopped or found dead."""
+        return self._stopped_from
+
+    def fds(self) -> list[int]:
+        """Everything to wait on: the channels still open, and the sentinel."""
+        socks = (self._conn, self._control, self._output)
+        return [*(s.fileno() for s in socks if s is not None), self.sentinel]
+
+    def is_frame_fd(self, fd: int) -> bool:
+        return self._conn is not None and self._conn.fileno() == fd
+
+    def is_control_fd(self, fd: int) -> bool:
+        return self._control is not None and self._control.fileno() == fd
+
+    def is_output_fd(self, fd: int) -> bool:
+        return self._output is not None and self._output.fileno() == fd
+
+    def next_wakeup(self) -> float | None:
+        """The earliest time something is due: a job's deadline, a sweep's, a frame's, our SIGKILL."""
+        times = [t for t in (self.kill_at, self.sweep_by) if t is not None]
+        if self._conn is not None and self._frames.deadline is not None:
+            times.append(self._frames.deadline)  # a closed pipe has no frame to wait for
+        if self.running is not None and self._state is State.BUSY:
+            times.append(self.running.deadline)
+        return min(times) if times else None
+
+    # -- reading --------------------------------------------------------------
+
+    def read_frames(self, now: float) -> tuple[list[ChildMessage], bool]:
+        """Decoded frames that arrived, and whether the runner hung up. Raises ProtocolError."""
+        if self._conn is None:
+            return [], False
+        before = self._frames.deadline
+        frames, eof = self._frames.read(self._conn.fileno(), now)
+        if self._frames.deadline != before:
+            self._notify()
+        return [decode_child(frame) for frame in frames], eof
+
+    def frame_stalled(self, now: float) -> bool:
+        return self._conn is not None and self._frames.stalled(now)
+
+    def read_output(self) -> list[str]:
+        if self._output is None:
+            return []
+        lines, eof = self._out.read(self._output.fileno())
+        if eof:
+            self._close(self._output)
+            self._output = None
+        return lines
+
+    def end_of_job_output(self) -> tuple[list[str], int]:
+        """The job's unfinished output line, and the bytes past the cap; counting starts afresh."""
+        return self._out.flush(), self._out.next_job()
+
+    def read_control(self) -> bool:
+        """Take the keeper's answers; False when the keeper hung up (the slot is dying)."""
+        if self._control is None:
+            return True
+        try:
+            data = self._control.recv(64)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            self._close(self._control)
+            self._control = None
+            return False
+        if data.startswith(RUNNER) and b"\n" in data:
+            line, _, data = data.partition(b"\n")
+            digits = line[len(RUNNER):]
+            # Only the keeper holds this socket, but the master parses nothing on trust.
+            self._runner_pid = int(digits) if digits.isdigit() and len(digits) < 10 else 0
+        if SWEPT in data and self._state is State.SWEEPING:
+            self.sweep_by = None
+            self._change(State.IDLE, State.SWEEPING)
+        return True
+
+    # -- transitions ------------------------------------------------------------
+
+    def _change(self, new: State, *leaving: State) -> None:
+        if self._state not in leaving:
+            raise IllegalTransition(f"worker {self.pid}: {self._state.value} -> {new.value}")
+        self._state = new
+        self._notify()
+
+    def _notify(self) -> None:
+        if self._watcher is not None:
+            self._watcher.changed(self)
+
+    def _close(self, sock: socket.socket) -> None:
+        if self._watcher is not None:
+            self._watcher.closing(self, sock.fileno())
+        sock.close()
+
+    def ready(self) -> None:
+        self._change(State.IDLE, State.STARTING)
+
+    def adopt(self, generation: int) -> None:
+        """A probe slot whose plugin set was committed joins that configuration's slots."""
+        self.generation = generation
+        self._notify()
+
+    def assign(self, running: RunningJob) -> bool:
+        """Send the runner a job; False if its pipe is broken (it died since it went idle)."""
+        if self._state is not State.IDLE or self._conn is None:
+            raise IllegalTransition(f"worker {self.pid}: {self._state.value} cannot take a job")
+        try:
+            write_frame(self._conn.fileno(), encode_job(running.job))
+        except OSError:
+            self.stop(expected=False)
+            self.signal_group(signal.SIGKILL)
+            return False
+        self.running = running  # first, so that the watcher sees its deadline
+        self._change(State.BUSY, State.IDLE)
+        return True
+
+    def job_done(self, now: float) -> RunningJob | None:
+        """The job ended (result or loss): ask the keeper to sweep what it left behind."""
+        running, self.running = self.running, None
+        if self._state is State.BUSY:
+            self.jobs_done += 1
+            self.sweep_by = now + SWEEP_TIMEOUT
+            self._change(State.SWEEPING, State.BUSY)
+            try:
+                assert self._control is not None
+                self._control.send(SWEEP)
+            except (OSError, AssertionError):
+                self.stop(expected=False)
+                self.signal_group(signal.SIGKILL)
+        return running
+
+    def stop(self, expected: bool = True) -> None:
+        """Close our ends of its channels: an idle runner reads EOF and the slot exits by itself."""
+        if self._state in _LIVE:
+            self._stopped_from = self._state
+            self._state = State.STOPPING
+        if self._conn is not None:
+            self._close(self._conn)
+            self._conn = None
+        self.sweep_by = None
+        self._exit_expected = self._exit_expected or expected
+        self._notify()
+
+    def terminate(self, now: float, grace: float = KILL_GRACE) -> None:
+        """SIGTERM the slot (the keeper kills all below it), with a SIGKILL of our own after ``grace``."""
+        self.stop()
+        self.signal_group(signal.SIGTERM)
+        if self.kill_at is None:
+            self.kill_at = now + grace
+            self._notify()
+
+    def kill_if_due(self, now: float) -> None:
+        if self.kill_at is not None and now >= self.kill_at:
+            self.signal_group(signal.SIGKILL)
+            self.kill_at = None
+
+    def signal_group(self, sig: int) -> None:
+        pid = self.slot_pid
+        if not pid:
+            return
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            # Not yet (or no longer) a group leader: signal the process itself.
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        except PermissionError:
+            pass
+
+    def reap(self) -> str:
+        """Collect the exit status of a dead slot, described for a log line."""
+        self.process.join(0)
+        self.signal_group(signal.SIGKILL)  # a runner that outlived its keeper goes too
+        self.stop(expected=False)
+        for sock in (self._control, self._output):
+            if sock is not None:
+                self._close(sock)
+        self._control = self._output = None
+        if self._watcher is not None:
+            self._watcher.closing(self, self.sentinel)
+        self._state = State.DEAD
+        self._notify()
+        code = self.process.exitcode
+        if code is not None:
+            self.process.close()
+        return describe_exit(code)
+
+
+def _started_processes() -> set[BaseProcess]:
+    children: set[BaseProcess] = getattr(multiprocessing.process, "_children", set())
+    return children
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exited with status {code}"
