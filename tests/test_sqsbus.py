@@ -16,7 +16,7 @@ import pytest
 from botocore.stub import Stubber
 
 from sesshu.bus.api import BusError, Message, Publish, Visibility, message_size, string_attributes
-from sesshu.bus.sqs import SqsSnsBus
+from sesshu.bus.sqs import SqsSnsBus, batch_failures
 from sesshu.config.schema import from_mapping
 from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
@@ -86,7 +86,9 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
 
 class Denied:
     def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
-        return {e.entry_id: "AccessDenied: not authorized" for e in entries}
+        # As SqsSnsBus reads the answer AWS gives each entry.
+        return batch_failures({"Failed": [{"Id": e.entry_id, "Code": "AccessDenied", "SenderFault": True,
+                                           "Message": "not authorized"} for e in entries]})
 
 
 def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCaptureFixture) -> None:

@@ -17,8 +17,8 @@ import pytest
 import yaml
 from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
-from sesshu.bus.api import BusError
-from sesshu.bus.startup import MISSING_QUEUE, BusUnreachable, verdict
+from sesshu.bus.api import MISSING_QUEUE_CODES, BusError
+from sesshu.bus.startup import BusUnreachable, verdict
 from sesshu.config.schema import ConfigError
 from sesshu.ops.provision import Deployment
 from tests.harness.aws import REGION, MotoServer
@@ -179,7 +179,7 @@ def test_denied_optional_calls_only_warn(auth: AuthBus, moto: MotoServer, deploy
 ])
 def test_verdict(error: BusError, expected: str) -> None:
     kind, _, words = expected.partition(": ")
-    found = verdict(error, "bus.input.queue", "queue 'q'", MISSING_QUEUE)
+    found = verdict(error, "bus.input.queue", "queue 'q'", MISSING_QUEUE_CODES)
     assert isinstance(found, ConfigError if kind == "config" else BusUnreachable)
     assert words in str(found)
 
@@ -187,15 +187,15 @@ def test_verdict(error: BusError, expected: str) -> None:
 def test_verdict_on_no_answer_at_all() -> None:
     error = BusError("x", "EndpointConnectionError")
     error.__cause__ = EndpointConnectionError(endpoint_url=UNREACHABLE)
-    assert isinstance(verdict(error, "k", "queue 'q'", MISSING_QUEUE), BusUnreachable)
+    assert isinstance(verdict(error, "k", "queue 'q'", MISSING_QUEUE_CODES), BusUnreachable)
     missing = BusError("x", "NoCredentialsError")
     missing.__cause__ = NoCredentialsError()
-    assert isinstance(verdict(missing, "k", "queue 'q'", MISSING_QUEUE), ConfigError)
+    assert isinstance(verdict(missing, "k", "queue 'q'", MISSING_QUEUE_CODES), ConfigError)
 
 
 def test_verdict_is_one_line() -> None:
     error = BusError('<?xml version="1.0"?>\n<ErrorResponse>\n</ErrorResponse>', "InvalidClientTokenId", 403)
-    assert "\n" not in str(verdict(error, "k", "queue 'q'", MISSING_QUEUE))
+    assert "\n" not in str(verdict(error, "k", "queue 'q'", MISSING_QUEUE_CODES))
 
 
 def test_help_shows_the_default_config_and_the_exit_statuses() -> None:

@@ -22,21 +22,29 @@ BATCH_MAX = 10
 SNS_MAX_BYTES = 256 * 1024
 SQS_MAX_BYTES = 256 * 1024
 
-# AWS error codes that no retry of the same request can cure: the request (or
-# the permissions, or the resource) must change. A failure with one of them
-# is a client error, not an outage.
-PERMANENT_CODES = frozenset({
-    "BatchRequestTooLong", "TooManyEntriesInBatchRequest", "BatchEntryIdsNotDistinct", "InvalidBatchEntryId",
-    "EmptyBatchRequest", "InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid",
-    "ValidationError", "InvalidMessageContents", "AuthorizationError", "AccessDenied", "NotFound",
-    "NonExistentQueue", "QueueDoesNotExist", "NoSuchBucket",
-})
-# AWS error codes that say "too many requests": the service is up and asks for
-# fewer. Transient, but not an outage (``sesshu.bus.lanes.BusHealth``).
+# The one classification of AWS error codes, by what they say; every set is
+# spelled as error_name() spells a code (no service prefix, no "Exception").
+#
+# Codes that say "too many requests": the service is up and asks for fewer.
+# Transient, but not an outage (``sesshu.bus.lanes.BusHealth``).
 THROTTLING_CODES = frozenset({
     "Throttling", "Throttled", "RequestThrottled", "TooManyRequests", "RequestLimitExceeded", "SlowDown",
     "KMSThrottling",
-})  # as error_name() spells them: no service prefix, no "Exception" suffix
+})
+# Codes of a server that failed to answer this time: retrying may well pass.
+SERVER_CODES = frozenset({"ServiceUnavailable", "InternalError", "InternalFailure", "RequestTimeout"})
+DENIED_CODES = frozenset({"AccessDenied", "AuthorizationError"})  # IAM says no: grant the permission
+MISSING_QUEUE_CODES = frozenset({"NonExistentQueue", "QueueDoesNotExist"})
+MISSING_TOPIC_CODES = frozenset({"NotFound"})
+# botocore's own names for "no credentials at all": nothing to retry.
+NO_CREDENTIALS_CODES = frozenset({"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"})
+# Codes that no retry of the same request can cure: the request, the
+# permissions or the resource must change. A client error, not an outage.
+PERMANENT_CODES = frozenset({
+    "BatchRequestTooLong", "TooManyEntriesInBatchRequest", "BatchEntryIdsNotDistinct", "InvalidBatchEntryId",
+    "EmptyBatchRequest", "InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid",
+    "ValidationError", "InvalidMessageContents", "NoSuchBucket",
+}) | DENIED_CODES | MISSING_QUEUE_CODES | MISSING_TOPIC_CODES
 # The permanent errors a batch earns as a whole although its entries, sent one
 # by one, may pass: the batch is too long or too big, or one entry is bad.
 SPLIT_CODES = frozenset({
@@ -82,6 +90,20 @@ def is_permanent(code: str) -> bool:
 def is_throttling(code: str) -> bool:
     """The service refused for the request rate: it is up, and asks for fewer requests."""
     return error_name(code) in THROTTLING_CODES
+
+
+def is_later(code: str) -> bool:
+    """An answer that says "not now" (throttling, a server error): the same request may pass later."""
+    return error_name(code) in THROTTLING_CODES | SERVER_CODES
+
+
+def is_denied(code: str) -> bool:
+    return error_name(code) in DENIED_CODES
+
+
+def denied(error: str) -> bool:
+    """A failure (a :class:`Fault`, or a plain reason) that IAM denied."""
+    return isinstance(error, Fault) and is_denied(error.code)
 
 
 def error_name(code: str) -> str:

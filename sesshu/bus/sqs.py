@@ -28,6 +28,7 @@ from sesshu.bus.api import (
     Publish,
     QueueInfo,
     Visibility,
+    is_denied,
     is_permanent,
     string_attributes,
 )
@@ -173,7 +174,7 @@ class SqsSnsBus:
         try:
             self.change_visibility([Visibility("probe", "sesshu-permission-probe", 0)])
         except BusError as exc:
-            return "AccessDenied" not in exc.code and "AuthorizationError" not in exc.code
+            return not is_denied(exc.code)
         return True
 
     def check_topic(self, topic: str | None = None) -> None:

@@ -27,7 +27,16 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, NoRegionError
 
-from sesshu.bus.api import BusError, QueueInfo
+from sesshu.bus.api import (
+    MISSING_QUEUE_CODES,
+    MISSING_TOPIC_CODES,
+    NO_CREDENTIALS_CODES,
+    BusError,
+    QueueInfo,
+    error_name,
+    is_denied,
+    is_later,
+)
 from sesshu.bus.sqs import SqsSnsBus
 from sesshu.config.schema import Config, ConfigError
 from sesshu.text import loggable
@@ -36,14 +45,6 @@ log = logging.getLogger("sesshu.daemon")
 
 EX_TEMPFAIL = 75
 
-MISSING_QUEUE = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist", "NonExistentQueue"})
-MISSING_TOPIC = frozenset({"NotFound", "NotFoundException"})
-DENIED = frozenset({"AccessDenied", "AccessDeniedException", "AuthorizationError"})
-# Botocore's own names for "no credentials at all": nothing to retry.
-NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError"})
-# Answers that say "later": retrying may well succeed.
-TRANSIENT = frozenset({"Throttling", "ThrottlingException", "RequestThrottled", "ServiceUnavailable",
-                       "InternalError", "InternalFailure", "RequestTimeout", "SlowDown"})
 TOPIC_ARN = re.compile(r"^arn:[a-z-]+:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 
 
@@ -87,12 +88,12 @@ def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | N
     except ValueError as exc:  # botocore's complaint about a malformed endpoint
         raise ConfigError(f"bus.endpoint_url: {exc}") from None
     except BusError as exc:  # resolving a queue name
-        raise verdict(exc, "bus.input.queue", f"queue {config.queue!r}", MISSING_QUEUE) from None
+        raise verdict(exc, "bus.input.queue", f"queue {config.queue!r}", MISSING_QUEUE_CODES) from None
     try:
         info = bus.queue_info()
     except BusError as exc:
-        if exc.code not in DENIED:
-            raise verdict(exc, "bus.input.queue", f"queue {config.queue!r}", MISSING_QUEUE) from None
+        if not is_denied(exc.code):
+            raise verdict(exc, "bus.input.queue", f"queue {config.queue!r}", MISSING_QUEUE_CODES) from None
         log.warning("cannot read the queue's attributes (%s); assuming no dead-letter queue", loggable(str(exc)))
         info = QueueInfo(None, None)
     else:
@@ -107,8 +108,8 @@ def open_bus(config: Config, *, region: str | None = None, endpoint_url: str | N
     try:
         bus.check_topic()
     except BusError as exc:
-        if exc.code not in DENIED:
-            raise verdict(exc, "bus.output.topic", f"topic {config.topic!r}", MISSING_TOPIC) from None
+        if not is_denied(exc.code):
+            raise verdict(exc, "bus.output.topic", f"topic {config.topic!r}", MISSING_TOPIC_CODES) from None
         log.warning("cannot check the results topic (%s); a missing topic shows only when results "
                     "are published", loggable(str(exc)))
         return OpenBus(bus, info, topic_checked=False)
@@ -119,8 +120,8 @@ def _check_failures_topic(bus: SqsSnsBus, topic: str) -> None:
     try:
         bus.check_topic(topic)
     except BusError as exc:
-        if exc.code not in DENIED:
-            raise verdict(exc, "bus.output.failures_topic", f"topic {topic!r}", MISSING_TOPIC) from None
+        if not is_denied(exc.code):
+            raise verdict(exc, "bus.output.failures_topic", f"topic {topic!r}", MISSING_TOPIC_CODES) from None
         log.warning("cannot check the failures topic (%s); a missing topic shows only when a failure "
                     "record is published", loggable(str(exc)))
 
@@ -129,9 +130,9 @@ def verdict(exc: BusError, key: str, what: str, missing: frozenset[str]) -> Exce
     """The start-up verdict on a failed bus call: ConfigError (exit 1) or BusUnreachable (75)."""
     # One line whatever the server said: its message may hold newlines (an XML body).
     detail = loggable(str(exc), 400)
-    if exc.code in missing:
+    if error_name(exc.code) in missing:
         return ConfigError(f"{key}: no {what}: {detail}")
-    if exc.code in NO_CREDENTIALS:
+    if exc.code in NO_CREDENTIALS_CODES:
         return ConfigError(f"{key}: no AWS credentials for {what} (instance profile, AWS_* environment, "
                            f"or the service account's ~/.aws/credentials): {detail}")
     if _transient(exc):
@@ -141,7 +142,7 @@ def verdict(exc: BusError, key: str, what: str, missing: frozenset[str]) -> Exce
 
 
 def _transient(exc: BusError) -> bool:
-    if exc.code in TRANSIENT:
+    if is_later(exc.code):
         return True
     if exc.status is None:
         # No answer at all (connection refused, timeouts) is a BotoCoreError;

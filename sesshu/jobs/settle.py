@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from sesshu.backoff import exponential
 from sesshu.bus import sending
-from sesshu.bus.api import SNS_MAX_BYTES, Bus, QueueInfo, message_size, string_attributes, transient
+from sesshu.bus.api import SNS_MAX_BYTES, Bus, QueueInfo, denied, message_size, string_attributes, transient
 from sesshu.bus.outbox import Outbox, S3Target, Sent
 from sesshu.config.schema import Config
 from sesshu.jobs import failures
@@ -143,7 +143,7 @@ class Settler:
                 log.warning("message %s: its failure record was not published (%s); the message still "
                             "goes to the dead-letter queue", loggable(ticket.message.message_id), loggable(err))
         elif sent.kind == sending.VISIBILITY:
-            if self.heartbeat and any("AccessDenied" in err for _, err in final):
+            if self.heartbeat and any(denied(err) for _, err in final):
                 self.heartbeat = False
                 log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
                             "release of rejected or retried messages; grant it (see the README's IAM policy)")
