@@ -10,11 +10,20 @@ class PidfileError(Exception):
     pass
 
 
+PID_MAX = 1 << 22  # the kernel's limit on pids (pid_max can be set no higher)
+
+
 def _read_pid(path: Path) -> int | None:
+    """The pid in the file, or None for anything that cannot be one process's pid.
+
+    0 and negative numbers would make kill() signal a process group, so a
+    file holding "-1" would look held by a live process.
+    """
     try:
-        return int(path.read_text().strip() or "0") or None
+        pid = int(path.read_text().strip() or "0")
     except (OSError, ValueError):
         return None
+    return pid if 0 < pid <= PID_MAX else None
 
 
 def _alive(pid: int) -> bool:

@@ -82,8 +82,11 @@ def _watch(runner: int, control: socket.socket) -> int:
     control.setblocking(False)
     me = os.getpid()
     kill_at: float | None = None
+    # A runner that died before SIGCHLD had its handler sent no wake-up: look once without waiting.
+    look_now = True
     while True:
-        timeout = None if kill_at is None else max(0.0, kill_at - time.monotonic())
+        timeout = 0.0 if look_now else None if kill_at is None else max(0.0, kill_at - time.monotonic())
+        look_now = False
         readable = select.select([wake_r, control.fileno()], [], [], timeout)[0]
         signals = _drain(wake_r) if wake_r in readable else b""
         for pid, status in sandbox.reap_all():
@@ -140,8 +143,11 @@ def _leave_as(status: int) -> None:
         sig = os.WTERMSIG(status)
         try:
             signal.signal(sig, signal.SIG_DFL)
-            os.kill(os.getpid(), sig)
         except (OSError, ValueError):
+            pass  # SIGKILL and SIGSTOP cannot be handled: they are at their default already
+        try:
+            os.kill(os.getpid(), sig)
+        except OSError:
             pass
         os._exit(128 + sig)
     os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
