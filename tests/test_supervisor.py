@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus.api import Message, QueueInfo, Visibility
+from sesshu.bus.api import BusError, Message, QueueInfo, Visibility
 from sesshu.bus.memory import MemoryBus
 from sesshu.config.schema import Config, from_mapping
 from sesshu.daemon.assemble import MAX_RESULT_BYTES, plugin_specs, pool_settings
@@ -453,4 +453,36 @@ def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., 
     # The backoff (0.1 s, doubling) allows about 6.
     assert 3 <= len(seen) <= 10, seen
     assert "workers keep dying at start-up; next start in" in caplog.text
+    rig.stop()
+
+
+def test_while_publishes_are_throttled_no_message_is_held_beyond_the_idle_slots(rigs: Callable[..., Rig]) -> None:
+    class Throttled(RecordingBus):
+        refusals = 6
+
+        def publish(self, entries: list[Any]) -> dict[str, str]:
+            if self.refusals > 0:
+                self.refusals -= 1
+                raise BusError("publish: Rate exceeded", "Throttling")
+            return super().publish(entries)
+
+    bus = Throttled()
+    rig = rigs(bus, make_config(count=2, prefetch=5))
+    asks: list[tuple[bool, int, int]] = []  # (backing off, room asked for, idle slots less held messages)
+    poll = rig.sup.intake.poll
+
+    def watched_poll(room: int, held: int, full: int) -> None:
+        asks.append((rig.sup.settler.outbox.backing_off(), room, len(rig.pool.idle()) - held))
+        poll(room, held, full)
+
+    rig.sup.intake.poll = watched_poll  # type: ignore[method-assign]
+    for i in range(20):
+        bus.send(request(f"chaos:echo:{i}"))
+    rig.tick_until(lambda: rig.sup.outcomes.total("done") == 20, "twenty jobs done")
+    assert bus.refusals == 0
+    throttled = [(room, idle) for backing_off, room, idle in asks if backing_off]
+    assert throttled and all(room <= idle for room, idle in throttled), throttled  # no prefetch meanwhile
+    assert any(room > idle for backing_off, room, idle in asks if not backing_off)  # prefetch otherwise
+    assert sorted(document(d)["target"] for d in bus.published) == sorted(f"chaos:echo:{i}" for i in range(20))
+    assert rig.sup.outcomes.total("retried") == 0  # no job was done twice for the bus's sake
     rig.stop()

@@ -180,6 +180,10 @@ class Outbox:
         times += [until for kind, until in paused.items() if queued[kind]]
         return min(times, default=None)
 
+    def backing_off(self) -> bool:
+        """Some results, records or deletes wait out a backoff: the bus refuses or throttles us."""
+        return any(kind in self._paused_until for kind in RETRIED_KINDS)
+
     def retrying(self, kind: str) -> int:
         """Transient failures in a row of this kind of call (0: it is not backing off)."""
         return self._backoff[kind].failures

@@ -280,7 +280,9 @@ class Supervisor:
     def _poll(self) -> None:
         if self.stopping or self.settler.outbox.backlogged():
             return  # backpressure: results waiting to be sent come first
-        prefetch = self.config.prefetch
+        # While sends back off (throttling, an outage), hold no messages beyond
+        # the idle slots: work that could not be finished would only wait locked.
+        prefetch = 0 if self.settler.outbox.backing_off() else self.config.prefetch
         self.intake.poll(self.pool.idle_count() + prefetch - len(self.held), len(self.held),
                          self.pool.size + prefetch)
 
