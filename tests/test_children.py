@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from sesshu.bus.api import Message
-from sesshu.jobs.ticket import Ticket
 from sesshu.pool.framing import FrameReader
 from sesshu.pool.protocol import Job, decode_job
 from sesshu.pool.slot import ChildProcess, IllegalTransition, RunningJob, State
@@ -56,7 +54,7 @@ def slot() -> Iterator[Slot]:
 
 
 def running(job_id: int = 1) -> RunningJob:
-    return RunningJob(Job(job_id, "chaos", "chaos:echo:x"), Ticket(Message("m", "r", "{}", 1)), 0.0, 5.0)
+    return RunningJob(Job(job_id, "chaos", "chaos:echo:x"), "m", 0.0, 5.0)
 
 
 def test_a_full_cycle(slot: Slot) -> None:

@@ -90,7 +90,7 @@ def idle(pool: Pool) -> Callable[[list[PoolEvent]], bool]:
 def test_a_deadline_passes_when_the_clock_says_so(rig: tuple[Pool, FakeClock]) -> None:
     pool, clock = rig
     drive(pool, idle(pool), "an idle slot")
-    assert pool.assign(pool.idle()[0], Job(1, "chaos", "chaos:hang"), ticket(), 30.0)
+    assert pool.assign(pool.idle()[0], Job(1, "chaos", "chaos:hang"), "m-1", 30.0)
     assert pool.enforce_deadlines() == []  # 30 s have not passed on the fake clock
     clock.now += 29.999
     assert pool.enforce_deadlines() == []
@@ -104,7 +104,7 @@ def test_a_deadline_passes_when_the_clock_says_so(rig: tuple[Pool, FakeClock]) -
 def run_one(pool: Pool, job: Job) -> JobFinished:
     """Run one job on an idle slot; its JobFinished."""
     drive(pool, idle(pool), "an idle slot")
-    pool.assign(pool.idle()[0], job, ticket(), 30.0)
+    pool.assign(pool.idle()[0], job, "m-1", 30.0)
     events = drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
     return next(e for e in events if isinstance(e, JobFinished))
 
@@ -121,7 +121,7 @@ def test_a_keeper_that_never_answers_the_sweep_costs_its_slot(rig: tuple[Pool, F
     pool, clock = rig
     drive(pool, idle(pool), "an idle slot")
     child = pool.idle()[0]
-    pool.assign(child, Job(2, "chaos", "chaos:echo:y"), ticket(), 30.0)
+    pool.assign(child, Job(2, "chaos", "chaos:echo:y"), "m-1", 30.0)
     # Read the result, but hold back the keeper's answer by not collecting its control fd.
     events: list[PoolEvent] = []
     deadline = time.monotonic() + 20
@@ -177,9 +177,9 @@ def test_the_books_stay_right_through_crashes_timeouts_respawns_and_resizes() ->
     try:
         drive(pool, all_idle(pool, 3), "three idle slots", check=consistent)
         hang, segv, echo = pool.idle()
-        assert pool.assign(hang, Job(1, "chaos", "chaos:hang"), ticket(), 30.0)
-        assert pool.assign(segv, Job(2, "chaos", "chaos:segv"), ticket(), 30.0)
-        assert pool.assign(echo, Job(3, "chaos", "chaos:echo:x"), ticket(), 30.0)
+        assert pool.assign(hang, Job(1, "chaos", "chaos:hang"), "m-1", 30.0)
+        assert pool.assign(segv, Job(2, "chaos", "chaos:segv"), "m-1", 30.0)
+        assert pool.assign(echo, Job(3, "chaos", "chaos:echo:x"), "m-1", 30.0)
         consistent(pool)
         events = drive(pool, lambda ev: {e.running.job.job_id for e in ev if isinstance(e, JobFinished | JobLost)}
                        == {2, 3}, "the crash and the result", check=consistent)
@@ -227,7 +227,7 @@ def test_a_turn_asks_only_the_slots_with_something_to_say(monkeypatch: pytest.Mo
             assert (len(pool.idle()), pool.busy_count(), pool.live_count(), pool.running()) == (8, 0, 8, [])
         assert asked == []
         worker = pool.idle()[3]
-        pool.assign(worker, Job(5, "chaos", "chaos:echo:x"), ticket(), 30.0)
+        pool.assign(worker, Job(5, "chaos", "chaos:echo:x"), "m-1", 30.0)
         drive(pool, lambda ev: any(isinstance(e, JobFinished) for e in ev), "the result")
         drive(pool, all_idle(pool, 8), "the sweep")
         assert asked and set(asked) == {worker}

@@ -107,10 +107,11 @@ def parsed(n: int, receives: int, target: str = "chaos:hang") -> Ticket:
     return t
 
 
-def finished(t: Ticket, payload: bytes) -> JobFinished:
+def finished(t: Ticket, payload: bytes) -> tuple[Ticket, JobFinished]:
+    """A ticket, and the event of its job that ran to its end with this payload."""
     assert t.request is not None
     job = Job(1, t.request.plugin, t.request.target)
-    return JobFinished(RunningJob(job, t, 0.0, 10.0), Result(1, "done", payload=payload), 42, 1.0)
+    return t, JobFinished(RunningJob(job, t.message_id, 0.0, 10.0), Result(1, "done", payload=payload), 42, 1.0)
 
 
 def test_a_record_goes_out_on_the_last_receive_only() -> None:
@@ -171,7 +172,7 @@ def test_published_and_lost_records_are_logged(caplog: pytest.LogCaptureFixture)
 def test_results_carry_their_attributes() -> None:
     settler = Settler(config(), QueueInfo(30, 2))
     t = parsed(1, 1, "chaos:echo:x")
-    settler.on_job_finished(finished(t, b'{"echo":"x"}'))
+    settler.on_job_finished(*finished(t, b'{"echo":"x"}'))
     (_, document, attrs), = settler.outbox.publishes
     assert json.loads(document) == {"target": "chaos:echo:x", "plugin": "chaos", "result": {"echo": "x"}}
     assert attrs == {"plugin": "chaos", "outcome": "done", "sesshu_version": sesshu.__version__}
@@ -187,19 +188,19 @@ def test_the_fits_in_sns_check_counts_the_attributes() -> None:
     """A document of exactly 256 KiB fits only without attributes: with them, it goes to S3."""
     plain = Settler(config(), QueueInfo(30, 2))
     t = parsed(1, 1, "chaos:big")
-    plain.on_job_finished(finished(t, result_of_size(SNS_MAX_BYTES)))
+    plain.on_job_finished(*finished(t, result_of_size(SNS_MAX_BYTES)))
     assert not plain.outbox.publishes and plain.outcomes.reasons["retried:too_large"] == 1
 
     s3 = Settler(from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
         "topic": "t", "s3_bucket": "b"}}}), QueueInfo(30, 2))
-    s3.on_job_finished(finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
+    s3.on_job_finished(*finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
     (_, document, _, pointer, attrs), = s3.outbox.uploads
     assert len(document) == SNS_MAX_BYTES and json.loads(pointer)["result_s3"]["bucket"] == "b"
     assert attrs["result_location"] == "s3" and attrs["outcome"] == "done"
 
     fits = Settler(config(), QueueInfo(30, 2))
     room = SNS_MAX_BYTES - message_size("", string_attributes(failures.attributes("chaos", "done")))
-    fits.on_job_finished(finished(parsed(3, 1, "chaos:big"), result_of_size(room)))
+    fits.on_job_finished(*finished(parsed(3, 1, "chaos:big"), result_of_size(room)))
     assert len(fits.outbox.publishes) == 1
 
 
@@ -208,8 +209,8 @@ def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() 
         "topic": "t", "s3_bucket": "b", "s3_prefix": "p/", "s3_threshold": 1000}}})
     settler = Settler(cfg, QueueInfo(30, 3))
     small, big = parsed(1, 1, "chaos:x"), parsed(2, 1, "chaos:x")
-    settler.on_job_finished(finished(small, b'"' + b"x" * 800 + b'"'))
-    settler.on_job_finished(finished(big, b'"' + b"x" * 1000 + b'"'))
+    settler.on_job_finished(*finished(small, b'"' + b"x" * 800 + b'"'))
+    settler.on_job_finished(*finished(big, b'"' + b"x" * 1000 + b'"'))
     assert [t for t, *_ in settler.outbox.publishes] == [small]
     ((t, document, key, pointer, _),) = settler.outbox.uploads
     assert t is big and key == "p/m-2.json" and len(document) > 1000
@@ -221,7 +222,7 @@ def test_a_publish_refused_for_good_is_retried_and_never_deleted() -> None:
 
     settler = Settler(config(), QueueInfo(30, 3))
     a = parsed(1, 1, "chaos:x")
-    settler.on_job_finished(finished(a, b"1"))
+    settler.on_job_finished(*finished(a, b"1"))
     call = settler.next_send(FakeBus(raise_on="publish", code="AuthorizationError"),  # type: ignore[arg-type]
                              more_coming=False)
     assert call is not None
@@ -236,7 +237,7 @@ def test_a_throttled_publish_keeps_its_result_until_it_goes_out_and_only_a_stop_
     clock = [100.0]
     settler = Settler(config(), QueueInfo(30, 3), clock=lambda: clock[0])
     a = parsed(1, 1, "chaos:x")
-    settler.on_job_finished(finished(a, b"1"))
+    settler.on_job_finished(*finished(a, b"1"))
     throttled = FakeBus(raise_on="publish")
     for _ in range(3):  # throttled three times: no outcome, the result waits, the job is not redone
         clock[0] += 60  # past any backoff

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from sesshu.bus.api import Message
-from sesshu.jobs.ticket import Ticket
 from sesshu.pool.protocol import Job
 from sesshu.pool.slot import ChildProcess, RunningJob, State
 from sesshu.pool.slots import SlotIndex
@@ -82,7 +80,7 @@ def slots(index: SlotIndex) -> Iterator[list[Slot]]:
 
 
 def running(deadline: float) -> RunningJob:
-    return RunningJob(Job(1, "chaos", "chaos:echo:x"), Ticket(Message("m", "r", "{}", 1)), 0.0, deadline)
+    return RunningJob(Job(1, "chaos", "chaos:echo:x"), "m", 0.0, deadline)
 
 
 def consistent(index: SlotIndex, slots: list[Slot]) -> None:

@@ -396,7 +396,7 @@ def test_assigning_to_a_child_that_died_while_idle_gives_the_job_back(rigs: Call
     victim = rig.pool.idle()[0]
     os.kill(victim.pid, signal.SIGKILL)
     victim.process.join(10)  # dead, but the supervisor has not noticed yet
-    assert rig.pool.assign(victim, Job(1, "chaos", "chaos:echo:x"), object(), 5) is False
+    assert rig.pool.assign(victim, Job(1, "chaos", "chaos:echo:x"), "m-1", 5) is False
     assert victim.running is None
     # The loop then reaps it and the pool recovers; a real job still runs.
     mid = bus.send(request("chaos:echo:after"))

@@ -89,6 +89,8 @@ class Supervisor:
                                observer=metrics.outcome if metrics is not None else None, clock=clock)
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
+        # The ticket of each job a slot runs, by job id: the pool knows jobs, not messages.
+        self.running: dict[int, Ticket] = {}
         self.stopping = False
         self.received = 0
         self.health = BusHealth(clock)
@@ -152,7 +154,7 @@ class Supervisor:
         now = self.clock()
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + 1.0
-            running = [(r.ticket, r.deadline) for r in self.pool.running()]
+            running = [(self.running[r.job.job_id], r.deadline) for r in self.pool.running()]
             self.settler.extend_visibility(now, [*((t, None) for t in self.held), *running])
             self.pool.sweep_orphans()
         self._send()
@@ -347,14 +349,16 @@ class Supervisor:
             self.settler.retry(ticket, "disabled", f"plugin {request.plugin} was disabled by a reload", delay=0)
             return
         job = Job(next(self._job_ids), request.plugin, request.target)
-        if not self.pool.assign(idle.pop(), job, ticket, plugin.timeout):
+        if self.pool.assign(idle.pop(), job, ticket.message_id, plugin.timeout):
+            self.running[job.job_id] = ticket
+        else:
             self.held.appendleft(ticket)  # that slot died meanwhile; the job goes to another
 
     def _on_pool_events(self, events: list[PoolEvent]) -> None:
         for event in events:
             if isinstance(event, JobFinished | JobLost):
-                ticket = event.running.ticket
-                self._guarded(ticket, partial(self._on_job_ended, event))
+                ticket = self.running.pop(event.running.job.job_id)
+                self._guarded(ticket, partial(self._on_job_ended, ticket, event))
             elif isinstance(event, Reconfigured):
                 self._apply(event.config)
             elif isinstance(event, ReconfigureFailed):
@@ -367,15 +371,15 @@ class Supervisor:
                     log.error("worker %d cannot load plugin %s: %s", event.pid, event.plugin,
                               loggable(event.error, 500))
 
-    def _on_job_ended(self, event: JobFinished | JobLost) -> None:
+    def _on_job_ended(self, ticket: Ticket, event: JobFinished | JobLost) -> None:
         if isinstance(event, JobFinished):
-            self.settler.on_job_finished(event)
+            self.settler.on_job_finished(ticket, event)
             return
         job = event.running.job
         detail = event.detail
         if event.reason == "timeout":
             detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
-        self.settler.retry(event.running.ticket, event.reason, detail, pid=event.pid,
+        self.settler.retry(ticket, event.reason, detail, pid=event.pid,
                            delay=0 if event.reason == "killed" else None)
 
     def _requests(self) -> str:

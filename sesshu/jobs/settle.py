@@ -51,9 +51,8 @@ class Settler:
         """A reload's config; the bus keys in it are the running ones (``sesshu.daemon.assemble``)."""
         self.config = config
 
-    def on_job_finished(self, event: JobFinished) -> None:
+    def on_job_finished(self, ticket: Ticket, event: JobFinished) -> None:
         """Decide what becomes of a message whose job ran to its end."""
-        ticket: Ticket = event.running.ticket
         ticket.duration = event.finished - event.running.started
         ticket.pid = event.pid
         result = event.result

@@ -24,7 +24,6 @@ from multiprocessing.context import ForkServerContext
 
 from sesshu.backoff import Backoff
 from sesshu.config.schema import Config
-from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
 from sesshu.pool.slot import OUTPUT_CAP, ChildProcess, RunningJob, State
@@ -185,10 +184,10 @@ class Pool:
         """Let go of the selector, once every slot is gone."""
         self._index.close()
 
-    def assign(self, child: ChildProcess, job: Job, ticket: Ticket, timeout: float) -> bool:
+    def assign(self, child: ChildProcess, job: Job, label: str, timeout: float) -> bool:
         """Hand a job to an idle slot; False if the slot turned out dead (the job never left)."""
         now = self._clock()
-        return child.assign(RunningJob(job, ticket, now, now + timeout))
+        return child.assign(RunningJob(job, label, now, now + timeout))
 
     # -- reconfiguring ----------------------------------------------------------
 
@@ -368,18 +367,18 @@ class Pool:
             self._count_restart("crashed")
 
     def _log_output(self, child: ChildProcess, lines: list[str]) -> None:
-        label = child.running.ticket.message_id if child.running is not None else "-"
+        label = child.running.label if child.running is not None else "-"
         for line in lines:
             output_log.info("worker %d (message %s): %s", child.pid, label, loggable(line, 2048))
 
     def _end_output(self, child: ChildProcess, running: RunningJob) -> None:
         rest, dropped = child.end_of_job_output()
         for line in rest:
-            output_log.info("worker %d (message %s): %s", child.pid, running.ticket.message_id,
+            output_log.info("worker %d (message %s): %s", child.pid, running.label,
                             loggable(line, 2048))
         if dropped:
             output_log.warning("worker %d (message %s): %d more bytes of output not logged (cap %d)",
-                               child.pid, running.ticket.message_id, dropped, OUTPUT_CAP)
+                               child.pid, running.label, dropped, OUTPUT_CAP)
 
     def _note_boot_failure(self, now: float) -> None:
         delay = self._crash_loop.next()

@@ -32,7 +32,6 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import Protocol
 
-from sesshu.jobs.ticket import Ticket
 from sesshu.pool.framing import FrameReader, OutputReader, write_frame
 from sesshu.pool.protocol import ChildMessage, Job, decode_child, encode_job
 from sesshu.worker.keeper import RUNNER, SWEEP, SWEPT, keeper_main
@@ -74,7 +73,7 @@ class Watcher(Protocol):
 @dataclass(frozen=True)
 class RunningJob:
     job: Job
-    ticket: Ticket
+    label: str  # how log lines name the job's message: the pool knows nothing more of it
     started: float  # monotonic
     deadline: float  # monotonic
 
