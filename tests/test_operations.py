@@ -207,3 +207,20 @@ def test_json_logs_carry_the_job_fields(moto: MotoServer, deployment: Deployment
     doc = json.loads(lines[0])
     assert doc["plugin"] == "chaos" and doc["target"] == "chaos:echo:json"
     assert doc["message_id"] and doc["worker_pid"] and doc["duration"] >= 0 and doc["pid"] == d.pid
+
+
+def test_a_reload_names_the_restart_only_keys_and_applies_the_rest(moto: MotoServer, deployment: Deployment,
+                                                                    cfg_path: Path, daemons: list[Daemon]) -> None:
+    d = Daemon(write_config(cfg_path, moto, deployment, plugin=["chaos"]), moto)
+    daemons.append(d.start())
+    doc = yaml.safe_load(cfg_path.read_text())
+    doc["workers"]["count"] = 3
+    doc["bus"]["input"]["queue"] = "elsewhere"
+    doc["bus"]["output"]["s3_prefix"] = "other/"
+    cfg_path.write_text(yaml.safe_dump(doc))
+    d.send_signal(signal.SIGHUP)
+    # The operator's line, word for word: the Config field names, sorted.
+    d.wait_log(r"WARNING sesshu\.daemon: reload: changes to queue, s3_prefix take effect only after a restart$")
+    d.wait_log(r"reloaded: 3 workers, plugins chaos")
+    publish(moto, deployment, "chaos", "chaos:echo:one")
+    Inbox(moto, deployment.results_queue_url).wait(1)  # served from the running queue

@@ -1,8 +1,8 @@
 """The configuration file: one declarative schema, loading and validation.
 
-Defaults, validation and the reference docs all come from ``SCHEMA`` so that
-they cannot drift apart. Any problem becomes a :class:`ConfigError` whose
-message names the offending key, for a one-line exit.
+Defaults, validation, the reference docs and what a reload may change all
+come from ``SCHEMA`` so that they cannot drift apart. Any problem becomes a
+:class:`ConfigError` whose message names the offending key, for a one-line exit.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ _PLUGIN_MAPPING: dict[str, Any] = {
 }
 _PLUGIN_ENTRY = {"anyof": [{"type": "string", "regex": PLUGIN_NAME}, {"type": "dict", "schema": _PLUGIN_MAPPING}]}
 
+# "meta": {"restart": field} marks a key a reload cannot change; ``field`` is the Config field
+# it fills, which a reload keeps at its running value (RESTART_ONLY). Cerberus ignores "meta".
 SCHEMA: dict[str, Any] = {
     "logging": {
         "type": "dict",
@@ -100,40 +102,61 @@ SCHEMA: dict[str, Any] = {
         "nullable": True,
         "default": None,
         "schema": {
-            "address": {"type": "string", "default": "127.0.0.1"},
-            "port": {"type": "integer", "min": 1, "max": 65535, "required": True},
+            # The endpoint is bound once, at start-up.
+            "address": {"type": "string", "default": "127.0.0.1", "meta": {"restart": "metrics_address"}},
+            "port": {"type": "integer", "min": 1, "max": 65535, "required": True,
+                     "meta": {"restart": "metrics_port"}},
         },
     },
     "bus": {
         "type": "dict",
         "required": True,
         "schema": {
-            "region": {"type": "string", "nullable": True, "default": None},
-            "endpoint_url": {"type": "string", "nullable": True, "default": None},
+            # The bus, its lanes and the queue's attributes are opened once, at start-up.
+            "region": {"type": "string", "nullable": True, "default": None, "meta": {"restart": "region"}},
+            "endpoint_url": {"type": "string", "nullable": True, "default": None,
+                             "meta": {"restart": "endpoint_url"}},
             # Bus calls in flight at once: sender calls (publish, delete,
             # visibility, upload) and receives. "auto" follows workers.count.
-            "senders": {"type": ["integer", "string"], "default": "auto"},
-            "receivers": {"type": ["integer", "string"], "default": "auto"},
+            "senders": {"type": ["integer", "string"], "default": "auto", "meta": {"restart": "senders"}},
+            "receivers": {"type": ["integer", "string"], "default": "auto", "meta": {"restart": "receivers"}},
             "input": {
                 "type": "dict",
                 "required": True,
-                "schema": {"queue": {"type": "string", "required": True, "empty": False}},
+                "schema": {"queue": {"type": "string", "required": True, "empty": False,
+                                     "meta": {"restart": "queue"}}},
             },
             "output": {
                 "type": "dict",
                 "required": True,
                 "schema": {
-                    "topic": {"type": "string", "required": True, "empty": False},
-                    "s3_bucket": {"type": "string", "nullable": True, "default": None, "empty": False},
-                    "s3_prefix": {"type": "string", "default": "sesshu/"},
+                    "topic": {"type": "string", "required": True, "empty": False, "meta": {"restart": "topic"}},
+                    "s3_bucket": {"type": "string", "nullable": True, "default": None, "empty": False,
+                                  "meta": {"restart": "s3_bucket"}},
+                    "s3_prefix": {"type": "string", "default": "sesshu/", "meta": {"restart": "s3_prefix"}},
                     "s3_threshold": {"type": "integer", "min": 1, "max": 262144, "nullable": True,
-                                     "default": None},
-                    "failures_topic": {"type": "string", "nullable": True, "default": None, "empty": False},
+                                     "default": None, "meta": {"restart": "s3_threshold"}},
+                    "failures_topic": {"type": "string", "nullable": True, "default": None, "empty": False,
+                                       "meta": {"restart": "failures_topic"}},
                 },
             },
         },
     },
 }
+
+
+def restart_fields(schema: dict[str, Any]) -> tuple[str, ...]:
+    """The Config fields of every key in ``schema`` (nested sections too) marked ``"meta": {"restart": field}``."""
+    fields: list[str] = []
+    for rules in schema.values():
+        if "restart" in rules.get("meta", {}):
+            fields.append(rules["meta"]["restart"])
+        if rules.get("type") == "dict" and "schema" in rules:  # a list's "schema" rules its items: no keys
+            fields.extend(restart_fields(rules["schema"]))
+    return tuple(fields)
+
+
+RESTART_ONLY = restart_fields(SCHEMA)  # what a reload keeps at its running value: the bus and metrics keys
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from sesshu.bus.sqs import SqsSnsBus
 from sesshu.bus.startup import EX_TEMPFAIL as EX_TEMPFAIL  # re-exported: the exit status of BusUnreachable
 from sesshu.bus.startup import BusUnreachable as BusUnreachable
 from sesshu.bus.startup import open_bus
-from sesshu.config.schema import Config, ConfigError, load
+from sesshu.config.schema import RESTART_ONLY, Config, ConfigError, load
 from sesshu.daemon import logs
 from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.pidfile import Pidfile
@@ -146,13 +146,12 @@ def prepare(config: Config) -> tuple[ForkServerContext, PoolSettings]:
 
 
 def restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
-    """The reloadable part of ``new``: bus and metrics keys keep their running values."""
+    """The reloadable part of ``new``, and which restart-only fields (schema.RESTART_ONLY) it would change.
+
+    Those, the bus and metrics keys, keep their running values.
+    """
     changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(running, k)]
     return replace(new, **{k: getattr(running, k) for k in RESTART_ONLY}), changed
-
-
-RESTART_ONLY = ("queue", "topic", "region", "endpoint_url", "s3_bucket", "s3_prefix", "s3_threshold",
-                "failures_topic", "senders", "receivers", "metrics_address", "metrics_port")
 
 
 def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile: Pidfile | None = None) -> int:
