@@ -318,8 +318,8 @@ class SameTenSqs:
 
 
 def test_peek_ends_when_nothing_new_comes_and_releases_the_latest_handles() -> None:
+    from sesshu.ops.aws import EMPTY_RECEIVES
     from sesshu.ops.dlq import peek
-    from sesshu.ops.dlqmove import EMPTY_RECEIVES
 
     sqs = SameTenSqs()
     shown: list[str] = []

@@ -17,15 +17,11 @@ import argparse
 import json
 import os
 import re
-import signal
 import sys
 from collections.abc import Iterable, Iterator
-from types import FrameType
 from typing import Any
 
-BATCH = 10  # SQS and SNS batch calls take at most ten entries
 DEFAULT_CONFIG = "/etc/sesshu.yaml"
-EMPTY_RECEIVES = 3  # short polls sample servers: one empty answer proves little
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,71}$")  # 80-character SQS limit minus "-requests"
 
 
@@ -192,13 +188,12 @@ def cmd_submit(args: argparse.Namespace) -> int:
         client = opaws.client("sns", args, args.topic)
         where = opaws.topic_arn(client, args.topic)
     else:
-        client = opaws.client("sqs", args, args.queue)
-        where = opaws.queue_url(client, args.queue)
+        client, where = opaws.open_queue(args, args.queue)
     failed: list[str] = []
     # Ten messages a batch, and 256 KiB for all of them together: SNS and SQS
     # refuse a whole batch over either (moto does not, so nothing else checks).
     limit = SNS_MAX_BYTES if args.topic else SQS_MAX_BYTES
-    for batch in batches([message_size(d) for d in documents], limit, BATCH):
+    for batch in batches([message_size(d) for d in documents], limit):
         chunk = documents[batch.start:batch.stop]
         errors = _send_topic(client, where, chunk) if args.topic else _send_queue(client, where, chunk)
         failed.extend(f"{targets[batch.start + i]}: {error}" for i, error in sorted(errors.items()))
@@ -232,70 +227,48 @@ def _send_queue(sqs: Any, queue: str, chunk: list[str]) -> dict[int, str]:
     return {int(k): v for k, v in batch_failures(reply).items()}
 
 
-class _Stop(BaseException):
-    """Cuts a long poll short; a BaseException so no ``except Exception`` in botocore swallows it."""
-
-
-class _StopSignals:
-    """Records SIGINT/SIGTERM; interrupts only while a receive is blocking.
-
-    A long poll can block for 20 s, so the handler raises while (and only
-    while) the receive is in flight; messages it had fetched simply become
-    visible again later. Anywhere else it just records, so a batch that was
-    printed is always deleted.
-    """
-
-    def __init__(self) -> None:
-        self.requested = False
-        self.interruptible = False
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True
-        if self.interruptible:
-            raise _Stop
-
-
 def cmd_results(args: argparse.Namespace) -> int:
+    from sesshu.bus.api import BATCH_MAX
     from sesshu.ops import aws as opaws
 
-    sqs = opaws.client("sqs", args, args.queue)
-    args.queue = opaws.queue_url(sqs, args.queue)
-    stop = _StopSignals()
+    sqs, args.queue = opaws.open_queue(args, args.queue)
     seen: set[str] = set()
     kept: list[str] = []  # receipt handles to make visible again, under --keep
     empty = 0
-    try:
-        while not stop.requested and (args.follow or empty < EMPTY_RECEIVES):
-            try:
-                stop.interruptible = True
-                if stop.requested:
+    with opaws.StopSignals() as stop:
+        try:
+            while not stop.requested and (args.follow or empty < opaws.EMPTY_RECEIVES):
+                try:
+                    stop.interruptible = True
+                    if stop.requested:
+                        break
+                    reply = sqs.receive_message(QueueUrl=args.queue, MaxNumberOfMessages=BATCH_MAX,
+                                                WaitTimeSeconds=opaws.LONG_POLL if args.follow else 0)
+                except opaws.Stop:
                     break
-                reply = sqs.receive_message(QueueUrl=args.queue, MaxNumberOfMessages=BATCH,
-                                            WaitTimeSeconds=opaws.LONG_POLL if args.follow else 0)
-            except _Stop:
-                break
-            finally:
-                stop.interruptible = False
-            messages = [m for m in reply.get("Messages", []) if m["MessageId"] not in seen]
-            if not reply.get("Messages"):
-                empty += 1
-                continue
-            if not messages:
-                break  # only messages already printed came back: --keep has seen everything
-            empty = 0
-            for m in messages:
-                print(_result_line(m.get("Body", "")))
-            sys.stdout.flush()
-            handles = [m["ReceiptHandle"] for m in messages]
-            seen.update(m["MessageId"] for m in messages)
-            if args.keep:
-                kept.extend(handles)
-            else:
-                _delete(sqs, args.queue, handles)
-    finally:
-        _release(sqs, args.queue, kept)
+                finally:
+                    stop.interruptible = False
+                messages = [m for m in reply.get("Messages", []) if m["MessageId"] not in seen]
+                if not reply.get("Messages"):
+                    empty += 1
+                    continue
+                if not messages:
+                    break  # only messages already printed came back: --keep has seen everything
+                empty = 0
+                for m in messages:
+                    print(_result_line(m.get("Body", "")))
+                sys.stdout.flush()
+                handles = [m["ReceiptHandle"] for m in messages]
+                seen.update(m["MessageId"] for m in messages)
+                if args.keep:
+                    kept.extend(handles)
+                elif failed := opaws.delete(sqs, args.queue, handles):
+                    print(f"sesshu: warning: {len(failed)} printed message(s) not deleted: "
+                          f"{next(iter(failed.values()))}", file=sys.stderr)
+        finally:
+            # Kept messages were hidden by our receives; let other readers see them now.
+            if failed := opaws.release(sqs, args.queue, kept):
+                raise _Failure(f"{len(failed)} kept message(s) not made visible again: {next(iter(failed.values()))}")
     return 0
 
 
@@ -312,27 +285,8 @@ def _result_line(body: str) -> str:
     return text if "\n" not in text else json.dumps(doc)
 
 
-def _delete(sqs: Any, queue: str, handles: list[str]) -> None:
-    from sesshu.bus.sqs import batch_failures
-
-    for start in range(0, len(handles), BATCH):
-        entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start:start + BATCH])]
-        failures = batch_failures(sqs.delete_message_batch(QueueUrl=queue, Entries=entries))
-        if failures:
-            print(f"sesshu: warning: {len(failures)} printed message(s) not deleted: "
-                  f"{next(iter(failures.values()))}", file=sys.stderr)
-
-
-def _release(sqs: Any, queue: str, handles: list[str]) -> None:
-    # Kept messages were hidden by our receives; let other readers see them now.
-    for start in range(0, len(handles), BATCH):
-        entries = [{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0}
-                   for i, h in enumerate(handles[start:start + BATCH])]
-        sqs.change_message_visibility_batch(QueueUrl=queue, Entries=entries)
-
-
 def cmd_provision(args: argparse.Namespace) -> int:
-    from sesshu.ops.provision import config_snippet, provision
+    from sesshu.ops.provision import config_snippet, filter_results, provision
 
     if not NAME_RE.match(args.name):
         raise _Failure(f"{args.name!r}: a name is 1 to 71 letters, digits, - or _")
@@ -345,7 +299,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     sqs, sns = opaws.client("sqs", args, None), opaws.client("sns", args, None)
     deployment = provision(sqs, sns, args.name, visibility=args.visibility,
                            max_receive=args.max_receive, raw=args.raw)
-    opaws.filter_results(sqs, sns, deployment, args.filter_plugin)
+    filter_results(sqs, sns, deployment, args.filter_plugin)
     if args.filter_plugin:
         print(f"# Results queue gets only plugin(s): {', '.join(sorted(set(args.filter_plugin)))}")
     print(config_snippet(deployment, sqs.meta.region_name, args.endpoint_url), end="")

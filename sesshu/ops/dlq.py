@@ -14,15 +14,14 @@ is built from this module in every ``sesshu`` run.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import UTC, datetime
-from types import FrameType
 from typing import Any
 
-from sesshu.ops.dlqmove import BATCH, EMPTY_RECEIVES, DlqError, TaskRefused, move_by_hand, move_by_task, release
+from sesshu.bus.api import BATCH_MAX
+from sesshu.ops.aws import EMPTY_RECEIVES, StopSignals, open_queue, queue_url, release
+from sesshu.ops.dlqmove import DlqError, TaskRefused, move_by_hand, move_by_task
 
 # Long enough to page through a large DLQ without meeting a message twice,
 # short enough that a peek killed before it could release its messages
@@ -65,17 +64,10 @@ def _positive(text: str) -> int:
     return value
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, str]:
-    from sesshu.ops import aws as opaws
-
-    sqs = opaws.client("sqs", args, args.queue)
-    return sqs, opaws.queue_url(sqs, args.queue)
-
-
 def cmd_peek(args: argparse.Namespace) -> int:
     from sesshu.jobs.requests import RequestParser
 
-    sqs, url = _open(args)
+    sqs, url = open_queue(args, args.queue)
     # No plugin is enabled here, so every request is "rejected", but a
     # rejection still names the plugin and target it found, after the same
     # bounded parsing the daemon does.
@@ -109,7 +101,7 @@ def peek(sqs: Any, url: str, show: Callable[[dict[str, Any]], None], limit: int 
     nothing_new = 0
     try:
         while nothing_new < EMPTY_RECEIVES and (limit is None or shown < limit):
-            reply = call(sqs, "receive_message", QueueUrl=url, MaxNumberOfMessages=BATCH, WaitTimeSeconds=0,
+            reply = call(sqs, "receive_message", QueueUrl=url, MaxNumberOfMessages=BATCH_MAX, WaitTimeSeconds=0,
                          VisibilityTimeout=PEEK_HIDE,
                          MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"])
             messages = reply.get("Messages", [])
@@ -155,10 +147,8 @@ def _sent_at(millis: str | None) -> str:
 
 
 def cmd_redrive(args: argparse.Namespace) -> int:
-    from sesshu.ops import aws as opaws
-
-    sqs, source = _open(args)
-    target = opaws.queue_url(sqs, args.to) if args.to else origin(sqs, source)
+    sqs, source = open_queue(args, args.queue)
+    target = queue_url(sqs, args.to) if args.to else origin(sqs, source)
     if target == source:
         raise DlqError("--to is the dead-letter queue itself: nothing to move")
     how = "receive, send, delete"
@@ -170,31 +160,14 @@ def cmd_redrive(args: argparse.Namespace) -> int:
         else:
             print(f"moved {moved} message(s) from {source} to {target} (StartMessageMoveTask)")
             return 0
-    with _stop_signals() as stopped:
-        outcome = move_by_hand(sqs, source, target, limit=args.max, stopped=stopped)
+    with StopSignals() as stop:
+        outcome = move_by_hand(sqs, source, target, limit=args.max, stopped=lambda: stop.requested)
     print(f"moved {outcome.moved} message(s) from {source} to {target} ({how})")
     if outcome.error:
         raise DlqError(outcome.error)
-    if stopped():
+    if stop.requested:
         return 130
     return 0
-
-
-@contextmanager
-def _stop_signals() -> Iterator[Callable[[], bool]]:
-    """SIGINT/SIGTERM only record, so a batch that was sent is always deleted before the move stops."""
-    requested = False
-
-    def handle(signum: int, frame: FrameType | None) -> None:
-        nonlocal requested
-        requested = True
-
-    previous = {s: signal.signal(s, handle) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield lambda: requested
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def sources(sqs: Any, url: str) -> list[str]:
@@ -225,7 +198,7 @@ def origin(sqs: Any, url: str) -> str:
 def cmd_purge(args: argparse.Namespace) -> int:
     from sesshu.bus.sqs import call
 
-    sqs, url = _open(args)
+    sqs, url = open_queue(args, args.queue)
     # A guard against purging the input queue by a slip of the finger.
     users = sources(sqs, url)
     if not users:

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sesshu.bus.api import BusError
+from sesshu.bus.api import BATCH_MAX, BusError
+from sesshu.ops.aws import EMPTY_RECEIVES, delete, queue_arn, release
 
-BATCH = 10  # SQS batch calls take at most ten entries
-EMPTY_RECEIVES = 3  # short polls sample servers: one empty answer proves little
 MOVE_HIDE = 60  # s a received message stays hidden: ample for one send and one delete
 TASK_POLL = 1.0  # s between looks at a running move task
 ATTRIBUTE_KEYS = ("DataType", "StringValue", "BinaryValue")
@@ -40,13 +39,6 @@ class TaskRefused(Exception):
 class Moved:
     moved: int
     error: str = ""  # why the move stopped early, or what was left behind
-
-
-def queue_arn(sqs: Any, url: str) -> str:
-    from sesshu.bus.sqs import call
-
-    reply = call(sqs, "get_queue_attributes", QueueUrl=url, AttributeNames=["QueueArn"])
-    return str(reply["Attributes"]["QueueArn"])
 
 
 def move_by_task(sqs: Any, source: str, target: str, *, sleep: Callable[[float], None] = time.sleep) -> int:
@@ -114,7 +106,7 @@ def move_by_hand(sqs: Any, source: str, target: str, *, limit: int | None = None
     undeleted: dict[str, str] = {}  # sent, but still in the source: MessageId -> why
     empty = 0
     while empty < EMPTY_RECEIVES and not stopped() and (limit is None or len(sent) < limit):
-        want = BATCH if limit is None else min(BATCH, limit - len(sent))
+        want = BATCH_MAX if limit is None else min(BATCH_MAX, limit - len(sent))
         reply = call(sqs, "receive_message", QueueUrl=source, MaxNumberOfMessages=want, WaitTimeSeconds=0,
                      VisibilityTimeout=MOVE_HIDE, MessageAttributeNames=["All"])
         messages = reply.get("Messages", [])
@@ -167,7 +159,7 @@ def _send(sqs: Any, target: str, messages: list[dict[str, Any]]) -> dict[int, st
         entries.append(entry)
     failed: dict[int, str] = {}
     sizes = [message_size(e["MessageBody"], e.get("MessageAttributes")) for e in entries]
-    for part in batches(sizes, SQS_MAX_BYTES, BATCH):
+    for part in batches(sizes, SQS_MAX_BYTES):
         chunk = entries[part.start:part.stop]
         try:
             reply = call(sqs, "send_message_batch", QueueUrl=target, Entries=chunk)
@@ -180,30 +172,10 @@ def _send(sqs: Any, target: str, messages: list[dict[str, Any]]) -> dict[int, st
 
 def _delete(sqs: Any, source: str, messages: list[dict[str, Any]]) -> dict[str, str]:
     """Delete from the source; ``{MessageId: error}`` of those still there."""
-    from sesshu.bus.sqs import batch_failures, call
-
     if not messages:
         return {}
-    entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
     try:
-        reply = call(sqs, "delete_message_batch", QueueUrl=source, Entries=entries)
+        failed = delete(sqs, source, [m["ReceiptHandle"] for m in messages])
     except BusError as exc:
         return {m["MessageId"]: str(exc) for m in messages}
-    return {messages[int(k)]["MessageId"]: v for k, v in batch_failures(reply).items()}
-
-
-def release(sqs: Any, url: str, handles: list[str]) -> dict[str, str]:
-    """Make received messages visible again now; ``{entry: error}`` of those that stay hidden."""
-    from sesshu.bus.sqs import batch_failures, call
-
-    failed: dict[str, str] = {}
-    for start in range(0, len(handles), BATCH):
-        ids = [str(start + i) for i in range(len(handles[start:start + BATCH]))]
-        entries = [{"Id": i, "ReceiptHandle": h, "VisibilityTimeout": 0}
-                   for i, h in zip(ids, handles[start:start + BATCH], strict=True)]
-        try:
-            failed.update(batch_failures(call(sqs, "change_message_visibility_batch", QueueUrl=url,
-                                              Entries=entries)))
-        except BusError as exc:
-            failed.update((i, str(exc)) for i in ids)
-    return failed
+    return {messages[i]["MessageId"]: error for i, error in failed.items()}

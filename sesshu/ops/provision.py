@@ -23,6 +23,8 @@ from typing import Any
 
 import yaml
 
+from sesshu.ops import aws
+
 
 @dataclass
 class Deployment:
@@ -52,7 +54,7 @@ def provision(
     dlq_url = _ensure_queue(sqs, f"{name}-dlq", {})
     attrs = {"VisibilityTimeout": str(visibility)}
     if max_receive is not None:
-        redrive = {"deadLetterTargetArn": _queue_arn(sqs, dlq_url), "maxReceiveCount": max_receive}
+        redrive = {"deadLetterTargetArn": aws.queue_arn(sqs, dlq_url), "maxReceiveCount": max_receive}
         attrs["RedrivePolicy"] = json.dumps(redrive)
     else:
         # An empty policy is how SQS removes one, so a re-run converges.
@@ -80,14 +82,9 @@ def _ensure_queue(sqs: Any, name: str, attrs: dict[str, str]) -> str:
     return url
 
 
-def _queue_arn(sqs: Any, url: str) -> str:
-    reply = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
-    return str(reply["Attributes"]["QueueArn"])
-
-
 def _connect(sqs: Any, sns: Any, topic: str, queue_url: str, *, raw: bool) -> None:
     """Let ``topic`` deliver to the queue, and subscribe the queue exactly once."""
-    queue_arn = _queue_arn(sqs, queue_url)
+    queue_arn = aws.queue_arn(sqs, queue_url)
     # Real SQS drops SNS deliveries unless the queue's policy allows them.
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": queue_policy(queue_arn, topic)})
     raw_value = "true" if raw else "false"
@@ -109,6 +106,29 @@ def _find_subscription(sns: Any, topic: str, queue_arn: str) -> str | None:
             if sub.get("Protocol") == "sqs" and sub.get("Endpoint") == queue_arn and arn.startswith("arn:"):
                 return str(arn)
     return None
+
+
+def filter_results(sqs: Any, sns: Any, deployment: Deployment, plugins: list[str]) -> None:
+    """Let the results queue's subscription pass only results of ``plugins``; all of them when empty.
+
+    The filter is on the ``plugin`` message attribute of each result. A
+    re-run without plugins removes a filter set before (with ``{}``, as SNS
+    documents), so ``sesshu provision`` still converges on what it was asked.
+    """
+    subscription = _find_subscription(sns, deployment.results_topic, aws.queue_arn(sqs, deployment.results_queue_url))
+    if subscription is None:
+        raise aws.LookupFailed(f"{deployment.results_queue_url} is not subscribed to {deployment.results_topic}")
+    if plugins:
+        sns.set_subscription_attributes(SubscriptionArn=subscription, AttributeName="FilterPolicyScope",
+                                        AttributeValue="MessageAttributes")
+        policy = json.dumps({"plugin": sorted(set(plugins))})
+    else:
+        current = sns.get_subscription_attributes(SubscriptionArn=subscription)["Attributes"]
+        if current.get("FilterPolicy", "{}") in ("", "{}"):
+            return
+        policy = "{}"
+    sns.set_subscription_attributes(SubscriptionArn=subscription, AttributeName="FilterPolicy",
+                                    AttributeValue=policy)
 
 
 def queue_policy(queue_arn: str, topic_arn: str) -> str:
