@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from sesshu.bus.api import BusError, Message, Publish, Visibility, message_size, string_attributes
+from sesshu.bus.api import BusError, Fault, Message, Publish, Visibility, message_size, string_attributes
 from sesshu.bus.sqs import SqsSnsBus, batch_failures
 from sesshu.config.schema import from_mapping
 from sesshu.jobs.settle import Settler
@@ -125,6 +125,19 @@ def test_a_lone_document_goes_with_its_attributes(bus: SqsSnsBus) -> None:
     with expect(bus._sns, "publish", {"MessageId": "1"}, params) as stub:
         assert bus.publish([Publish("0", "{}", ATTRS)]) == {}
     stub.assert_no_pending_responses()
+
+
+@pytest.mark.parametrize(("code", "status", "transient"), [("Throttling", 400, True),
+                                                           ("AuthorizationError", 403, False)])
+def test_a_lone_document_refused_says_whether_a_retry_may_pass(bus: SqsSnsBus, code: str, status: int,
+                                                               transient: bool) -> None:
+    """A lone publish that fails as a whole reports a Fault with its code, as a batch entry does."""
+    stub = Stubber(bus._sns)
+    for _ in range(3):  # botocore's own tries, where the code is one it retries
+        stub.add_client_error("publish", service_error_code=code, http_status_code=status)
+    with stub:
+        (failure,) = bus.publish([Publish("0", "{}", ATTRS)]).values()
+    assert isinstance(failure, Fault) and failure.code == code and failure.transient is transient
 
 
 def test_a_batch_goes_with_each_entry_s_attributes(bus: SqsSnsBus) -> None:

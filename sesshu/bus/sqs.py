@@ -222,7 +222,7 @@ def publish_entries(caller: Callable[..., Any], sns: Any, topic: str, entries: l
         try:
             caller(sns, "publish", TopicArn=topic, Message=entries[0].document, **_attributes(entries[0]))
         except BusError as exc:
-            return {entries[0].entry_id: str(exc)}
+            return {entries[0].entry_id: Fault(str(exc), exc.code)}  # the code says whether a retry may pass
         return {}
     reply = caller(sns, "publish_batch", TopicArn=topic, PublishBatchRequestEntries=[
         {"Id": e.entry_id, "Message": e.document, **_attributes(e)} for e in entries])
