@@ -10,6 +10,7 @@ A test that relies on moto's own behaviour says so with
 from __future__ import annotations
 
 import os
+import resource
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # A plain user's shell starts with 1024 open files, and the pool tests hold
+    # hundreds of slots of several fds each; the hard limit is what the account
+    # may use, as systemd's LimitNOFILE gives a service.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    unlimited = resource.RLIM_INFINITY
+    if soft != unlimited and (hard == unlimited or soft < hard):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != unlimited else max(soft, 65536), hard))
     config.addinivalue_line("markers", "moto_only(reason): relies on moto's behaviour; skipped on other servers")
 
 

@@ -216,10 +216,17 @@ def users() -> list[str]:
     return ["", "root"] if os.geteuid() == 0 else [""]
 
 
+def skip_unless_init_script_can_run() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the init script makes its run directory with install -o: needs root (CI runs as root)")
+    # /sbin is on root's PATH, not always on a plain user's.
+    if shutil.which("start-stop-daemon", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin") is None:
+        pytest.skip("start-stop-daemon is not installed")
+
+
 @pytest.fixture(params=users(), ids=lambda user: f"user={user or 'none'}")
 def init(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InitScript]:
-    if shutil.which("start-stop-daemon") is None:
-        pytest.skip("start-stop-daemon is not installed")
+    skip_unless_init_script_can_run()
     script = InitScript(tmp_path, request.param)
     try:
         yield script
@@ -344,6 +351,8 @@ def test_init_script_runs_the_real_daemon(tmp_path: Path, moto: Any, deployment:
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """start, status, reload and stop with the real sesshud against the local SQS/SNS server."""
     import yaml
+
+    skip_unless_init_script_can_run()
 
     from tests.harness.aws import Inbox, aws_env, publish
     from tests.harness.daemon import SESSHUD, write_config
