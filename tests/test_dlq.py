@@ -21,7 +21,7 @@ import pytest
 
 from sesshu.ops.provision import Deployment
 from tests.harness.aws import REGION, BusServer, aws_env, drain, poll, provision, queue_depth
-from tests.test_opcli import one_line_error
+from tests.test_ops_cli import one_line_error
 
 _names = itertools.count()
 SECRET_BODY = "not json \u202e https://user:hunter2@example.com/x"

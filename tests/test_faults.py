@@ -437,6 +437,10 @@ def run_through_a_bus_fault(moto: MotoServer, cfg_path: Path, daemons: list[Daem
         poll(lambda: queue_depth(moto, dep.queue_url) == 0, 60, what="the input queue to empty")
         assert d.stop() == 0
     counts = results.refresh()
+    # Shown with -s, and with a failure: what the fault refused, and what the daemon did about it.
+    print(f"{prefix}: {jobs} requests; refused {dict(faults.refused)}; relayed {dict(faults.relayed)}; "
+          f"results {sum(counts.values())} for {len(counts)} targets; {d.log().count(' WARNING ')} warnings, "
+          f"{d.log().count(' ERROR ')} errors logged")
     assert [t for t in targets if counts[t] != 1] == []  # each result exactly once
     outcomes = outcomes_by_target(d)
     assert {t: kinds for t, kinds in outcomes.items() if kinds != ["done"]} == {}  # each job ran once

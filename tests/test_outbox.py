@@ -17,7 +17,7 @@ from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, BusError, Publish, Visibili
 from sesshu.bus.memory import MemoryBus
 from sesshu.bus.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
 from sesshu.jobs.ticket import Ticket
-from tests.test_busio import StrictBus, ticket
+from tests.test_lanes import StrictBus, ticket
 from tests.test_sending import FakeBus, document
 
 S3 = S3Target("bucket", "sesshu/")

@@ -1,6 +1,6 @@
 """``sesshu.ops.provision`` called directly against the session's SQS/SNS server.
 
-``tests/test_opcli.py`` runs ``sesshu provision`` as a process; here each
+``tests/test_ops_cli.py`` runs ``sesshu provision`` as a process; here each
 function is held to what its docstring says: a re-run converges, every queue
 is subscribed once, and the results filter comes and goes.
 """

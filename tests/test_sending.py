@@ -12,7 +12,7 @@ from sesshu.bus.api import BusError, Delete, Fault, Message, Publish, Visibility
 from sesshu.bus.lanes import BusHealth
 from sesshu.bus.sending import S3Target
 from sesshu.jobs.ticket import Ticket
-from tests.test_busio import StrictBus
+from tests.test_lanes import StrictBus
 
 
 class FakeBus:

@@ -12,7 +12,7 @@ from sesshu.daemon.assemble import plugin_specs, pool_settings
 from sesshu.pool.pool import PoolSettings
 from sesshu.pool.spawn import ProbeFailed, forkserver_context, probe
 from sesshu.worker.runner import PluginSpec
-from tests.test_child import BROKEN
+from tests.test_runner import BROKEN
 from tests.test_supervisor import make_config
 
 PROBE_TIMEOUT = 30.0  # generous: only a hung probe ever waits this long

@@ -1,4 +1,4 @@
-"""Bad configs against the real ``sesshud``: exit 1, one line naming the problem, within 5 s.
+"""Bad configs against the real ``sesshud``: exit 1, one line naming the problem, before any AWS call.
 
 Each case runs twice: ``sesshud --check -c FILE`` and a real start
 ``sesshud -c FILE``, whose bus endpoint is a free loopback port that no
@@ -20,7 +20,9 @@ import yaml
 from tests.harness.aws import aws_env, free_port
 from tests.harness.daemon import SESSHUD, TEST_PLUGINS
 
-DEADLINE = 5.0
+# A guard against a hang, not a speed test: the exit status and the one line tell
+# a refused config from a start that went on; generous for a loaded machine.
+DEADLINE = 30.0
 
 
 def config(tmp_path: Path, **changes: Any) -> dict[str, Any]:

@@ -13,8 +13,6 @@ import time
 from typing import Any
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from sesshu.bus import sending
 from sesshu.bus.api import (
@@ -26,9 +24,6 @@ from sesshu.bus.api import (
     Message,
     Publish,
     Visibility,
-    batches,
-    error_name,
-    message_size,
 )
 from sesshu.bus.lanes import BusHealth, Lane, Lanes, receive
 from sesshu.jobs.ticket import Ticket
@@ -89,14 +84,6 @@ class StrictBus:
 
 def ticket(name: str) -> Ticket:
     return Ticket(Message(f"id-{name}", f"rh-{name}", "{}", 1))
-
-
-def test_message_size_counts_utf8_bytes_and_attributes() -> None:
-    assert message_size("abc") == 3
-    assert message_size("é€") == 5
-    # SNS counts each attribute's name, data type and value.
-    assert message_size("x", {"kind": {"DataType": "String", "StringValue": "ab"}}) == 1 + 4 + 6 + 2
-    assert message_size("", {"b": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}}) == 1 + 6 + 2
 
 
 # -- refusals: permanent errors are not outages ------------------------------------------
@@ -182,47 +169,6 @@ def test_throttling_is_logged_once_a_minute_per_kind_of_call_with_its_count(capl
     assert lines[1].startswith("bus throttling: 1 delete call(s)")
     assert lines[2].startswith("bus throttling: 30 publish call(s) refused for the request rate in the last 61 s")
     assert "outage" not in caplog.text
-
-
-@pytest.mark.parametrize("code, name, permanent, splittable", [
-    ("BatchRequestTooLong", "BatchRequestTooLong", True, True),
-    ("AWS.SimpleQueueService.BatchRequestTooLong", "BatchRequestTooLong", True, True),
-    ("AWS.SimpleQueueService.TooManyEntriesInBatchRequest", "TooManyEntriesInBatchRequest", True, True),
-    ("InvalidParameterValueException", "InvalidParameterValue", True, True),
-    ("AuthorizationError", "AuthorizationError", True, False),
-    ("AccessDeniedException", "AccessDenied", True, False),
-    ("NotFound", "NotFound", True, False),
-    ("AWS.SimpleQueueService.NonExistentQueue", "NonExistentQueue", True, False),
-    ("Throttling", "Throttling", False, False),
-    ("InternalError", "InternalError", False, False),
-    ("ReadTimeoutError", "ReadTimeoutError", False, False),
-])
-def test_error_classes(code: str, name: str, permanent: bool, splittable: bool) -> None:
-    assert error_name(code) == name
-    error = BusError("x", code)
-    assert (error.permanent, error.splittable) == (permanent, splittable)
-
-
-# -- batches for sesshu submit -------------------------------------------------------------
-
-
-@pytest.mark.parametrize("sizes, limit, expected", [
-    ([], 100, []),
-    ([10] * 25, 1000, [range(0, 10), range(10, 20), range(20, 25)]),
-    ([60, 40, 1, 99, 100], 100, [range(0, 2), range(2, 4), range(4, 5)]),
-    ([300, 5], 100, [range(0, 1), range(1, 2)]),  # too big alone: it goes alone, for the server to judge
-])
-def test_batches(sizes: list[int], limit: int, expected: list[range]) -> None:
-    assert batches(sizes, limit) == expected
-
-
-@given(st.lists(st.integers(0, 300), max_size=60), st.integers(1, 1000), st.integers(1, 10))
-def test_batches_cover_everything_in_order_within_limits(sizes: list[int], limit: int, entries: int) -> None:
-    got = batches(sizes, limit, entries)
-    assert [i for r in got for i in r] == list(range(len(sizes)))
-    for r in got:
-        assert 1 <= len(r) <= entries
-        assert len(r) == 1 or sum(sizes[i] for i in r) <= limit
 
 
 # -- lanes ---------------------------------------------------------------------------------
