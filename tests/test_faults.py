@@ -469,8 +469,8 @@ def test_a_throttling_storm_redoes_no_job_and_duplicates_no_result(moto: MotoSer
     assert "bus outage" not in d.log()
     throttling = [line for line in log_lines(d, "WARNING") if "bus throttling" in line]
     assert 1 <= len(throttling) <= 8, throttling
-    assert len(log_lines(d, "WARNING")) + len(log_lines(d, "ERROR")) <= len(throttling) + 2, \
-        log_lines(d, "WARNING") + log_lines(d, "ERROR")
+    assert log_lines(d, "ERROR") == []
+    assert len(log_lines(d, "WARNING")) <= len(throttling) + 1, log_lines(d, "WARNING")  # + workers.user unset
 
 
 def test_an_sns_outage_of_a_minute_dead_letters_nothing(moto: MotoServer, cfg_path: Path,
@@ -480,9 +480,9 @@ def test_an_sns_outage_of_a_minute_dead_letters_nothing(moto: MotoServer, cfg_pa
                                         UNAVAILABLE, run=0, lasting=60, jobs=100)
     assert sum(faults.refused.values()) >= 2, faults.refused
     assert outage_lines(d) == (0, 0)  # receiving never failed
-    sending = d.log().count("bus outage while sending")
-    assert sending == d.log().count("sending recovered after") >= 1
-    assert len(log_lines(d, "ERROR")) <= 2 * sending + 1, log_lines(d, "ERROR")
+    # Readable: one line when publishing stops, one when it works again.
+    assert d.log().count("bus outage while sending") == d.log().count("sending recovered after") == 1
+    assert len(log_lines(d, "ERROR")) == 1, log_lines(d, "ERROR")
 
 
 def test_a_delete_outage_redoes_no_job(moto: MotoServer, cfg_path: Path, daemons: list[Daemon]) -> None:
@@ -491,3 +491,5 @@ def test_a_delete_outage_redoes_no_job(moto: MotoServer, cfg_path: Path, daemons
                                         UNAVAILABLE, run=0, lasting=20)
     assert faults.refused["sqs:DeleteMessageBatch"] >= 2, faults.refused
     assert "delete failed" not in d.log()
+    assert d.log().count("bus outage while sending") == d.log().count("sending recovered after") == 1
+    assert len(log_lines(d, "ERROR")) == 1, log_lines(d, "ERROR")

@@ -213,3 +213,15 @@ def test_lanes_run_calls_at_once_and_each_frees_itself() -> None:
     finally:
         lanes.stop()
         assert lanes.join(5.0)
+
+
+def test_an_outage_of_one_kind_of_call_is_logged_once_while_others_work(caplog: pytest.LogCaptureFixture) -> None:
+    """SNS down, SQS up: deletes that succeed between failed publishes end no outage of publishes."""
+    health = BusHealth(clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, "sesshu.busio"):
+        for _ in range(5):
+            health.sent(Fault("publish_batch: Service Unavailable", "ServiceUnavailable"), "publish")
+            health.sent(None, "delete")
+        health.sent(None, "publish")
+    assert caplog.text.count("bus outage while sending") == 1
+    assert caplog.text.count("sending recovered after") == 1 and "(publish calls)" in caplog.text

@@ -149,7 +149,9 @@ class BusHealth:
         self.poll_after = 0.0
         self._receive_down: float | None = None
         self._backoff = Backoff(first=1.0, cap=30.0, jitter=0.5)
-        self._send_down: float | None = None
+        # By kind of call: since when it has failed. One kind may be down while
+        # another works (SNS out, SQS up): each says once when it stops and starts.
+        self._send_down: dict[str, float] = {}
         self._refusals: dict[tuple[str, str], float] = {}  # (what, error code): when last logged
         self._throttled: dict[str, tuple[float, int]] = {}  # kind of call: (when last logged, refusals since)
 
@@ -179,13 +181,13 @@ class BusHealth:
         elif error is not None and _throttling(error):
             self._throttling(kind, error)
             error = None
-        if error is not None and self._send_down is None:
-            self._send_down = self._clock()
+        if error is not None and kind not in self._send_down:
+            self._send_down[kind] = self._clock()
             log.error("bus outage while sending: %s; results and deletes wait, and are sent again "
                       "with backoff", error)
-        elif error is None and self._send_down is not None:
-            log.warning("sending recovered after %.1f s", self._clock() - self._send_down)
-            self._send_down = None
+        elif error is None and kind in self._send_down:
+            log.warning("sending recovered after %.1f s (%s calls)", self._clock() - self._send_down.pop(kind),
+                        kind)
 
     def _refused(self, doing: str, error: Fault) -> None:
         """Log a permanent refusal; the same one again only once a minute (it recurs with every batch)."""
