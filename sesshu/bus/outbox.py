@@ -4,7 +4,7 @@ The :class:`Outbox` owns every pending bus change of the outcomes: results
 to publish or upload, deletes, releases and heartbeat extensions, and what
 of them is in flight. Several sender calls run at once (``bus.senders``);
 the outbox alone decides which call is due, which may overlap, and when
-receiving must wait (backpressure). Three rules keep overlapping calls safe:
+receiving must wait (backpressure). Four rules keep overlapping calls safe:
 
 1. A message is deleted only after its result's publish succeeded: a
    result's delete is queued when its publish call comes back, never before.
@@ -63,7 +63,6 @@ DELETE_LINGER = 1.0
 RETRY_FIRST, RETRY_CAP, RETRY_JITTER = 0.5, 20.0, 0.5
 VISIBILITY_RETRY_CAP = 2.0
 RETRIED_KINDS = (sending.PUBLISH, sending.UPLOAD, sending.FAILURE, sending.DELETE)
-PACED_KINDS = (*RETRIED_KINDS, sending.VISIBILITY)  # visibility: the heartbeat queues a failed extension anew
 
 
 class Outbox:
@@ -96,7 +95,8 @@ class Outbox:
         self.stored: dict[str, None] = {}
         # Per kind of call: its transient failures in a row, and when it may go again.
         self._backoff = {kind: Backoff(RETRY_FIRST, RETRY_CAP, RETRY_JITTER) for kind in RETRIED_KINDS}
-        # An extension is urgent (its message lapses when it is late), so it backs off 2 s at most.
+        # Visibility changes back off too, but 2 s at most: an extension is urgent (its
+        # message lapses when it is late), and the heartbeat queues a failed one anew.
         self._backoff[sending.VISIBILITY] = Backoff(RETRY_FIRST, VISIBILITY_RETRY_CAP, RETRY_JITTER)
         self._paused_until: dict[str, float] = {}
 
