@@ -225,3 +225,24 @@ def test_an_outage_of_one_kind_of_call_is_logged_once_while_others_work(caplog: 
         health.sent(None, "publish")
     assert caplog.text.count("bus outage while sending") == 1
     assert caplog.text.count("sending recovered after") == 1 and "(publish calls)" in caplog.text
+
+
+def test_a_throttling_line_names_the_code_only_by_its_name(caplog: pytest.LogCaptureFixture) -> None:
+    """The code comes from the server: a megabyte of prefix before "Throttling" must not reach the log."""
+    health = BusHealth(clock=lambda: 0.0)
+    code = "x" * 1_000_000 + "\n\udc80\x00.Throttling"
+    with caplog.at_level(logging.INFO, "sesshu.busio"):
+        health.sent(Fault("publish: refused", code), "publish")
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith("(Throttling); backing off, then trying again") and len(line) < 200
+
+
+def test_an_outage_line_is_bounded_whatever_the_server_said(caplog: pytest.LogCaptureFixture) -> None:
+    health = BusHealth(clock=lambda: 0.0)
+    said = "publish: " + "<html>" * 200_000 + "\nforged line \udc80\x00"
+    with caplog.at_level(logging.INFO, "sesshu.busio"):
+        health.sent(Fault(said, "ServiceUnavailable"), "publish")
+        health.receive_failed(Fault(said, "ServiceUnavailable"))
+        health.sent(Fault(said, "AccessDenied"), "delete")
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 3 and all(len(line) < 700 and "\n" not in line for line in lines), [len(x) for x in lines]

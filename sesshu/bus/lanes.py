@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from sesshu.backoff import Backoff
-from sesshu.bus.api import Bus, BusError, Fault, Message
+from sesshu.bus.api import Bus, BusError, Fault, Message, error_name
+from sesshu.text import loggable
 
 log = logging.getLogger("sesshu.busio")
 
@@ -164,7 +165,7 @@ class BusHealth:
             self._throttling("receive", error)  # up, and asking for fewer receives: back off
         elif self._receive_down is None:
             self._receive_down = now
-            log.error("bus outage: %s; retrying with backoff", error)
+            log.error("bus outage: %s; retrying with backoff", loggable(error, 500))
         self.poll_after = now + self._backoff.next()
 
     def received(self) -> None:
@@ -184,7 +185,7 @@ class BusHealth:
         if error is not None and kind not in self._send_down:
             self._send_down[kind] = self._clock()
             log.error("bus outage while sending: %s; results and deletes wait, and are sent again "
-                      "with backoff", error)
+                      "with backoff", loggable(error, 500))
         elif error is None and kind in self._send_down:
             log.warning("sending recovered after %.1f s (%s calls)", self._clock() - self._send_down.pop(kind),
                         kind)
@@ -196,7 +197,8 @@ class BusHealth:
         last = self._refusals.get(key)
         if last is None or now - last >= self.REFUSAL_LOG_EVERY:
             self._refusals[key] = now
-            log.error("the bus refused a request while %s (a client error, not an outage): %s", doing, error)
+            log.error("the bus refused a request while %s (a client error, not an outage): %s", doing,
+                      loggable(error, 500))
 
 
     def _throttling(self, kind: str, error: Fault) -> None:
@@ -206,7 +208,7 @@ class BusHealth:
         if last is None or now - last >= self.THROTTLING_LOG_EVERY:
             since = "" if last is None else f" in the last {now - last:.0f} s"
             log.warning("bus throttling: %d %s call(s) refused for the request rate%s (%s); "
-                        "backing off, then trying again", count, kind, since, error.code)
+                        "backing off, then trying again", count, kind, since, error_name(error.code))
             self._throttled[kind] = (now, 0)
         else:
             self._throttled[kind] = (last, count)
