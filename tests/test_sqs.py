@@ -187,3 +187,15 @@ def test_attributes_count_toward_the_size_sns_checks() -> None:
     entry = Publish("0", "x" * 100, ATTRS)
     assert entry.size() == 100 + sum(len(n) + len("String") + len(v) for n, v in ATTRS.items())
     assert entry.size() == message_size("x" * 100, string_attributes(ATTRS))
+
+
+def test_a_batch_entry_may_pass_on_a_retry_only_when_the_service_was_at_fault() -> None:
+    failed = batch_failures({"Failed": [
+        {"Id": "0", "Code": "InternalError", "SenderFault": False, "Message": "try again"},
+        {"Id": "1", "Code": "ReceiptHandleIsInvalid", "SenderFault": True, "Message": "stale"},
+        {"Id": "2", "Code": "AccessDenied", "SenderFault": False, "Message": "no"},
+        {"Id": "3"},  # nothing said: not retried blindly
+    ]})
+    assert {k: (v.code, v.transient) for k, v in failed.items() if isinstance(v, Fault)} == {
+        "0": ("InternalError", True), "1": ("ReceiptHandleIsInvalid", False), "2": ("AccessDenied", False),
+        "3": ("error", False)}

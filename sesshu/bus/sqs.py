@@ -239,6 +239,10 @@ def batch_failures(reply: dict[str, Any]) -> dict[str, str]:
     An entry failed by the sender's fault (a stale receipt handle, a bad
     attribute) fails again if retried; one failed by the service's may pass.
     """
-    return {f["Id"]: Fault(f"{f.get('Code', 'error')}: {f.get('Message', '')}", str(f.get("Code", "error")),
-                           transient=not f.get("SenderFault", True) and not is_permanent(str(f.get("Code", ""))))
-            for f in reply.get("Failed", [])}
+    return {f["Id"]: _entry_fault(f) for f in reply.get("Failed", [])}
+
+
+def _entry_fault(failed: dict[str, Any]) -> Fault:
+    code = str(failed.get("Code", "error"))
+    return Fault(f"{code}: {failed.get('Message', '')}", code,
+                 transient=not failed.get("SenderFault", True) and not is_permanent(code))
