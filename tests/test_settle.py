@@ -274,3 +274,21 @@ def test_an_extension_the_bus_could_not_make_is_queued_again_after_a_short_backo
     clock[0] += 2.0  # the cap of an extension's backoff
     call = settler.next_send(FakeBus(), more_coming=False)  # type: ignore[arg-type]
     assert call is not None and call().entries[0][0] is t
+
+
+def test_a_refused_visibility_change_or_delete_is_logged_bounded(caplog: pytest.LogCaptureFixture) -> None:
+    """The reason comes from the server: a megabyte with a newline stays one short line."""
+    from sesshu.bus.api import Fault
+    from tests.test_sending import FakeBus
+
+    said = "ReceiptHandleIsInvalid: " + "x" * 1_000_000 + "\nforged \udc80"
+    settler = Settler(config(), QueueInfo(30, 3))
+    t = ticket(1, visible_until=1005.0)
+    settler.extend_visibility(1000.0, [(t, None)])
+    call = settler.next_send(FakeBus(fails={"0": Fault(said, "ReceiptHandleIsInvalid", transient=False)}),  # type: ignore[arg-type]
+                             more_coming=False)
+    assert call is not None
+    with caplog.at_level(logging.WARNING, "sesshu.settle"):
+        settler.on_sent(call())
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "could not change its visibility" in line and len(line) < 700 and "\n" not in line

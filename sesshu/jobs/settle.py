@@ -154,13 +154,14 @@ class Settler:
                     ticket.visible_until = min(ticket.visible_until, now)
                 else:
                     log.warning("message %s: could not change its visibility (%s); it reappears "
-                                "when its visibility timeout ends", ticket.message.message_id, err)
+                                "when its visibility timeout ends", loggable(ticket.message.message_id),
+                                loggable(err, 500))
 
     def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
         self._record(outcome, ticket)
         if delete_error is not None:
             log.warning("message %s: delete failed (%s); it may be processed again",
-                        ticket.message.message_id, delete_error)
+                        loggable(ticket.message.message_id), loggable(delete_error, 500))
 
     # -- the visibility heartbeat ---------------------------------------------
 
