@@ -90,6 +90,10 @@ class AwsFaults:
         with self._lock:
             self._rules.clear()
 
+    def count(self, op: str, refused: bool) -> None:
+        with self._lock:
+            (self.refused if refused else self.relayed)[op] += 1
+
     def rule(self, op: str) -> _Rule | None:
         with self._lock:
             return self._rules.get(op)
@@ -132,13 +136,11 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         op = operation(self.headers, body)
         rule = self.owner.rule(op)
-        if rule is not None and rule.refuses():
-            with self.owner._lock:
-                self.owner.refused[op] += 1
+        refused = rule is not None and rule.refuses()
+        self.owner.count(op, refused)
+        if rule is not None and refused:
             self._refuse(op, rule.code)
             return
-        with self.owner._lock:
-            self.owner.relayed[op] += 1
         try:
             status, headers, reply = self._relay(body)
         except (OSError, http.client.HTTPException) as exc:
