@@ -41,6 +41,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,18 @@ THROTTLED = PUBLISHES | {"sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityB
 KILL_WINDOW = 3.0
 OUTCOME_LINE = re.compile(r"sesshu\.outcome: (done|empty|retried|rejected): \S+ (\S+): (.*?)"
                           r"(?:; message \S+ (?:will be retried|left for the dead-letter queue))?$")
+
+
+@dataclass
+class Refusal:
+    """A phase of AWS's own refusals, begun once ``at`` of the requests were sent, lasting ``seconds``."""
+
+    at: float
+    what: str
+    seconds: float
+    begin: Callable[[], None]
+    until: float | None = None  # monotonic, once begun
+    over: bool = False
 
 
 @dataclass
@@ -128,7 +141,6 @@ class Soak:
         self.started = time.monotonic()
         self.counter = 0  # request serial number, to keep targets unique
         self.kills = 0
-        self.refusing = False  # an AWS-refusal phase is under way
         self.master_killed_at: float | None = None  # wall clock, to compare with SQS's SentTimestamp
         self.epoch = time.time()  # wall clock at the start, for SQS timestamps
         self.dead_attrs: dict[str, dict[str, str]] = {}  # dead-lettered target -> its SQS attributes
@@ -215,11 +227,10 @@ class Soak:
         next_report = time.monotonic() + 10
         outage_at, outage_until = args.requests * 0.3, None  # by requests sent
         restart_at, restarted = args.requests * 0.6, False
-        # AWS's own refusals: (when, by requests sent; what; seconds; started, ended)
-        refusals = [[0.45, "throttling of publishes, deletes and visibility changes", args.throttling,
-                     lambda: self.faults.fail(THROTTLED, run=6), None],
-                    [0.75, "SNS outage: every publish answered 503", args.sns_outage,
-                     lambda: self.faults.fail(PUBLISHES, UNAVAILABLE), None]]
+        refusals = [Refusal(0.45, "throttling of publishes, deletes and visibility changes", args.throttling,
+                            lambda: self.faults.fail(THROTTLED, run=6)),
+                    Refusal(0.75, "SNS outage: every publish answered 503", args.sns_outage,
+                            lambda: self.faults.fail(PUBLISHES, UNAVAILABLE))]
         orphans = crashes = 0
         idle_since: float | None = None  # all sent, and the input queue empty, since then
         while time.monotonic() < deadline:
@@ -247,18 +258,17 @@ class Soak:
             elif outage_until is not None and proxy.mode != "pass" and now >= outage_until:
                 proxy.mode = "pass"
                 self.note("bus outage ends")
-            for phase in refusals:
-                at, what, seconds, begin, until = phase
-                if until is None and sent >= args.requests * at and seconds > 0 and not self.refusing:
-                    begin()
-                    phase[4] = now + seconds
-                    self.refusing = True
-                    self.note(f"{what}, for {seconds:g} s")
-                elif until is not None and self.refusing and now >= until and phase[4] != -1:
-                    self.faults.clear()
-                    phase[4] = -1  # over
-                    self.refusing = False
-                    self.note(f"{what}: over; refused so far: {dict(self.faults.refused)}")
+            under_way = next((r for r in refusals if r.until is not None and not r.over), None)
+            if under_way is not None and under_way.until is not None and now >= under_way.until:
+                self.faults.clear()
+                under_way.over = True
+                self.note(f"{under_way.what}: over; refused so far: {dict(self.faults.refused)}")
+            elif under_way is None:  # one at a time, in order
+                due = next((r for r in refusals if r.until is None and r.seconds > 0), None)
+                if due is not None and sent >= args.requests * due.at:
+                    due.begin()
+                    due.until = now + due.seconds
+                    self.note(f"{due.what}, for {due.seconds:g} s")
             if not restarted and sent >= restart_at:
                 restarted = True
                 orphans += self.kill_and_restart(moto, dep, proxy, daemons, readers)
@@ -274,8 +284,8 @@ class Soak:
                 next_report = now + 10
                 self.note(f"sent {sent}, accounted {len(ledger.accounted())}, "
                           f"queue depth {queue_depth(moto, dep.queue_url)}")
-            if sent >= args.requests and proxy.mode == "pass" and not self.refusing \
-                    and all(phase[4] == -1 or phase[2] <= 0 for phase in refusals):
+            if sent >= args.requests and proxy.mode == "pass" \
+                    and all(r.over or r.seconds <= 0 for r in refusals):
                 if not ledger.lost():
                     break
                 # Nothing left anywhere for a while: what is missing will not come.
