@@ -184,10 +184,6 @@ class Outbox:
         """Some results, records or deletes wait out a backoff: the bus refuses or throttles us."""
         return any(kind in self._paused_until for kind in RETRIED_KINDS)
 
-    def retrying(self, kind: str) -> int:
-        """Transient failures in a row of this kind of call (0: it is not backing off)."""
-        return self._backoff[kind].failures
-
     def backlogged(self) -> bool:
         """Two batches per sender waiting: receive nothing more until they are sent."""
         queued = len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
