@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sesshu.jobs.nesting import deeper_than
+from sesshu.nesting import deeper_than
 
 
 def reference_depth(text: str) -> int:

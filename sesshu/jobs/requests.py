@@ -21,8 +21,8 @@ from typing import Any
 
 from cerberus import Validator
 
+from sesshu import nesting
 from sesshu.config.schema import valid_plugin_name
-from sesshu.jobs import nesting
 from sesshu.text import loggable
 
 MAX_BODY_BYTES = 256 * 1024  # what SQS itself accepts

@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sesshu.jobs import nesting
+from sesshu import nesting
 
 Status = Literal["done", "empty", "rejected", "failed"]
 STATUSES = ("done", "empty", "rejected", "failed")
