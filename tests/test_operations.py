@@ -174,7 +174,10 @@ def test_pidfile(moto: MotoServer, deployment: Deployment, cfg_path: Path, tmp_p
 def test_metrics_are_scraped_over_http(moto: MotoServer, deployment: Deployment, cfg_path: Path,
                                        daemons: list[Daemon]) -> None:
     port = free_port()
-    d = Daemon(write_config(cfg_path, moto, deployment, metrics={"address": "127.0.0.1", "port": port}), moto)
+    # The crashed job must not come back while the counts are read: a second
+    # crash would make its count 2.
+    d = Daemon(write_config(cfg_path, moto, deployment, metrics={"address": "127.0.0.1", "port": port},
+                            workers={"retry": {"delay": 600, "max_delay": 600}}), moto)
     daemons.append(d.start())
     publish(moto, deployment, "chaos", "chaos:echo:m")
     publish(moto, deployment, "chaos", "chaos:segv")
