@@ -26,6 +26,7 @@ from sesshu.bus.api import (
     Visibility,
 )
 from sesshu.bus.lanes import BusHealth, Lane, Lanes, receive
+from sesshu.bus.sending import Post
 from sesshu.jobs.ticket import Ticket
 
 
@@ -98,7 +99,7 @@ def test_a_permanent_refusal_is_logged_as_such_once_a_minute(code: str, caplog: 
         for step in (0.0, 10.0, 30.0, 61.0):
             bus = StrictBus(refuse={"publish": error})
             now[0] = 100.0 + step
-            sent = sending.publish(bus, [(ticket("a"), "doc", {})])
+            sent = sending.publish(bus, [Post(ticket("a"), "doc", {}, 0)])
             assert sent.failed and sent.succeeded() == []
             if code != "InvalidParameter":  # one entry cannot be split further
                 assert bus.ops() == ["publish"]
@@ -112,7 +113,7 @@ def test_an_outage_is_still_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
     bus = StrictBus(refuse={"publish": BusError("publish: connect timeout", "ConnectTimeoutError")})
     with caplog.at_level(logging.INFO, "sesshu.supervisor"):
-        sent = sending.publish(bus, [(ticket("a"), "doc-a", {}), (ticket("b"), "doc-b", {})])
+        sent = sending.publish(bus, [Post(ticket("a"), "doc-a", {}, 0), Post(ticket("b"), "doc-b", {}, 0)])
         assert bus.ops() == ["publish"]  # not split: the endpoint is away, not the batch at fault
         health.sent(sent.error)
         health.sent(None)

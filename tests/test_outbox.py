@@ -6,16 +6,29 @@ in flight at once, completed in the order the test chooses.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sesshu.bus import sending
-from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, BusError, Publish, Visibility, message_size
+from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, BusError, Fault, Publish, Visibility, message_size
 from sesshu.bus.memory import MemoryBus
-from sesshu.bus.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
+from sesshu.bus.outbox import (
+    DELETE_LINGER,
+    LINGER,
+    STORED_KEYS,
+    Completion,
+    Deleted,
+    Outbox,
+    S3Target,
+    Sent,
+    Unchanged,
+    Unsent,
+)
 from sesshu.jobs.ticket import Ticket
 from tests.test_lanes import StrictBus, ticket
 from tests.test_sending import FakeBus, document
@@ -31,11 +44,11 @@ class Clock:
         return self.now
 
 
-def box(clock: Callable[[], float] | None = None, senders: int = 1) -> Outbox:
+def box(clock: Callable[[], float] | None = None, senders: int = 1) -> Outbox[Ticket]:
     return Outbox(clock or Clock(), senders=senders)
 
 
-def drain(outbox: Outbox, bus: Any, more_coming: bool = False) -> list[Sent]:
+def drain(outbox: Outbox[Ticket], bus: Any, more_coming: bool = False) -> list[Sent[Ticket]]:
     """Run sender calls one at a time until nothing is due; return each call's Sent.
 
     Without more coming, as when stopping: deletes go at once too.
@@ -48,16 +61,39 @@ def drain(outbox: Outbox, bus: Any, more_coming: bool = False) -> list[Sent]:
     return done
 
 
-def kinds(sent: list[Sent]) -> list[str]:
+def kinds(sent: list[Sent[Ticket]]) -> list[str]:
     return [s.kind for s in sent]
 
 
-def published(sent: list[Sent]) -> list[Ticket]:
-    return [e[0] for s in sent if s.kind == sending.PUBLISH for e in s.succeeded()]
+def published(sent: list[Sent[Ticket]]) -> list[Ticket]:
+    return [e.ticket for s in sent if s.kind == sending.PUBLISH for e in s.succeeded()]
 
 
-def deleted(sent: list[Sent]) -> list[tuple[Ticket, str]]:
-    return [e for s in sent if s.kind == sending.DELETE for e in s.succeeded()]
+def deleted(sent: list[Sent[Ticket]]) -> list[tuple[Ticket, str]]:
+    return [(e.ticket, e.outcome) for s in sent if s.kind == sending.DELETE for e in s.succeeded()]
+
+
+def drops(sent: Sent[Ticket]) -> list[tuple[Ticket, str]]:
+    """A delete call's entries: (ticket, the outcome it confirms)."""
+    assert sent.kind == sending.DELETE
+    return [(e.ticket, e.outcome) for e in sent.entries]
+
+
+def changes(sent: Sent[Ticket]) -> list[tuple[Ticket, int]]:
+    """A visibility call's entries: (ticket, seconds)."""
+    assert sent.kind == sending.VISIBILITY
+    return [(e.ticket, e.seconds) for e in sent.entries]
+
+
+def described(done: list[Completion[Ticket]]) -> list[tuple[Any, ...]]:
+    """Completions as comparable tuples (they compare by identity): (class, ticket, [outcome,] error)."""
+    out: list[tuple[Any, ...]] = []
+    for c in done:
+        if isinstance(c, Deleted):
+            out.append((Deleted, c.ticket, c.outcome, c.error))
+        else:
+            out.append((type(c), c.ticket, c.error))
+    return out
 
 
 # -- when a call is due -----------------------------------------------------------------
@@ -74,7 +110,7 @@ def test_light_load_publishes_at_once_and_deletes_wait_for_a_batch() -> None:
     assert outbox.next_call(FakeBus(), S3, more_coming=False) is None  # no one waits on a delete
     clock.now += DELETE_LINGER
     delete = outbox.next_call(FakeBus(), S3, more_coming=False)
-    assert delete is not None and delete().entries == [(a, "done")]
+    assert delete is not None and drops(delete()) == [(a, "done")]
 
 
 def test_a_stop_sends_every_delete_at_once() -> None:
@@ -210,23 +246,23 @@ def test_every_batch_keeps_the_limits_and_every_result_goes_once(work: list[tupl
     bus = StrictBus()
     clock = Clock()
     outbox = box(clock)
-    expected: dict[int, str] = {}
+    expected: dict[Ticket, str] = {}
     for i, (kind, size) in enumerate(work):
         t = ticket(str(i))
         if kind == "publish":
             outbox.publish(t, document(size, str(i)))
-            expected[id(t)] = "done"
+            expected[t] = "done"
         elif kind == "upload":
             outbox.upload(t, "huge", f"k{i}", "p" * size)
-            expected[id(t)] = "done"
+            expected[t] = "done"
         else:
             outbox.delete(t, "empty")
-            expected[id(t)] = "empty"
+            expected[t] = "empty"
     sent = drain(outbox, bus, more_coming)
     for _ in range(3):
         clock.now += DELETE_LINGER  # whatever lingered is due now
         sent += drain(outbox, bus, more_coming)
-    assert {id(t): outcome for t, outcome in deleted(sent)} == expected
+    assert len(deleted(sent)) == len(expected) and dict(deleted(sent)) == expected
     assert all(s.error is None and not s.failed for s in sent) and len(outbox) == 0
     assert bus.ops().count("put_object") == sum(kind == "upload" for kind, _ in work)
 
@@ -272,12 +308,12 @@ def test_an_extension_in_flight_holds_back_the_delete_of_its_message() -> None:
     delete_b = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
     assert delete_b is not None
     sent_b = delete_b()
-    assert [t for t, _ in sent_b.entries] == [b]
+    assert drops(sent_b) == [(b, "empty")]
     outbox.completed(sent_b)
     assert outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None
     outbox.completed(extension())
     delete_a = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
-    assert delete_a is not None and [t for t, _ in delete_a().entries] == [a]
+    assert delete_a is not None and drops(delete_a()) == [(a, "empty")]
 
 
 def test_no_extension_is_queued_while_a_delete_is_in_flight() -> None:
@@ -303,7 +339,7 @@ def test_a_release_waits_for_the_extension_in_flight() -> None:
     assert extension is not None and outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None
     outbox.completed(extension())
     release = outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True)
-    assert release is not None and release().entries == [(a, 0)]
+    assert release is not None and changes(release()) == [(a, 0)]
 
 
 def test_uploads_run_in_parallel() -> None:
@@ -425,8 +461,9 @@ def test_a_record_is_published_before_its_release() -> None:
     outbox.release(t, 0)
     (record, release) = drain(outbox, bus, more_coming=True)  # neither lingers
     assert bus.order == ["failures:1", "visibility:1"]
-    assert record.kind == "failure" and record.succeeded() == [(t, '{"failure":{}}', ATTRS)]
-    assert release.entries == [(t, 0)] and bus.failures[0].attributes == ATTRS
+    assert record.kind == "failure"
+    assert [(e.ticket, e.document, e.attributes) for e in record.succeeded()] == [(t, '{"failure":{}}', ATTRS)]
+    assert changes(release) == [(t, 0)] and bus.failures[0].attributes == ATTRS
 
 
 def test_a_release_waits_while_its_record_is_in_flight() -> None:
@@ -439,11 +476,11 @@ def test_a_release_waits_while_its_record_is_in_flight() -> None:
     record = outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True)
     assert record is not None
     release_free = outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True)
-    assert release_free is not None and release_free().entries == [(free, 5)]  # not held back
+    assert release_free is not None and changes(release_free()) == [(free, 5)]  # not held back
     assert outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True) is None  # t's release waits
     outbox.completed(record())
     release = outbox.next_call(RecordingBus(), S3, more_coming=False, stopping=True)
-    assert release is not None and release().entries == [(t, 0)]
+    assert release is not None and changes(release()) == [(t, 0)]
 
 
 def test_records_go_in_tens_and_each_release_follows_its_own() -> None:
@@ -465,7 +502,7 @@ def test_a_failed_record_publish_still_releases_the_message() -> None:
     outbox.release(t, 0)
     record, release = drain(outbox, bus)
     assert record.failures() and record.error is not None
-    assert bus.order == ["failures:1", "visibility:1"] and release.entries == [(t, 0)]
+    assert bus.order == ["failures:1", "visibility:1"] and changes(release) == [(t, 0)]
     assert len(outbox) == 0  # nothing left: the release went out
 
 
@@ -507,7 +544,7 @@ def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
     import sesshu.bus.outbox as outbox_module
 
     measured: list[str] = []
-    real = outbox_module.message_size
+    real = message_size
 
     def counting(body: str, attributes: Any = None) -> int:
         measured.append(body)
@@ -544,3 +581,137 @@ def test_a_kind_backing_off_wakes_the_loop_when_its_pause_ends_not_before() -> N
     assert outbox.backing_off()
     call = outbox.next_call(FakeBus(), S3, more_coming=False)
     assert call is not None and outbox.completed(call()) == [] and not outbox.backing_off()
+
+
+# -- what the settler is told: typed completions -----------------------------------------------
+
+GONE = Fault("ReceiptHandleIsInvalid: gone", "ReceiptHandleIsInvalid", transient=False)  # as SQS says it
+BLIP = Fault("InternalError: try again", "InternalError", transient=True)
+
+
+def due(outbox: Outbox[Ticket], clock: Clock, bus: Any) -> Sent[Ticket]:
+    """The next call, once whatever lingers or backs off is due (as the loop would sleep till then); run it."""
+    for _ in range(3):  # a backoff, then a linger
+        if (call := outbox.next_call(bus, S3, more_coming=False)) is not None:
+            return call()
+        wake = outbox.linger_until()
+        assert wake is not None and wake > clock.now  # never a time already past: the loop would spin
+        clock.now = wake
+    raise AssertionError("no call fell due")
+
+
+def test_a_delete_that_goes_through_is_deleted_without_error() -> None:
+    clock = Clock()
+    outbox = box(clock)
+    a, b = ticket("a"), ticket("b")
+    outbox.delete(a, "done")
+    outbox.delete(b, "empty")
+    done = outbox.completed(due(outbox, clock, FakeBus()))
+    assert described(done) == [(Deleted, a, "done", None), (Deleted, b, "empty", None)]
+    assert len(outbox) == 0 and not outbox.backing_off()
+
+
+def test_a_delete_refused_for_good_is_deleted_with_its_error() -> None:
+    """The outcome holds (the result went out), but the message may come back: the settler must know."""
+    clock = Clock()
+    outbox = box(clock)
+    a, b = ticket("a"), ticket("b")
+    outbox.delete(a, "done")
+    outbox.delete(b, "empty")
+    done = outbox.completed(due(outbox, clock, FakeBus(fails={"0": GONE})))
+    assert len(done) == 2
+    assert set(described(done)) == {(Deleted, a, "done", GONE), (Deleted, b, "empty", None)}
+    assert not outbox.deletes and len(outbox) == 0 and not outbox.backing_off()  # not sent again
+
+
+def test_a_delete_failing_transiently_is_sent_again_not_settled() -> None:
+    clock = Clock()
+    outbox = box(clock)
+    a, b = ticket("a"), ticket("b")
+    outbox.delete(a, "done")
+    outbox.delete(b, "empty")
+    done = outbox.completed(due(outbox, clock, FakeBus(fails={"0": BLIP})))
+    assert described(done) == [(Deleted, b, "empty", None)]  # a's delete is not over yet
+    assert [(d.ticket, d.outcome) for d in outbox.deletes] == [(a, "done")] and outbox.backing_off()
+    assert outbox.waiting() == [a]  # its message stays locked meanwhile
+    bus = FakeBus()
+    retry = due(outbox, clock, bus)
+    assert drops(retry) == [(a, "done")]
+    assert described(outbox.completed(retry)) == [(Deleted, a, "done", None)]
+    assert len(outbox) == 0 and not outbox.backing_off()
+
+
+def test_a_delete_failing_transiently_while_stopping_is_final() -> None:
+    outbox = box()
+    a = ticket("a")
+    outbox.delete(a, "done")
+    call = outbox.next_call(FakeBus(fails={"0": BLIP}), S3, more_coming=False, stopping=True)
+    assert call is not None
+    done = outbox.completed(call(), stopping=True)
+    assert described(done) == [(Deleted, a, "done", BLIP)] and len(outbox) == 0
+
+
+def test_a_publish_refused_for_good_is_unsent_and_never_deleted() -> None:
+    clock = Clock()
+    outbox = box(clock)
+    a, b = ticket("a"), ticket("b")
+    outbox.publish(a, "doc-a")
+    outbox.publish(b, "doc-b")
+    refused = Fault("InvalidParameter: bad", "InvalidParameter")
+    sent = due(outbox, clock, FakeBus(fails={"0": refused}))
+    assert sent.kind == sending.PUBLISH
+    done = outbox.completed(sent)
+    assert described(done) == [(Unsent, a, "publish failed: InvalidParameter: bad")]
+    assert [(d.ticket, d.outcome) for d in outbox.deletes] == [(b, "done")]  # a's message is not deleted
+    assert not outbox.publishes and not outbox.backing_off()
+
+
+def test_an_upload_refused_for_good_is_unsent_and_its_pointer_never_published() -> None:
+    clock = Clock()
+    outbox = box(clock)
+    a = ticket("a")
+    outbox.upload(a, "huge", "k", "pointer")
+    sent = due(outbox, clock, FakeBus(raise_on="put_object"))  # AccessDenied: permanent
+    assert sent.kind == sending.UPLOAD
+    assert described(outbox.completed(sent)) == [(Unsent, a, "S3 upload failed: access denied")]
+    assert len(outbox) == 0 and outbox.stored == {}
+
+
+def test_a_failed_visibility_change_is_unchanged_and_not_sent_again() -> None:
+    """Transient or not: the heartbeat queues a failed extension anew; a failed release lapses."""
+    clock = Clock()
+    outbox = box(clock)
+    a, b = ticket("a"), ticket("b")
+    outbox.extend(a, 30)
+    outbox.release(b, 0)
+    throttled = Fault("Throttling: slow down", "Throttling")
+    denied = Fault("AccessDenied: no", "AccessDenied")
+    sent = due(outbox, clock, FakeBus(fails={"0": throttled, "1": denied}))
+    assert changes(sent) == [(a, 30), (b, 0)]
+    done = outbox.completed(sent)
+    assert described(done) == [(Unchanged, a, throttled), (Unchanged, b, denied)]
+    assert not outbox.extensions and not outbox.releases and len(outbox) == 0
+    assert not outbox.extending(a)  # so the heartbeat may queue a new one
+    clock.now += 60.0
+    assert outbox.next_call(FakeBus(), S3, more_coming=False, stopping=True) is None
+
+
+def test_failure_records_are_logged_and_settle_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    for refuse in (False, True):
+        caplog.clear()
+        outbox = box()
+        t = ticket("1")
+        outbox.publish_failure(t, "{}", ATTRS)
+        call = outbox.next_call(RecordingBus(refuse_failures=refuse), S3, more_coming=False)
+        assert call is not None
+        sent = call()
+        assert sent.kind == sending.FAILURE and bool(sent.failed) == refuse
+        with caplog.at_level(logging.INFO, "sesshu.bus.outbox"):
+            assert outbox.completed(sent) == []
+        (line,) = [r for r in caplog.records if r.name == "sesshu.bus.outbox"]
+        assert "id-1" in line.getMessage()
+        if refuse:
+            assert line.levelno == logging.WARNING and "not published" in line.getMessage()
+        else:
+            assert line.levelno == logging.INFO and "failure record published" in line.getMessage()
+        assert not outbox.failures and len(outbox) == 0

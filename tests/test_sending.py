@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from sesshu.bus import sending
 from sesshu.bus.api import BusError, Delete, Fault, Message, Publish, Visibility
 from sesshu.bus.lanes import BusHealth
-from sesshu.bus.sending import S3Target
+from sesshu.bus.sending import Change, Drop, Post, S3Target, Upload
 from sesshu.jobs.ticket import Ticket
 from tests.test_lanes import StrictBus
 
@@ -23,6 +24,7 @@ class FakeBus:
         self.fails = fails or {}
         self.raise_on = raise_on
         self.code = code  # the error code a whole call fails with
+        self.requests: Counter[str] = Counter()
 
     def _call(self, name: str, entries: list[Any]) -> dict[str, str]:
         self.calls.append((name, list(entries)))
@@ -32,6 +34,9 @@ class FakeBus:
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:
         return self._call("publish", entries)
+
+    def publish_failures(self, entries: list[Publish]) -> dict[str, str]:
+        return self._call("publish_failures", entries)
 
     def delete(self, entries: list[Delete]) -> dict[str, str]:
         return self._call("delete", entries)
@@ -55,6 +60,11 @@ def tickets(*names: str) -> list[Ticket]:
     return [Ticket(Message(f"id-{n}", f"rh-{n}", "{}", 1)) for n in names]
 
 
+def posts(*pairs: tuple[Ticket, str]) -> list[Post[Ticket]]:
+    """Results to publish, without attributes (their size matters to the outbox only)."""
+    return [Post(t, doc, {}, len(doc)) for t, doc in pairs]
+
+
 def document(size: int, name: str = "t") -> str:
     """A result document of exactly ``size`` bytes."""
     head = f'{{"target":"{name}","plugin":"chaos","result":"'
@@ -64,15 +74,17 @@ def document(size: int, name: str = "t") -> str:
 def test_a_failed_publish_entry_fails_alone() -> None:
     bus = FakeBus(fails={"1": "InternalError"})
     a, b, c = tickets("a", "b", "c")
-    sent = sending.publish(bus, [(a, "doc-a", {}), (b, "doc-b", {}), (c, "doc-c", {})])
-    assert [t for t, *_ in sent.succeeded()] == [a, c]
-    assert sent.failures() == [((b, "doc-b", {}), "InternalError")]
+    entries = posts((a, "doc-a"), (b, "doc-b"), (c, "doc-c"))
+    sent = sending.publish(bus, entries)
+    assert sent.kind == sending.PUBLISH and sent.succeeded() == [entries[0], entries[2]]
+    assert sent.failures() == [(entries[1], "InternalError")]
     assert sent.error is None and [name for name, _ in bus.calls] == ["publish"]  # the delete is not its job
+    assert bus.calls[0][1] == [Publish("0", "doc-a", {}), Publish("1", "doc-b", {}), Publish("2", "doc-c", {})]
 
 
 def test_a_publish_call_failing_as_a_whole_fails_every_entry() -> None:
     a, b = tickets("a", "b")
-    sent = sending.publish(FakeBus(raise_on="publish"), [(a, "doc-a", {}), (b, "doc-b", {})])
+    sent = sending.publish(FakeBus(raise_on="publish"), posts((a, "doc-a"), (b, "doc-b")))
     assert sent.succeeded() == [] and [err for _, err in sent.failures()] == ["throttled", "throttled"]
     assert sent.error == "throttled"
 
@@ -80,16 +92,18 @@ def test_a_publish_call_failing_as_a_whole_fails_every_entry() -> None:
 def test_delete_failures_are_reported_per_entry() -> None:
     bus = FakeBus(fails={"0": "ReceiptHandleIsInvalid", "2": "InternalError"})
     p, e1, e2 = tickets("p", "e1", "e2")
-    sent = sending.delete(bus, [(p, "done"), (e1, "empty"), (e2, "empty")])
-    assert sent.failures() == [((p, "done"), "ReceiptHandleIsInvalid"), ((e2, "empty"), "InternalError")]
-    assert sent.succeeded() == [(e1, "empty")]
+    entries = [Drop(p, "done"), Drop(e1, "empty"), Drop(e2, "empty")]
+    sent = sending.delete(bus, entries)
+    assert sent.kind == sending.DELETE
+    assert sent.failures() == [(entries[0], "ReceiptHandleIsInvalid"), (entries[2], "InternalError")]
+    assert sent.succeeded() == [entries[1]]
     assert [e.receipt_handle for e in bus.calls[0][1]] == ["rh-p", "rh-e1", "rh-e2"]
 
 
 def test_a_visibility_change_carries_its_seconds() -> None:
     bus = FakeBus()
     (r,) = tickets("r")
-    sent = sending.change_visibility(bus, [(r, 0)])
+    sent = sending.change_visibility(bus, [Change(r, 0)])
     assert bus.calls == [("change_visibility", [Visibility("0", "rh-r", 0)])] and not sent.failed
 
 
@@ -97,7 +111,8 @@ def test_a_visibility_change_carries_its_seconds() -> None:
 def test_an_upload_stores_the_document_only(fails: bool) -> None:
     bus = FakeBus(raise_on="put_object" if fails else "")
     (big,) = tickets("big")
-    entry = (big, "huge-doc", "sesshu/id-big.json", "pointer-doc", {})
+    (pointer,) = posts((big, "pointer-doc"))
+    entry = Upload(big, "huge-doc", "sesshu/id-big.json", pointer)
     sent = sending.upload(bus, S3Target("bucket", "sesshu/"), entry)
     assert bus.calls == [("put_object", ["bucket", "sesshu/id-big.json", "huge-doc"])]  # no publish here
     if fails:
@@ -112,8 +127,9 @@ def test_a_bus_bug_does_not_escape_the_sender() -> None:
             raise KeyError("oops")
 
     (r,) = tickets("r")
-    sent = sending.change_visibility(Broken(), [(r, 5)])
-    assert sent.failures() == [((r, 5), "unexpected KeyError: 'oops'")]
+    change = Change(r, 5)
+    sent = sending.change_visibility(Broken(), [change])
+    assert sent.failures() == [(change, "unexpected KeyError: 'oops'")]
     assert sent.error == "unexpected KeyError: 'oops'"
 
 
@@ -121,9 +137,9 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
     """Were the sizes ever miscounted, the batch is split instead of retried as a whole for ever."""
     bus = StrictBus()
     a, b = tickets("a", "b")
-    sent = sending.publish(bus, [(a, document(200_000, "a"), {}), (b, document(100_000, "b"), {})])
+    sent = sending.publish(bus, posts((a, document(200_000, "a")), (b, document(100_000, "b"))))
     assert bus.ops() == ["publish", "publish", "publish"]
-    assert [t for t, *_ in sent.succeeded()] == [a, b] and not sent.failed
+    assert [e.ticket for e in sent.succeeded()] == [a, b] and not sent.failed
     assert isinstance(sent.error, Fault) and sent.error.permanent
     assert "one by one" in sent.error
     health = BusHealth(clock=lambda: 0.0)
@@ -136,6 +152,18 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
 def test_one_invalid_entry_fails_alone() -> None:
     bus = StrictBus(bad_documents=("bad",))
     a, bad, c = tickets("a", "bad", "c")
-    sent = sending.publish(bus, [(a, "ok-a", {}), (bad, "bad", {}), (c, "ok-c", {})])
-    assert [t for t, *_ in sent.succeeded()] == [a, c]
-    assert sent.failures() == [((bad, "bad", {}), "InvalidParameter: bad")]
+    entries = posts((a, "ok-a"), (bad, "bad"), (c, "ok-c"))
+    sent = sending.publish(bus, entries)
+    assert [e.ticket for e in sent.succeeded()] == [a, c]
+    assert sent.failures() == [(entries[1], "InvalidParameter: bad")]
+
+
+def test_failure_records_go_to_the_failures_topic() -> None:
+    bus = FakeBus(fails={"1": "InternalError"})
+    a, b = tickets("a", "b")
+    attrs = {"plugin": "chaos", "outcome": "rejected"}
+    entries = [Post(a, "record-a", attrs, 10), Post(b, "record-b", attrs, 10)]
+    sent = sending.publish(bus, entries, kind=sending.FAILURE)
+    assert bus.calls == [("publish_failures", [Publish("0", "record-a", attrs), Publish("1", "record-b", attrs)])]
+    assert sent.kind == sending.FAILURE
+    assert sent.succeeded() == [entries[0]] and sent.failures() == [(entries[1], "InternalError")]

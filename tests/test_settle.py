@@ -10,6 +10,7 @@ import pytest
 
 import sesshu
 from sesshu.bus.api import SNS_MAX_BYTES, Message, QueueInfo, message_size, string_attributes
+from sesshu.bus.sending import Sent
 from sesshu.config.schema import Config, from_mapping
 from sesshu.jobs import failures
 from sesshu.jobs.requests import Request
@@ -27,6 +28,12 @@ def config(**workers: Any) -> Config:
 
 def ticket(n: int, visible_until: float, receives: int = 1) -> Ticket:
     return Ticket(Message(f"m-{n}", f"r-{n}", "{}", receives), visible_until=visible_until)
+
+
+def deliver(settler: Settler, sent: Sent[Ticket], stopping: bool = False) -> None:
+    """A sender call came back: what the supervisor does with it."""
+    for done in settler.outbox.completed(sent, stopping):
+        settler.on_sent(done, stopping)
 
 
 def test_retry_delay_doubles_up_to_its_cap() -> None:
@@ -79,8 +86,8 @@ def test_rejected_is_released_at_once_with_a_dlq_and_backed_off_without() -> Non
     a, b = ticket(1, 0.0, receives=3), ticket(2, 0.0, receives=3)
     with_dlq.reject(a, "bad")
     without.reject(b, "bad")
-    assert list(with_dlq.outbox.releases) == [(a, 0)]
-    assert list(without.outbox.releases) == [(b, 20)]
+    assert [(c.ticket, c.seconds) for c in with_dlq.outbox.releases] == [(a, 0)]
+    assert [(c.ticket, c.seconds) for c in without.outbox.releases] == [(b, 20)]
     assert with_dlq.outcomes.total("rejected") == without.outcomes.total("rejected") == 1
 
 
@@ -119,22 +126,23 @@ def test_a_record_goes_out_on_the_last_receive_only() -> None:
     early, last = parsed(1, receives=1), parsed(2, receives=2)
     settler.retry(early, "timeout", "late")
     settler.retry(last, "timeout", "plugin chaos timed out after 5 s on chaos:hang")
-    assert [t for t, *_ in settler.outbox.failures] == [last]
-    _, document, attrs = settler.outbox.failures[0]
+    assert [e.ticket for e in settler.outbox.failures] == [last]
+    document, attrs = settler.outbox.failures[0].document, settler.outbox.failures[0].attributes
     doc = json.loads(document)
     assert (doc["target"], doc["plugin"]) == ("chaos:hang", "chaos")
     assert doc["failure"]["outcome"] == "retried" and doc["failure"]["reason"] == "timeout"
     assert doc["failure"]["receives"] == 2 and doc["failure"]["message_id"] == "m-2"
     assert attrs["outcome"] == "retried" and attrs["plugin"] == "chaos"
     # Both are released all the same; the outbox holds the last one's release until its record is out.
-    assert [t for t, _ in settler.outbox.releases] == [early, last]
+    assert [c.ticket for c in settler.outbox.releases] == [early, last]
 
 
 def test_a_rejected_message_gets_its_record_with_the_reason_invalid() -> None:
     settler = Settler(with_failures(), QueueInfo(30, 2))
     t = ticket(1, 0.0, receives=2)
     settler.reject(t, "body is not valid JSON")
-    (_, document, attrs), = settler.outbox.failures
+    (record,) = settler.outbox.failures
+    document, attrs = record.document, record.attributes
     doc = json.loads(document)
     assert doc["failure"]["outcome"] == "rejected" and doc["failure"]["reason"] == "invalid"
     assert doc["failure"]["detail"] == "body is not valid JSON" and doc["body"] == "{}"
@@ -160,10 +168,10 @@ def test_published_and_lost_records_are_logged(caplog: pytest.LogCaptureFixture)
     ok, lost = parsed(1, 2), parsed(2, 2)
     settler.retry(ok, "timeout", "late")
     settler.retry(lost, "timeout", "late")
-    call = settler.next_send(LosesSecond(), more_coming=False)  # type: ignore[arg-type]
+    call = settler.outbox.next_call(LosesSecond(), None, more_coming=False)  # type: ignore[arg-type]
     assert call is not None
-    with caplog.at_level(logging.INFO, logger="sesshu.settle"):
-        settler.on_sent(call())
+    with caplog.at_level(logging.INFO):
+        deliver(settler, call())
     assert "failure record published for message m-1" in caplog.text
     assert "message m-2: its failure record was not published (NotFound: no\\ntopic)" in caplog.text
     assert sum(settler.outcomes.counts.values()) == 2  # recorded when decided, not again when sent
@@ -173,7 +181,8 @@ def test_results_carry_their_attributes() -> None:
     settler = Settler(config(), QueueInfo(30, 2))
     t = parsed(1, 1, "chaos:echo:x")
     settler.on_job_finished(*finished(t, b'{"echo":"x"}'))
-    (_, document, attrs), = settler.outbox.publishes
+    (result,) = settler.outbox.publishes
+    document, attrs = result.document, result.attributes
     assert json.loads(document) == {"target": "chaos:echo:x", "plugin": "chaos", "result": {"echo": "x"}}
     assert attrs == {"plugin": "chaos", "outcome": "done", "sesshu_version": sesshu.__version__}
 
@@ -194,7 +203,8 @@ def test_the_fits_in_sns_check_counts_the_attributes() -> None:
     s3 = Settler(from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
         "topic": "t", "s3_bucket": "b"}}}), QueueInfo(30, 2))
     s3.on_job_finished(*finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
-    (_, document, _, pointer, attrs), = s3.outbox.uploads
+    (upload,) = s3.outbox.uploads
+    document, pointer, attrs = upload.document, upload.pointer.document, upload.pointer.attributes
     assert len(document) == SNS_MAX_BYTES and json.loads(pointer)["result_s3"]["bucket"] == "b"
     assert attrs["result_location"] == "s3" and attrs["outcome"] == "done"
 
@@ -211,8 +221,9 @@ def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() 
     small, big = parsed(1, 1, "chaos:x"), parsed(2, 1, "chaos:x")
     settler.on_job_finished(*finished(small, b'"' + b"x" * 800 + b'"'))
     settler.on_job_finished(*finished(big, b'"' + b"x" * 1000 + b'"'))
-    assert [t for t, *_ in settler.outbox.publishes] == [small]
-    ((t, document, key, pointer, _),) = settler.outbox.uploads
+    assert [e.ticket for e in settler.outbox.publishes] == [small]
+    (upload,) = settler.outbox.uploads
+    t, document, key, pointer = upload.ticket, upload.document, upload.key, upload.pointer.document
     assert t is big and key == "p/m-2.json" and len(document) > 1000
     assert '"result_s3":{"bucket": "b", "key": "p/m-2.json"}' in pointer
 
@@ -223,12 +234,12 @@ def test_a_publish_refused_for_good_is_retried_and_never_deleted() -> None:
     settler = Settler(config(), QueueInfo(30, 3))
     a = parsed(1, 1, "chaos:x")
     settler.on_job_finished(*finished(a, b"1"))
-    call = settler.next_send(FakeBus(raise_on="publish", code="AuthorizationError"),  # type: ignore[arg-type]
-                             more_coming=False)
+    call = settler.outbox.next_call(FakeBus(raise_on="publish", code="AuthorizationError"),  # type: ignore[arg-type]
+                             None, more_coming=False)
     assert call is not None
-    settler.on_sent(call())
+    deliver(settler, call())
     assert settler.outcomes.reasons == {"retried:publish_error": 1}
-    assert not settler.outbox.deletes and [t for t, _ in settler.outbox.releases] == [a]
+    assert not settler.outbox.deletes and [c.ticket for c in settler.outbox.releases] == [a]
 
 
 def test_a_throttled_publish_keeps_its_result_until_it_goes_out_and_only_a_stop_gives_it_up() -> None:
@@ -241,19 +252,19 @@ def test_a_throttled_publish_keeps_its_result_until_it_goes_out_and_only_a_stop_
     throttled = FakeBus(raise_on="publish")
     for _ in range(3):  # throttled three times: no outcome, the result waits, the job is not redone
         clock[0] += 60  # past any backoff
-        call = settler.next_send(throttled, more_coming=False)  # type: ignore[arg-type]
+        call = settler.outbox.next_call(throttled, None, more_coming=False)  # type: ignore[arg-type]
         assert call is not None
-        settler.on_sent(call())
+        deliver(settler, call())
         assert settler.outcomes.reasons == {} and not settler.outbox.releases
-        assert [t for t, *_ in settler.outbox.publishes] == [a] and a in settler.outbox.waiting()
+        assert [e.ticket for e in settler.outbox.publishes] == [a] and a in settler.outbox.waiting()
     # Backing off: nothing is due until the pause ends.
-    assert settler.next_send(throttled, more_coming=False) is None  # type: ignore[arg-type]
+    assert settler.outbox.next_call(throttled, None, more_coming=False) is None  # type: ignore[arg-type]
     # A stop tries once more at once; failing again, the message is released for redelivery.
-    call = settler.next_send(throttled, more_coming=False, stopping=True)  # type: ignore[arg-type]
+    call = settler.outbox.next_call(throttled, None, more_coming=False, stopping=True)  # type: ignore[arg-type]
     assert call is not None
-    settler.on_sent(call(), stopping=True)
+    deliver(settler, call(), stopping=True)
     assert settler.outcomes.reasons == {"retried:publish_error": 1}
-    assert [t for t, _ in settler.outbox.releases] == [a]
+    assert [c.ticket for c in settler.outbox.releases] == [a]
 
 
 def test_an_extension_the_bus_could_not_make_is_queued_again_after_a_short_backoff() -> None:
@@ -263,17 +274,17 @@ def test_an_extension_the_bus_could_not_make_is_queued_again_after_a_short_backo
     settler = Settler(config(), QueueInfo(visibility_timeout=30, max_receive_count=3), clock=lambda: clock[0])
     t = ticket(1, visible_until=1005.0)  # within the margin (10 s): due for an extension
     settler.extend_visibility(clock[0], [(t, None)])
-    call = settler.next_send(FakeBus(raise_on="change_visibility", code="EndpointConnectionError"),  # type: ignore[arg-type]
-                             more_coming=False)
+    call = settler.outbox.next_call(FakeBus(raise_on="change_visibility", code="EndpointConnectionError"),  # type: ignore[arg-type]
+                             None, more_coming=False)
     assert call is not None
-    settler.on_sent(call())
+    deliver(settler, call())
     assert t.visible_until == 1000.0  # not extended after all
     settler.extend_visibility(clock[0], [(t, None)])
     assert settler.outbox.extending(t)  # queued again at once, ...
-    assert settler.next_send(FakeBus(), more_coming=False) is None  # ... sent once the backoff passed
+    assert settler.outbox.next_call(FakeBus(), None, more_coming=False) is None  # ... sent once the backoff passed
     clock[0] += 2.0  # the cap of an extension's backoff
-    call = settler.next_send(FakeBus(), more_coming=False)  # type: ignore[arg-type]
-    assert call is not None and call().entries[0][0] is t
+    call = settler.outbox.next_call(FakeBus(), None, more_coming=False)  # type: ignore[arg-type]
+    assert call is not None and call().entries[0].ticket is t
 
 
 def test_a_refused_visibility_change_or_delete_is_logged_bounded(caplog: pytest.LogCaptureFixture) -> None:
@@ -285,10 +296,10 @@ def test_a_refused_visibility_change_or_delete_is_logged_bounded(caplog: pytest.
     settler = Settler(config(), QueueInfo(30, 3))
     t = ticket(1, visible_until=1005.0)
     settler.extend_visibility(1000.0, [(t, None)])
-    call = settler.next_send(FakeBus(fails={"0": Fault(said, "ReceiptHandleIsInvalid", transient=False)}),  # type: ignore[arg-type]
-                             more_coming=False)
+    call = settler.outbox.next_call(FakeBus(fails={"0": Fault(said, "ReceiptHandleIsInvalid", transient=False)}),  # type: ignore[arg-type]
+                             None, more_coming=False)
     assert call is not None
     with caplog.at_level(logging.WARNING, "sesshu.settle"):
-        settler.on_sent(call())
+        deliver(settler, call())
     (line,) = [r.getMessage() for r in caplog.records]
     assert "could not change its visibility" in line and len(line) < 700 and "\n" not in line

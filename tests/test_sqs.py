@@ -21,6 +21,7 @@ from sesshu.config.schema import from_mapping
 from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
 from tests.harness.aws import FAKE_CREDENTIALS
+from tests.test_settle import deliver
 
 QUEUE = "http://127.0.0.1:9/000000000000/q"
 DLQ_ARN = "arn:aws:sqs:us-east-1:000000000000:q-dlq"
@@ -74,10 +75,10 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
     gone, here = Ticket(Message("m-gone", "gone", "{}", 1)), Ticket(Message("m-here", "here", "{}", 1))
     settler.outbox.extend(gone, 30)
     settler.outbox.extend(here, 30)
-    call = settler.next_send(bus, more_coming=False)
+    call = settler.outbox.next_call(bus, None, more_coming=False)
     assert call is not None
     with stubbed(bus._sqs, "change_message_visibility_batch", reply), caplog.at_level(logging.WARNING):
-        settler.on_sent(call())
+        deliver(settler, call())
     # Only a warning: neither code is a refused permission, so the heartbeat stays on.
     assert settler.heartbeat
     assert "message m-gone: could not change its visibility" in caplog.text
@@ -97,10 +98,10 @@ def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCa
     settler = Settler(config)
     held = Ticket(Message("m-1", "rh-1", "{}", 1))
     settler.outbox.extend(held, 30)
-    call = settler.next_send(Denied(), more_coming=False)
+    call = settler.outbox.next_call(Denied(), None, more_coming=False)
     assert call is not None
     with caplog.at_level(logging.WARNING):
-        settler.on_sent(call())
+        deliver(settler, call())
     assert not settler.heartbeat
     assert "sqs:ChangeMessageVisibility is denied" in caplog.text
 

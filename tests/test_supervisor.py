@@ -124,7 +124,7 @@ class Rig:
         self.sup.close()
         # The lanes may still be inside a bus call; the wake-up pipe must
         # outlive them, or a late wake() would write into a recycled fd.
-        if self.sup.intake.join(5.0) and self.sup.senders.join(5.0):
+        if self.sup.intake.join(5.0) and self.sup.sender.join(5.0):
             self.sup.signals.close()
 
 
@@ -472,7 +472,7 @@ def test_while_publishes_are_throttled_no_message_is_held_beyond_the_idle_slots(
     poll = rig.sup.intake.poll
 
     def watched_poll(room: int, held: int, full: int) -> None:
-        asks.append((rig.sup.settler.outbox.backing_off(), room, len(rig.pool.idle()) - held))
+        asks.append((rig.sup.sender.backing_off(), room, len(rig.pool.idle()) - held))
         poll(room, held, full)
 
     rig.sup.intake.poll = watched_poll  # type: ignore[method-assign]

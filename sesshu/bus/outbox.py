@@ -24,8 +24,15 @@ a lost connection) goes back to the head of its queue, and calls of its kind
 wait out a jittered backoff that grows while they keep failing: the job is
 not done again, and its message stays locked by the heartbeat meanwhile (it
 is :meth:`Outbox.waiting`). Only a permanent refusal, or a failure while the
-daemon stops, is final: :meth:`Outbox.completed` returns those. A stop
-sends everything still queued once more, without waiting out a backoff.
+daemon stops, is final. A stop sends everything still queued once more,
+without waiting out a backoff.
+
+:meth:`Outbox.completed` turns a call's return into what follows it (a
+published result's delete, an uploaded result's pointer) and into typed
+completions for the settler: :class:`Deleted` (done or empty, confirmed or
+not), :class:`Unsent` (a result that could not go out) and
+:class:`Unchanged` (a visibility change that failed). Each queued entry
+(``sesshu.bus.sending``) carries its ticket, by which the outbox knows it.
 
 Results linger briefly (:data:`LINGER`) for a fuller PublishBatch while jobs
 still run; deletes linger longer (:data:`DELETE_LINGER`), across sender
@@ -34,18 +41,24 @@ turns, so that large results, one publish each, still share deletes in tens.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Generic
 
 from sesshu.backoff import Backoff
 from sesshu.bus import sending
 from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes, transient
-from sesshu.bus.sending import Attributes, S3Target, Sent
+from sesshu.bus.sending import Attributes, Change, Drop, Post, S3Target, Sent, T, Upload
+from sesshu.text import loggable
 
-__all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Outbox", "S3Target", "Sent"]
+__all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Completion", "Deleted", "Outbox", "S3Target", "Sent",
+           "Unchanged", "Unsent"]
+
+log = logging.getLogger(__name__)
 
 STORED_KEYS = 1024  # S3 keys remembered as stored, so a retried result is not uploaded again
 LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs still run
@@ -65,29 +78,52 @@ VISIBILITY_RETRY_CAP = 2.0
 RETRIED_KINDS = (sending.PUBLISH, sending.UPLOAD, sending.FAILURE, sending.DELETE)
 
 
-class Outbox:
-    """Pending bus work by kind, each item carrying the supervisor's ticket; and what is in flight."""
+@dataclass(frozen=True, eq=False)
+class Deleted(Generic[T]):
+    """A delete came back: the ``outcome`` it confirms holds; ``error`` if the message may come back."""
+
+    ticket: T
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Unsent(Generic[T]):
+    """A result that could not be published or stored, for good: its message must be retried."""
+
+    ticket: T
+    error: str
+
+
+@dataclass(frozen=True, eq=False)
+class Unchanged(Generic[T]):
+    """A visibility change (extension or release) that failed; the outbox does not send it again."""
+
+    ticket: T
+    error: str
+
+
+Completion = Deleted[T] | Unsent[T] | Unchanged[T]
+
+
+class Outbox(Generic[T]):
+    """Pending bus work by kind, each entry carrying its ticket; and what is in flight."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic, senders: int = 1) -> None:
         self._clock = clock
         self.senders = senders
-        self.publishes: deque[tuple[Any, str, Attributes]] = deque()  # (ticket, document, attributes)
-        # (ticket, document, key, pointer, the pointer's attributes)
-        self.uploads: deque[tuple[Any, str, str, str, Attributes]] = deque()
-        self.failures: deque[tuple[Any, str, Attributes]] = deque()  # (ticket, failure record, attributes)
-        self._records: set[int] = set()  # tickets whose failure record is queued or in flight
-        self.deletes: deque[tuple[Any, str]] = deque()  # (ticket, outcome it confirms: done or empty)
-        self.releases: deque[tuple[Any, int]] = deque()  # (ticket, visibility seconds)
-        # Heartbeat extensions, by ticket identity: one per ticket at most.
-        self.extensions: dict[int, tuple[Any, int]] = {}
+        self.publishes: deque[Post[T]] = deque()
+        self.uploads: deque[Upload[T]] = deque()
+        self.failures: deque[Post[T]] = deque()  # failure records
+        self._records: set[T] = set()  # tickets whose failure record is queued or in flight
+        self.deletes: deque[Drop[T]] = deque()
+        self.releases: deque[Change[T]] = deque()
+        self.extensions: dict[T, Change[T]] = {}  # heartbeat extensions: one per ticket at most
         self._publish_since: float | None = None  # when the oldest waiting result was queued
         self._delete_since: float | None = None
-        self._in_sqs: set[int] = set()  # tickets with a visibility change or delete in flight
-        self._in_flight: dict[int, Any] = {}  # tickets with an upload or publish in flight
+        self._in_sqs: set[T] = set()  # tickets with a visibility change or delete in flight
+        self._in_flight: set[T] = set()  # tickets with an upload or publish in flight
         self._kinds_in_flight: Counter[str] = Counter()
-        # What SNS counts of each queued result or record, by ticket: computed
-        # once when queued, since a 200 KiB document costs its encoding each time.
-        self._sizes: dict[int, int] = {}
         self._publish_bytes = 0  # of everything in ``publishes``
         # S3 keys stored by earlier uploads (oldest first, bounded). The key is
         # the message's own, so when a result whose pointer failed to publish
@@ -101,7 +137,7 @@ class Outbox:
         self._paused_until: dict[str, float] = {}
 
     def __len__(self) -> int:
-        """Items queued, and calls in flight: zero once everything has been sent."""
+        """Entries queued, and calls in flight: zero once everything has been sent."""
         return (len(self.publishes) + len(self.uploads) + len(self.deletes) + len(self.releases)
                 + len(self.failures) + len(self.extensions) + self.calls_in_flight)
 
@@ -112,58 +148,60 @@ class Outbox:
     # -- queuing: each outcome drops its ticket's pending extension, here and
     # only here, so no caller can forget it and let an extension follow a release.
 
-    def publish(self, ticket: Any, document: str, attributes: Attributes | None = None, *,
-                size: int | None = None, first: bool = False) -> None:
-        """Queue a result (``first``: ahead of the others); ``size`` is what SNS counts, if known."""
-        self.extensions.pop(id(ticket), None)
+    def publish(self, ticket: T, document: str, attributes: Attributes | None = None, *,
+                size: int | None = None) -> None:
+        """Queue a result; ``size`` is what SNS counts, if known."""
+        self._queue_post(post(ticket, document, attributes or {}, size))
+
+    def _queue_post(self, entry: Post[T], first: bool = False) -> None:
+        """Queue a result (``first``: ahead of the others, as one that was held back already)."""
+        self.extensions.pop(entry.ticket, None)
         if not self.publishes:
             self._publish_since = self._clock()
-        entry = (ticket, document, attributes or {})
-        self._publish_bytes += self._measure(entry, size)
+        self._publish_bytes += entry.size
         if first:
             self.publishes.appendleft(entry)
         else:
             self.publishes.append(entry)
 
-    def upload(self, ticket: Any, document: str, key: str, pointer: str,
-               attributes: Attributes | None = None) -> None:
-        self.extensions.pop(id(ticket), None)
+    def upload(self, ticket: T, document: str, key: str, pointer: str, attributes: Attributes | None = None) -> None:
+        """Queue a result for S3, and the ``pointer`` document to publish once it is stored."""
+        self.extensions.pop(ticket, None)
+        announce = post(ticket, pointer, attributes or {})
         if key in self.stored:
-            self.publish(ticket, pointer, attributes)  # stored by an earlier receive: only the pointer again
+            self._queue_post(announce)  # stored by an earlier receive: only the pointer again
         else:
-            self.uploads.append((ticket, document, key, pointer, attributes or {}))
+            self.uploads.append(Upload(ticket, document, key, announce))
 
-    def publish_failure(self, ticket: Any, record: str, attributes: Attributes) -> None:
+    def publish_failure(self, ticket: T, record: str, attributes: Attributes) -> None:
         """Queue a failure record; the ticket's release, queued next, waits until it has been sent."""
-        self.extensions.pop(id(ticket), None)
-        self._records.add(id(ticket))
-        entry = (ticket, record, attributes)
-        self._measure(entry, None)
-        self.failures.append(entry)
+        self.extensions.pop(ticket, None)
+        self._records.add(ticket)
+        self.failures.append(post(ticket, record, attributes))
 
-    def delete(self, ticket: Any, outcome: str = "empty") -> None:
-        self.extensions.pop(id(ticket), None)
+    def delete(self, ticket: T, outcome: str = "empty") -> None:
+        self.extensions.pop(ticket, None)
         if not self.deletes:
             self._delete_since = self._clock()
-        self.deletes.append((ticket, outcome))
+        self.deletes.append(Drop(ticket, outcome))
 
-    def release(self, ticket: Any, seconds: int) -> None:
-        self.extensions.pop(id(ticket), None)
-        self.releases.append((ticket, seconds))
+    def release(self, ticket: T, seconds: int) -> None:
+        self.extensions.pop(ticket, None)
+        self.releases.append(Change(ticket, seconds))
 
-    def extend(self, ticket: Any, seconds: int) -> None:
+    def extend(self, ticket: T, seconds: int) -> None:
         """Queue a heartbeat extension; at most one per ticket, none while its delete or release is under way."""
-        if id(ticket) not in self._in_sqs:
-            self.extensions[id(ticket)] = (ticket, seconds)
+        if ticket not in self._in_sqs:
+            self.extensions[ticket] = Change(ticket, seconds)
 
-    def extending(self, ticket: Any) -> bool:
+    def extending(self, ticket: T) -> bool:
         """An extension is queued or a visibility change or delete is in flight: queue none now."""
-        return id(ticket) in self.extensions or id(ticket) in self._in_sqs
+        return ticket in self.extensions or ticket in self._in_sqs
 
-    def waiting(self) -> list[Any]:
+    def waiting(self) -> list[T]:
         """Tickets whose result is on its way out: still to keep locked."""
-        return [*(t for t, *_ in self.publishes), *(u[0] for u in self.uploads),
-                *(t for t, _ in self.deletes), *self._in_flight.values()]
+        return [*(e.ticket for e in self.publishes), *(e.ticket for e in self.uploads),
+                *(e.ticket for e in self.deletes), *self._in_flight]
 
     # -- when, and what ---------------------------------------------------------
 
@@ -190,7 +228,7 @@ class Outbox:
         return queued >= 2 * BATCH_MAX * self.senders
 
     def next_call(self, bus: Bus, s3: S3Target | None, more_coming: bool,
-                  stopping: bool = False) -> Callable[[], Sent] | None:
+                  stopping: bool = False) -> Callable[[], Sent[T]] | None:
         """The next sender call that is due, or None.
 
         Visibility changes and uploads never wait. Results wait for a fuller
@@ -209,78 +247,82 @@ class Outbox:
         paused = self._paused_until
         if self.failures and sending.FAILURE not in paused:
             # Never held back: each record holds back its message's release.
-            records = self._take_publishes(self.failures)
-            return self._flying(sending.FAILURE, partial(sending.publish_failures, bus, records))
+            records = self._take_posts(self.failures)
+            return self._flying(sending.FAILURE, partial(sending.publish, bus, records, sending.FAILURE))
         visibility = [] if sending.VISIBILITY in paused else self._take_visibility()
         if visibility:
-            self._in_sqs.update(id(t) for t, _ in visibility)
+            self._in_sqs.update(e.ticket for e in visibility)
             return self._flying(sending.VISIBILITY, partial(sending.change_visibility, bus, visibility))
         if self.uploads and sending.UPLOAD not in paused:
             entry = self.uploads.popleft()
             assert s3 is not None
-            self._in_flight[id(entry[0])] = entry[0]
+            self._in_flight.add(entry.ticket)
             return self._flying(sending.UPLOAD, partial(sending.upload, bus, s3, entry))
         if self.publishes and sending.PUBLISH not in paused and self._due(
                 sending.PUBLISH, self._publish_since, LINGER, self._full_publish(), now, more_coming):
-            batch = self._take_publishes(self.publishes)
+            batch = self._take_posts(self.publishes)
             self._publish_since = now if self.publishes else None
-            self._in_flight.update((id(t), t) for t, *_ in batch)
+            self._in_flight.update(e.ticket for e in batch)
             return self._flying(sending.PUBLISH, partial(sending.publish, bus, batch))
-        ready = [] if sending.DELETE in paused else [d for d in self.deletes if id(d[0]) not in self._in_sqs]
+        ready = [] if sending.DELETE in paused else [d for d in self.deletes if d.ticket not in self._in_sqs]
         if ready and self._due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
                                now, not stopping):
             deletes = ready[:BATCH_MAX]
-            taken = {id(t) for t, _ in deletes}
-            self.deletes = deque(d for d in self.deletes if id(d[0]) not in taken)
+            taken = {d.ticket for d in deletes}
+            self.deletes = deque(d for d in self.deletes if d.ticket not in taken)
             self._delete_since = now if self.deletes else None
             self._in_sqs.update(taken)
             return self._flying(sending.DELETE, partial(sending.delete, bus, deletes))
         return None
 
-    def completed(self, sent: Sent, stopping: bool = False) -> list[tuple[Any, str]]:
-        """A sender call came back: clear what it held, queue what follows, and return its final failures.
+    def completed(self, sent: Sent[T], stopping: bool = False) -> list[Completion[T]]:
+        """A sender call came back: clear what it held, queue what follows, and say what became of it.
 
         A published result's delete is queued now, and an uploaded result's
         pointer is queued for publishing (first, so it is not held back).
         Entries that failed transiently are queued again, ahead of the rest,
-        unless the daemon is ``stopping``; the failures returned are the
-        others, which the caller must settle.
+        unless the daemon is ``stopping``; the others failed for good.
         """
         self._kinds_in_flight[sent.kind] -= 1
         final = sent.failures()
         again: list[Any] = []
-        if sent.kind in RETRIED_KINDS and not stopping:
+        if not stopping and (sent.kind in RETRIED_KINDS or sent.kind == sending.VISIBILITY):
             again = [entry for entry, err in final if transient(err)]
-            final = [(entry, err) for entry, err in final if not transient(err)]
             self._pace(sent.kind, bool(again))
-        elif sent.kind == sending.VISIBILITY and not stopping:
-            self._pace(sent.kind, any(transient(err) for _, err in final))
-        if sent.kind in (sending.VISIBILITY, sending.DELETE):
-            self._in_sqs.difference_update(id(e[0]) for e in sent.entries)
+            if sent.kind == sending.VISIBILITY:
+                again = []  # the heartbeat queues a failed extension anew; a failed release lapses
+            else:
+                final = [(entry, err) for entry, err in final if not transient(err)]
+        tickets = {e.ticket for e in sent.entries}
+        if sent.kind == sending.VISIBILITY:
+            self._in_sqs -= tickets
+            return [Unchanged(e.ticket, err) for e, err in final]
+        if sent.kind == sending.DELETE:
+            self._in_sqs -= tickets
             if again:
-                self._delete_since = self._delete_since or self._clock()
+                # They lingered once already: due as soon as the backoff ends.
+                self._delete_since = self._clock() - DELETE_LINGER
                 self.deletes.extendleft(reversed(again))
-            return final
+            return [*(Deleted(e.ticket, e.outcome) for e in sent.succeeded()),
+                    *(Deleted(e.ticket, e.outcome, err) for e, err in final)]
         if sent.kind == sending.FAILURE:
-            self._records.difference_update(id(e[0]) for e in sent.entries)
-            for entry in reversed(again):
-                self._records.add(id(entry[0]))
-                self._measure(entry, None)
-                self.failures.appendleft(entry)
-            return final
-        for entry in sent.entries:
-            self._in_flight.pop(id(entry[0]), None)
+            self._records -= tickets
+            self._records.update(e.ticket for e in again)
+            self.failures.extendleft(reversed(again))
+            _log_records(sent.succeeded(), final)
+            return []
+        self._in_flight -= tickets
         if sent.kind == sending.PUBLISH:
-            for ticket, *_ in sent.succeeded():
-                self.delete(ticket, "done")
-            for ticket, document, attributes in reversed(again):
-                self.publish(ticket, document, attributes, first=True)
-        elif sent.kind == sending.UPLOAD:
-            for ticket, _, key, pointer, attributes in sent.succeeded():
-                self._remember(key)
-                self.publish(ticket, pointer, attributes, first=True)
-            self.uploads.extendleft(reversed(again))
-        return final
+            for e in sent.succeeded():
+                self.delete(e.ticket, "done")
+            for e in reversed(again):
+                self._queue_post(e, first=True)
+            return [Unsent(e.ticket, f"publish failed: {err}") for e, err in final]
+        for e in sent.succeeded():  # uploads
+            self._remember(e.key)
+            self._queue_post(e.pointer, first=True)
+        self.uploads.extendleft(reversed(again))
+        return [Unsent(e.ticket, err) for e, err in final]
 
     # -- helpers -----------------------------------------------------------------
 
@@ -292,7 +334,7 @@ class Outbox:
             self._backoff[kind].reset()
             self._paused_until.pop(kind, None)
 
-    def _flying(self, kind: str, call: Callable[[], Sent]) -> Callable[[], Sent]:
+    def _flying(self, kind: str, call: Callable[[], Sent[T]]) -> Callable[[], Sent[T]]:
         self._kinds_in_flight[kind] += 1
         return call
 
@@ -308,18 +350,18 @@ class Outbox:
             return False
         return not more_coming or since is None or now >= since + wait
 
-    def _take_visibility(self) -> list[tuple[Any, int]]:
+    def _take_visibility(self) -> list[Change[T]]:
         """Up to ten visibility changes, none for a ticket with an SQS call in flight."""
-        taken: list[tuple[Any, int]] = []
-        for key in list(self.extensions):
+        taken: list[Change[T]] = []
+        for ticket in list(self.extensions):
             if len(taken) == BATCH_MAX:
                 return taken
-            if key not in self._in_sqs:
-                taken.append(self.extensions.pop(key))
+            if ticket not in self._in_sqs:
+                taken.append(self.extensions.pop(ticket))
         if self.releases and len(taken) < BATCH_MAX:
-            kept: deque[tuple[Any, int]] = deque()
+            kept: deque[Change[T]] = deque()
             for release in self.releases:
-                if len(taken) < BATCH_MAX and id(release[0]) not in self._in_sqs | self._records:
+                if len(taken) < BATCH_MAX and release.ticket not in self._in_sqs | self._records:
                     taken.append(release)
                 else:
                     kept.append(release)
@@ -330,34 +372,41 @@ class Outbox:
         """Ten results, or no room left for one more like the last: lingering would gain nothing."""
         if len(self.publishes) >= BATCH_MAX:
             return True
-        return self._publish_bytes + self._sizes[id(self.publishes[-1][0])] > SNS_MAX_BYTES
+        return self._publish_bytes + self.publishes[-1].size > SNS_MAX_BYTES
 
-    def _take_publishes(self, queue: deque[tuple[Any, str, Attributes]]) -> list[tuple[Any, str, Attributes]]:
+    def _take_posts(self, queue: deque[Post[T]]) -> list[Post[T]]:
         # One PublishBatch carries at most ten messages and 256 KiB of them
         # all together (what SNS counts: bodies and attributes). A lone
         # message always goes (the settler made sure that it fits on its own).
         size = 0
-        batch: list[tuple[Any, str, Attributes]] = []
+        batch: list[Post[T]] = []
         while queue and len(batch) < BATCH_MAX:
-            n = self._sizes[id(queue[0][0])]
+            n = queue[0].size
             if batch and size + n > SNS_MAX_BYTES:
                 break
             size += n
             batch.append(queue.popleft())
-            del self._sizes[id(batch[-1][0])]
         if queue is self.publishes:
             self._publish_bytes -= size
         return batch
-
-    def _measure(self, entry: tuple[Any, str, Attributes], size: int | None) -> int:
-        _, document, attributes = entry
-        if size is None:
-            size = message_size(document, string_attributes(attributes))
-        self._sizes[id(entry[0])] = size
-        return size
 
     def _remember(self, key: str) -> None:
         self.stored[key] = None
         while len(self.stored) > STORED_KEYS:
             del self.stored[next(iter(self.stored))]
 
+
+def post(ticket: T, document: str, attributes: Attributes, size: int | None = None) -> Post[T]:
+    """A document to publish, measured as SNS counts it unless ``size`` is known."""
+    if size is None:
+        size = message_size(document, string_attributes(attributes))
+    return Post(ticket, document, attributes, size)
+
+
+def _log_records(sent: Iterable[Post[T]], failed: Iterable[tuple[Post[T], str]]) -> None:
+    # Either way the message's release follows (it was held back until now).
+    for e in sent:
+        log.info("failure record published for message %s", loggable(e.ticket.message.message_id))
+    for e, err in failed:
+        log.warning("message %s: its failure record was not published (%s); the message still "
+                    "goes to the dead-letter queue", loggable(e.ticket.message.message_id), loggable(err))

@@ -3,31 +3,42 @@
 There are five kinds, and each call carries one kind only, so that several
 can be in flight at once (``sesshu.bus.outbox`` decides which may overlap):
 
-| kind       | bus call                              | entries                                       |
-|------------|---------------------------------------|-----------------------------------------------|
-| visibility | ChangeMessageVisibilityBatch          | (ticket, seconds)                             |
-| upload     | S3 PutObject (one result)             | (ticket, document, key, pointer, attributes)  |
-| publish    | Publish / PublishBatch                | (ticket, document, attributes)                |
-| failure    | the same, to the failures topic       | (ticket, record, attributes)                  |
-| delete     | DeleteMessageBatch                    | (ticket, outcome)                             |
+| kind       | bus call                              | entries         |
+|------------|---------------------------------------|-----------------|
+| visibility | ChangeMessageVisibilityBatch          | :class:`Change` |
+| upload     | S3 PutObject (one result)             | :class:`Upload` |
+| publish    | Publish / PublishBatch                | :class:`Post`   |
+| failure    | the same, to the failures topic       | :class:`Post`   |
+| delete     | DeleteMessageBatch                    | :class:`Drop`   |
 
-No call raises: a failure is a per-entry error (a :class:`~sesshu.bus.api.Fault`
-where the bus gives a code, which says whether a retry may pass), and a
-failure of the call as a whole also sets :attr:`Sent.error`, for the bus
-health log.
+Every entry carries the ticket of its message (anything with a
+``message``), by which the outbox knows it. No call raises: a failure is a
+per-entry error (a :class:`~sesshu.bus.api.Fault` where the bus gives a
+code, which says whether a retry may pass), and a failure of the call as a
+whole also sets :attr:`Sent.error`, for the bus health log.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
-from sesshu.bus.api import Bus, BusError, Delete, Fault, Publish, Visibility
+from sesshu.bus.api import Bus, BusError, Delete, Fault, Message, Publish, Visibility
 
 Attributes = Mapping[str, str]  # a message's SNS attributes (sesshu.jobs.failures.attributes)
 
 VISIBILITY, UPLOAD, PUBLISH, FAILURE, DELETE = "visibility", "upload", "publish", "failure", "delete"
+
+
+class Carrier(Protocol):
+    """What the send side needs of a ticket: its message; tickets compare by identity."""
+
+    @property
+    def message(self) -> Message: ...
+
+
+T = TypeVar("T", bound=Carrier)
 
 
 @dataclass(frozen=True)
@@ -36,12 +47,48 @@ class S3Target:
     prefix: str
 
 
+@dataclass(eq=False)
+class Post(Generic[T]):
+    """A document to publish (a result, a result's S3 pointer, or a failure record)."""
+
+    ticket: T
+    document: str
+    attributes: Attributes
+    size: int  # what SNS counts, measured once: a 200 KiB document costs its encoding each time
+
+
+@dataclass(eq=False)
+class Upload(Generic[T]):
+    """A result to store in S3, then to announce by publishing ``pointer``."""
+
+    ticket: T
+    document: str
+    key: str
+    pointer: Post[T]
+
+
+@dataclass(frozen=True, eq=False)
+class Drop(Generic[T]):
+    """A delete, and the outcome it confirms (done or empty)."""
+
+    ticket: T
+    outcome: str
+
+
+@dataclass(frozen=True, eq=False)
+class Change(Generic[T]):
+    """A visibility change: an extension by the heartbeat, or a release (seconds until it reappears)."""
+
+    ticket: T
+    seconds: int
+
+
 @dataclass
-class Sent:
-    """What became of one sender call, entry by entry (entries as the outbox queued them)."""
+class Sent(Generic[T]):
+    """What became of one sender call, entry by entry."""
 
     kind: str
-    entries: list[Any]
+    entries: list[Any]  # of the kind's entry class, as the outbox queued them
     failed: dict[int, str] = field(default_factory=dict)  # entry index -> error
     error: Fault | None = None  # set when the call failed as a whole
 
@@ -52,19 +99,18 @@ class Sent:
         return [(self.entries[i], err) for i, err in sorted(self.failed.items())]
 
 
-def change_visibility(bus: Bus, entries: list[tuple[Any, int]]) -> Sent:
-    sent = Sent(VISIBILITY, entries)
-    calls = [Visibility(str(i), t.message.receipt_handle, s) for i, (t, s) in enumerate(entries)]
+def change_visibility(bus: Bus, entries: list[Change[T]]) -> Sent[T]:
+    sent: Sent[T] = Sent(VISIBILITY, entries)
+    calls = [Visibility(str(i), e.ticket.message.receipt_handle, e.seconds) for i, e in enumerate(entries)]
     sent.failed = _ids(_guard(sent, bus.change_visibility, calls))
     return sent
 
 
-def upload(bus: Bus, s3: S3Target, entry: tuple[Any, str, str, str, Attributes]) -> Sent:
+def upload(bus: Bus, s3: S3Target, entry: Upload[T]) -> Sent[T]:
     """Store one result in S3; its pointer is published by a later publish call."""
-    sent = Sent(UPLOAD, [entry])
-    _, document, key, _, _ = entry
+    sent: Sent[T] = Sent(UPLOAD, [entry])
     try:
-        bus.put_object(s3.bucket, key, document)
+        bus.put_object(s3.bucket, entry.key, entry.document)
     except BusError as exc:
         sent.error = Fault(str(exc), exc.code)
         sent.failed = {0: Fault(f"S3 upload failed: {exc}", exc.code)}
@@ -74,25 +120,18 @@ def upload(bus: Bus, s3: S3Target, entry: tuple[Any, str, str, str, Attributes])
     return sent
 
 
-def publish(bus: Bus, entries: list[tuple[Any, str, Attributes]]) -> Sent:
-    sent = Sent(PUBLISH, entries)
-    sent.failed = _ids(_guard(sent, bus.publish, _publishes(entries)))
+def publish(bus: Bus, entries: list[Post[T]], kind: str = PUBLISH) -> Sent[T]:
+    """Publish results (``kind`` PUBLISH) or failure records (FAILURE), each to its topic."""
+    sent: Sent[T] = Sent(kind, entries)
+    call = bus.publish if kind == PUBLISH else bus.publish_failures
+    posts = [Publish(str(i), e.document, e.attributes) for i, e in enumerate(entries)]
+    sent.failed = _ids(_guard(sent, call, posts))
     return sent
 
 
-def publish_failures(bus: Bus, entries: list[tuple[Any, str, Attributes]]) -> Sent:
-    sent = Sent(FAILURE, entries)
-    sent.failed = _ids(_guard(sent, bus.publish_failures, _publishes(entries)))
-    return sent
-
-
-def _publishes(entries: list[tuple[Any, str, Attributes]]) -> list[Publish]:
-    return [Publish(str(i), doc, attrs) for i, (_, doc, attrs) in enumerate(entries)]
-
-
-def delete(bus: Bus, entries: list[tuple[Any, str]]) -> Sent:
-    sent = Sent(DELETE, entries)
-    calls = [Delete(str(i), t.message.receipt_handle) for i, (t, _) in enumerate(entries)]
+def delete(bus: Bus, entries: list[Drop[T]]) -> Sent[T]:
+    sent: Sent[T] = Sent(DELETE, entries)
+    calls = [Delete(str(i), e.ticket.message.receipt_handle) for i, e in enumerate(entries)]
     sent.failed = _ids(_guard(sent, bus.delete, calls))
     return sent
 
@@ -101,7 +140,7 @@ def _ids(failed: dict[str, str]) -> dict[int, str]:
     return {int(k): v for k, v in failed.items()}
 
 
-def _guard(sent: Sent, call: Callable[[list[Any]], dict[str, str]], entries: list[Any]) -> dict[str, str]:
+def _guard(sent: Sent[T], call: Callable[[list[Any]], dict[str, str]], entries: list[Any]) -> dict[str, str]:
     """``call(entries)``; a failure of the call as a whole fails every entry (and is kept in ``sent.error``)."""
     try:
         return call(entries)

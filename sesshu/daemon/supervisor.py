@@ -15,8 +15,9 @@ from typing import Any
 
 from sesshu.bus.api import Bus, QueueInfo
 from sesshu.bus.intake import Intake
-from sesshu.bus.lanes import BusHealth, Lanes, Received
-from sesshu.bus.outbox import Sent
+from sesshu.bus.lanes import BusHealth, Received
+from sesshu.bus.sender import Sender
+from sesshu.bus.sending import S3Target
 from sesshu.config.schema import Config
 from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.signals import SignalRecorder
@@ -52,18 +53,18 @@ class Supervisor:
         wait(signals, lane completions, every slot's fds)  <= min(1 s, nearest deadline)
           |
           +- signals ........ handle_<name>: stop, reload, resize, reopen logs
-          +- lanes .......... received messages -> parse -> held;  sent batches -> outcomes
+          +- lanes .......... received messages -> parse -> held;  sent calls -> outcomes
           +- pool ........... frames, output, sweeps, deaths -> outcomes;  deadlines
           +- pool strength .. respawn with backoff (or drain, when stopping)
           +- dispatch ....... held messages -> idle slots
           +- heartbeat ...... visibility extensions, once a second; orphans swept
-          +- send ........... the outbox's due calls -> free sender lanes
+          +- send ........... the due calls -> free sender lanes
           +- poll ........... receives -> free poller lanes, if slots are idle and no backlog
 
     All AWS I/O happens in the lanes (``sesshu.bus.lanes``), so no chore blocks.
-    The supervisor owns what is held, what is being asked for, and when to
-    stop; the settler owns outcomes and visibility; the pool owns the slots;
-    each lane its busy flag.
+    The supervisor owns what is held, what is running, and when to stop; the
+    intake owns receiving, the sender sending; the settler owns outcomes and
+    visibility; the pool owns the slots.
     """
 
     def __init__(
@@ -84,8 +85,11 @@ class Supervisor:
         self.clock = clock
         self.hooks = hooks or Hooks()
         self.signals = signals or SignalRecorder()
+        self.health = BusHealth(clock)
+        s3 = S3Target(config.s3_bucket, config.s3_prefix) if config.s3_bucket else None
+        self.sender: Sender[Ticket] = Sender(bus, s3, config.senders, self.health, self.signals.wake, clock)
         metrics = self.hooks.metrics
-        self.settler = Settler(config, queue_info, heartbeat=heartbeat,
+        self.settler = Settler(config, queue_info, outbox=self.sender, heartbeat=heartbeat,
                                observer=metrics.outcome if metrics is not None else None, clock=clock)
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
@@ -93,9 +97,7 @@ class Supervisor:
         self.running: dict[int, Ticket] = {}
         self.stopping = False
         self.received = 0
-        self.health = BusHealth(clock)
         self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock)
-        self.senders = Lanes("sesshu-sender", config.senders, self.signals.wake, clock)
         self._next_heartbeat = 0.0
         # The pool is one fd however many slots it has: it keeps its own selector current.
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
@@ -119,7 +121,7 @@ class Supervisor:
             self.signals.uninstall()
             # A lane still running may yet write a wake-up: close the pipe only
             # once neither can, or the write could land on a reused fd.
-            if self.senders.join(5.0) and self.intake.join(0.1):
+            if self.sender.join(5.0) and self.intake.join(0.1):
                 self.signals.close()
         log.info("stopped; outcomes: %s; bus requests: %s", self.settler.summary(), self._requests())
         return 0
@@ -135,15 +137,15 @@ class Supervisor:
         self.pool.sweep_orphans(final=True)
         self.pool.close()
         self.intake.stop()
-        self.senders.stop()
+        self.sender.stop()
 
     def turn(self, ready: set[Any]) -> None:
         for signum in self.signals.drain(self.signals.wake_r in ready):
             self._on_signal(signum)
         for received in self.intake.take():
             self._on_received(received)
-        for sent in self.senders.take():
-            self._on_sent(sent)
+        for done in self.sender.take(self.stopping):
+            self._guarded(done.ticket, partial(self.settler.on_sent, done, self.stopping))
         self._on_pool_events(self.pool.collect(ready))
         self._on_pool_events(self.pool.enforce_deadlines())
         if self.stopping:
@@ -178,7 +180,7 @@ class Supervisor:
             until.append(t)
         if not self.stopping and (t := self.intake.poll_after()) is not None:
             until.append(t)
-        if self.senders.free() is not None and (t := self.settler.outbox.linger_until()) is not None:
+        if (t := self.sender.wake_at()) is not None:
             until.append(t)
         for t2 in (self._drain_deadline, self._exit_deadline):
             if t2 is not None:
@@ -186,16 +188,11 @@ class Supervisor:
         return max(0.0, min(until) - now)
 
     def _send(self) -> None:
-        """Hand free senders the calls the outbox says are due."""
         # More results are sure to come while jobs run, messages wait for a
         # slot, or a receive is out on a queue that the last one found deep.
         more_coming = not self.stopping and (
             self.pool.busy_count() > 0 or bool(self.held) or (self.intake.deep and self.intake.busy))
-        while (lane := self.senders.free()) is not None:
-            call = self.settler.next_send(self.bus, more_coming, self.stopping)
-            if call is None:
-                return
-            lane.submit(call)
+        self.sender.send(more_coming, self.stopping)
 
     # -- signals --------------------------------------------------------------
 
@@ -269,7 +266,7 @@ class Supervisor:
             self._on_pool_events(self.pool.kill_all())
 
     def finished(self) -> bool:
-        if not self.stopping or self.pool.children or self.settler.outbox or self.senders.busy:
+        if not self.stopping or self.pool.children or self.sender or self.sender.busy:
             return False
         if not self.intake.busy:
             return True
@@ -280,11 +277,11 @@ class Supervisor:
     # -- receiving ------------------------------------------------------------
 
     def _poll(self) -> None:
-        if self.stopping or self.settler.outbox.backlogged():
+        if self.stopping or self.sender.backlogged():
             return  # backpressure: results waiting to be sent come first
         # While sends back off (throttling, an outage), hold no messages beyond
         # the idle slots: work that could not be finished would only wait locked.
-        prefetch = 0 if self.settler.outbox.backing_off() else self.config.prefetch
+        prefetch = 0 if self.sender.backing_off() else self.config.prefetch
         self.intake.poll(self.pool.idle_count() + prefetch - len(self.held), len(self.held),
                          self.pool.size + prefetch)
 
@@ -307,13 +304,6 @@ class Supervisor:
             self.settler.retry(ticket, "shutdown", "received while stopping", delay=0)
         else:
             self.held.append(ticket)
-
-    def _on_sent(self, sent: Sent) -> None:
-        self.health.sent(sent.error, sent.kind)
-        try:
-            self.settler.on_sent(sent, self.stopping)
-        except Exception:
-            log.error("internal error while recording a sent batch; its messages will reappear", exc_info=True)
 
     def _guarded(self, ticket: Ticket, step: Callable[[], None]) -> None:
         """Run one step of one message; our own bug there is that message's outcome, not the daemon's."""

@@ -15,9 +15,8 @@ import time
 from collections.abc import Callable
 
 from sesshu.backoff import exponential
-from sesshu.bus import sending
-from sesshu.bus.api import SNS_MAX_BYTES, Bus, QueueInfo, denied, message_size, string_attributes, transient
-from sesshu.bus.outbox import Outbox, S3Target, Sent
+from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, string_attributes, transient
+from sesshu.bus.outbox import Completion, Deleted, Outbox, Unsent
 from sesshu.config.schema import Config
 from sesshu.jobs import failures
 from sesshu.jobs.outcomes import OutcomeObserver, Outcomes
@@ -38,12 +37,13 @@ def retry_delay(receive_count: int, base: float, cap: float) -> int:
 class Settler:
     """Owns outcomes and visibility: decides them, and queues the bus work that carries them out."""
 
-    def __init__(self, config: Config, queue_info: QueueInfo | None = None, *, heartbeat: bool = True,
-                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, config: Config, queue_info: QueueInfo | None = None, *, outbox: Outbox[Ticket] | None = None,
+                 heartbeat: bool = True, observer: OutcomeObserver | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.queue_info = queue_info or QueueInfo(None, None)
         self.outcomes = Outcomes(observer)
-        self.outbox = Outbox(clock, senders=config.senders)
+        self.outbox: Outbox[Ticket] = outbox if outbox is not None else Outbox(clock, senders=config.senders)
         self.heartbeat = heartbeat  # extend visibility of held and running messages
         self.clock = clock
 
@@ -114,54 +114,28 @@ class Settler:
     def _backoff(self, ticket: Ticket) -> int:
         return retry_delay(ticket.message.receive_count, self.config.retry_delay, self.config.retry_max_delay)
 
-    def next_send(self, bus: Bus, more_coming: bool, stopping: bool = False) -> Callable[[], Sent] | None:
-        s3 = S3Target(self.config.s3_bucket, self.config.s3_prefix) if self.config.s3_bucket else None
-        return self.outbox.next_call(bus, s3, more_coming, stopping)
-
-    def on_sent(self, sent: Sent, stopping: bool = False) -> None:
-        """Record what a sender call completed, and let the outbox queue what follows.
-
-        Entries that failed transiently are the outbox's to send again (not
-        while ``stopping``); only the final failures are settled here.
-        """
-        final = self.outbox.completed(sent, stopping)
-        if sent.kind == sending.DELETE:
-            for ticket, outcome in sent.succeeded():
-                self._record_deleted(outcome, ticket, None)
-            for (ticket, outcome), err in final:
-                self._record_deleted(outcome, ticket, err)
-        elif sent.kind in (sending.PUBLISH, sending.UPLOAD):
-            for entry, err in final:
-                what = "" if sent.kind == sending.UPLOAD else "publish failed: "
-                self.retry(entry[0], "publish_error", f"{what}{err}")
-        elif sent.kind == sending.FAILURE:
-            # Either way the message's release follows (the outbox held it back until now).
-            for ticket, *_ in sent.succeeded():
-                log.info("failure record published for message %s", loggable(ticket.message.message_id))
-            for (ticket, *_), err in final:
-                log.warning("message %s: its failure record was not published (%s); the message still "
-                            "goes to the dead-letter queue", loggable(ticket.message.message_id), loggable(err))
-        elif sent.kind == sending.VISIBILITY:
-            if self.heartbeat and any(denied(err) for _, err in final):
+    def on_sent(self, done: Completion[Ticket], stopping: bool = False) -> None:
+        """Record what became of a message's bus work; the outbox already queued what follows."""
+        ticket = done.ticket
+        if isinstance(done, Deleted):
+            self._record(done.outcome, ticket)
+            if done.error is not None:
+                log.warning("message %s: delete failed (%s); it may be processed again",
+                            loggable(ticket.message_id), loggable(done.error, 500))
+        elif isinstance(done, Unsent):
+            self.retry(ticket, "publish_error", done.error)
+        elif denied(done.error):
+            if self.heartbeat:
                 self.heartbeat = False
                 log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
                             "release of rejected or retried messages; grant it (see the README's IAM policy)")
-            now = self.clock()
-            for (ticket, _), err in final:
-                if transient(err) and not stopping:
-                    # Not extended after all: the heartbeat queues it again once the
-                    # outbox's backoff allows (a failed release is left to lapse).
-                    ticket.visible_until = min(ticket.visible_until, now)
-                else:
-                    log.warning("message %s: could not change its visibility (%s); it reappears "
-                                "when its visibility timeout ends", loggable(ticket.message.message_id),
-                                loggable(err, 500))
-
-    def _record_deleted(self, outcome: str, ticket: Ticket, delete_error: str | None) -> None:
-        self._record(outcome, ticket)
-        if delete_error is not None:
-            log.warning("message %s: delete failed (%s); it may be processed again",
-                        loggable(ticket.message.message_id), loggable(delete_error, 500))
+        elif transient(done.error) and not stopping:
+            # Not extended after all: the heartbeat queues it again once the
+            # outbox's backoff allows (a failed release is left to lapse).
+            ticket.visible_until = min(ticket.visible_until, self.clock())
+        else:
+            log.warning("message %s: could not change its visibility (%s); it reappears "
+                        "when its visibility timeout ends", loggable(ticket.message_id), loggable(done.error, 500))
 
     # -- the visibility heartbeat ---------------------------------------------
 
