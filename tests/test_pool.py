@@ -159,7 +159,7 @@ def consistent(pool: Pool) -> None:
                                     and c.generation >= 0)
     assert sorted(r.job.job_id for r in pool.running()) == sorted(
         c.running.job.job_id for c in children if c.state is State.BUSY and c.running is not None)
-    assert sorted(pool.waitables()) == sorted(fd for c in children for fd in c.fds())
+    assert sorted(pool._index.fds()) == sorted(fd for c in children for fd in c.fds())
     times = [t for c in children if (t := c.next_wakeup()) is not None]
     wakeup = pool.next_wakeup()
     if pool.live_count() >= pool.size:  # no respawn pending: the slots' times alone
@@ -209,7 +209,9 @@ def test_a_turn_asks_only_the_slots_with_something_to_say(monkeypatch: pytest.Mo
     """Among idle slots, the wait, the chores and the counts touch no slot; a result touches its own."""
     pool, _ = make_pool(8)
     try:
-        drive(pool, all_idle(pool, 8), "eight idle slots")
+        # Idle, and each keeper has named its runner: that line may come after the runner's Ready.
+        drive(pool, lambda ev: all_idle(pool, 8)(ev) and all(c.pid != c.slot_pid for c in pool.children),
+              "eight idle slots whose keepers have named their runners")
         asked: list[ChildProcess] = []
         for name in ("fds", "next_wakeup", "read_frames", "read_output", "read_control", "kill_if_due"):
             real = getattr(ChildProcess, name)

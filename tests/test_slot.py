@@ -10,7 +10,7 @@ import pytest
 
 from sesshu.pool.framing import FrameReader
 from sesshu.pool.protocol import Job, decode_job
-from sesshu.pool.slot import ChildProcess, IllegalTransition, RunningJob, State
+from sesshu.pool.slot import LIVE, TRANSITIONS, ChildProcess, IllegalTransition, RunningJob, State
 from sesshu.worker.keeper import RUNNER, SWEEP, SWEPT
 
 
@@ -74,22 +74,49 @@ def test_a_full_cycle(slot: Slot) -> None:
     assert child.jobs_done == 1
 
 
-@pytest.mark.parametrize("step", ["assign", "ready_twice", "swept_while_busy"])
-def test_illegal_transitions_raise(slot: Slot, step: str) -> None:
+def test_the_table_lets_every_live_state_stop_and_only_a_stopping_one_die() -> None:
+    assert {State.STARTING, State.IDLE, State.BUSY, State.SWEEPING} == LIVE
+    assert set(TRANSITIONS["stop"]) == LIVE | {State.STOPPING}
+    assert TRANSITIONS["reap"] == {State.STOPPING: State.DEAD}
+    assert not any(State.DEAD in leaving for leaving in TRANSITIONS.values())
+
+
+def move_to(slot: Slot, state: State) -> ChildProcess:
+    """The slot's child, taken to ``state`` by allowed steps."""
     child = slot.child
-    if step == "assign":
-        with pytest.raises(IllegalTransition):
-            child.assign(running())  # still starting
-    elif step == "ready_twice":
+    if state is not State.STARTING:
         child.ready()
-        with pytest.raises(IllegalTransition):
-            child.ready()
-    else:
-        child.ready()
+    if state in (State.BUSY, State.SWEEPING):
         child.assign(running())
-        slot.keeper.send(SWEPT)  # a stray answer changes nothing while busy
-        child.read_control()
-        assert child.state is State.BUSY
+    if state is State.SWEEPING:
+        child.job_done(1.0)
+    if state in (State.STOPPING, State.DEAD):
+        child.stop()
+    if state is State.DEAD:
+        child.reap()
+    assert child.state is state
+    return child
+
+
+# reap() stops a live slot first (its sentinel fired: it died), so only a dead one cannot be reaped.
+FORBIDDEN = [(step, state) for step in ("ready", "assign", "stop") for state in State
+             if state not in TRANSITIONS[step]] + [("reap", State.DEAD)]
+
+
+@pytest.mark.parametrize(("step", "state"), FORBIDDEN, ids=[f"{s}-{st.value}" for s, st in FORBIDDEN])
+def test_a_step_the_table_forbids_raises_and_changes_nothing(slot: Slot, step: str, state: State) -> None:
+    child = move_to(slot, state)
+    steps = {"ready": child.ready, "assign": lambda: child.assign(running()), "stop": child.stop, "reap": child.reap}
+    with pytest.raises(IllegalTransition):
+        steps[step]()
+    assert child.state is state
+
+
+def test_a_stray_swept_while_busy_changes_nothing(slot: Slot) -> None:
+    child = move_to(slot, State.BUSY)
+    slot.keeper.send(SWEPT)
+    child.read_control()
+    assert child.state is State.BUSY
 
 
 def test_a_broken_pipe_gives_the_job_back(slot: Slot) -> None:

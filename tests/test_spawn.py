@@ -61,14 +61,14 @@ def settings_for(specs: list[PluginSpec] | None = None) -> PoolSettings:
 def test_probe_passes_when_every_plugin_loads() -> None:
     settings = settings_for()
     assert [spec[0] for spec in settings.specs] == ["chaos"]
-    probe(forkserver_context(), settings, PROBE_TIMEOUT)
+    probe(forkserver_context(), settings, make_config(), PROBE_TIMEOUT)
 
 
 def test_probe_names_the_plugin_that_cannot_import() -> None:
     chaos = settings_for().specs[0]
     settings = settings_for([chaos, ("broken", "file", str(BROKEN / "broken.py"), {})])
     with pytest.raises(ProbeFailed) as failed:
-        probe(forkserver_context(), settings, PROBE_TIMEOUT)
+        probe(forkserver_context(), settings, make_config(), PROBE_TIMEOUT)
     assert failed.value.plugin == "broken"
     assert "this plugin is broken on purpose" in failed.value.error
     assert str(failed.value).startswith("broken: ")
@@ -80,6 +80,6 @@ def test_probe_reports_a_worker_that_loading_killed(tmp_path: Path) -> None:
     fatal.write_text("import os\nos._exit(3)\n")
     settings = settings_for([("fatal", "file", str(fatal), {})])
     with pytest.raises(ProbeFailed) as failed:
-        probe(forkserver_context(), settings, PROBE_TIMEOUT)
+        probe(forkserver_context(), settings, make_config(), PROBE_TIMEOUT)
     assert failed.value.plugin == "-"
     assert failed.value.error.startswith("loading the plugins killed the probe worker (")

@@ -40,9 +40,6 @@ from sesshu.worker.sandbox import Identity, SandboxError, WorkerSetup
 log = logging.getLogger("sesshu.daemon")
 
 BOOT_CHECK_TIMEOUT = 60.0
-
-
-
 MAX_RESULT_BYTES = 256 * 1024  # what fits the SNS topic
 S3_MAX_RESULT_BYTES = 32 * 1024 * 1024  # with bus.output.s3_bucket, results this large go to S3
 # Modules the shipped plugins use, imported once in the fork server.
@@ -129,19 +126,18 @@ def pool_settings(config: Config, specs: list[PluginSpec]) -> PoolSettings:
 
 def prepare(config: Config) -> tuple[ForkServerContext, PoolSettings]:
     """Everything a start does short of the bus; ``--check`` stops here."""
-    specs = plugin_specs(config)
-    settings = pool_settings(config, specs)
+    settings = pool_settings(config, plugin_specs(config))
     ctx = forkserver_context(PRELOAD)
     start_fork_server(settings.setup.environment)
     try:
-        probe(ctx, settings, BOOT_CHECK_TIMEOUT)
+        probe(ctx, settings, config, BOOT_CHECK_TIMEOUT)
     except ProbeFailed as exc:
-        if exc.plugin in config.plugin_names:
-            index = config.plugin_names.index(exc.plugin)
-            raise ConfigError(f"plugin[{index}]: {exc.plugin!r} failed to load: "
-                              f"{loggable(exc.error, 500)}") from None
         error = loggable(exc.error, 500)
-        raise ConfigError(error if error.startswith("workers.") else f"plugin: {error}") from None
+        if exc.plugin in config.plugin_names:
+            error = f"plugin[{config.plugin_names.index(exc.plugin)}]: {exc.plugin!r} failed to load: {error}"
+        elif not error.startswith("workers."):
+            error = f"plugin: {error}"
+        raise ConfigError(error) from None
     return ctx, settings
 
 

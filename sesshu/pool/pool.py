@@ -7,9 +7,10 @@ chores in a fixed order. Each chore returns :class:`PoolEvent` values that
 say what happened to which job, so the supervisor can decide each message's
 outcome. Every slot has its own pipe: the master always knows which job a
 slot holds, and a slot's death loses exactly that job, which is reported.
-The pool owns its slots and their count; a slot's fields are the slot's own
-(``sesshu.pool.slot``). A turn costs what changed, not the number of slots:
-the pool's index (``sesshu.pool.slots``) hears of every change from the slots.
+The pool decides when a slot starts, stops or is killed; the slot carries
+that out, and its fields and state are its own (``sesshu.pool.slot``). A turn
+costs what changed, not the number of slots: the pool's index
+(``sesshu.pool.slots``), its one list of slots, hears of every change from them.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from sesshu.backoff import Backoff
 from sesshu.config.schema import Config
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
-from sesshu.pool.slot import OUTPUT_CAP, ChildProcess, RunningJob, State
+from sesshu.pool.slot import LIVE, OUTPUT_CAP, ChildProcess, RunningJob, State
 from sesshu.pool.slots import SlotIndex
 from sesshu.text import loggable
 from sesshu.worker import sandbox
@@ -61,7 +62,6 @@ class Pool:
         self._settings = settings
         self._clock = clock
         self._on_restart = on_restart
-        self.children: list[ChildProcess] = []
         self._index = SlotIndex()
         self._crash_loop = Backoff(first=0.1, cap=30.0)
         self._respawn_at = 0.0
@@ -70,6 +70,11 @@ class Pool:
         self._proposal: tuple[ChildProcess, PoolSettings, Config] | None = None
 
     # -- what the supervisor sees ---------------------------------------------
+
+    @property
+    def children(self) -> list[ChildProcess]:
+        """Every slot not yet reaped, probe included."""
+        return list(self._index)
 
     @property
     def size(self) -> int:
@@ -83,10 +88,6 @@ class Pool:
         """Readable while any slot has output, frames, an answer or a death to collect."""
         return self._index.fileno()
 
-    def waitables(self) -> list[int]:
-        """Every fd of every slot (for a caller that waits on fds rather than on the pool)."""
-        return self._index.fds()
-
     def next_wakeup(self) -> float | None:
         times = [t for t in (self._index.next_wakeup(),) if t is not None]
         # Only a respawn still ahead is worth waking for: maintain() runs
@@ -96,7 +97,7 @@ class Pool:
         return min(times) if times else None
 
     def idle(self) -> list[ChildProcess]:
-        return list(self._index.in_state(State.IDLE))
+        return self._index.in_state(State.IDLE)
 
     def running(self) -> list[RunningJob]:
         return [c.running for c in self._index.in_state(State.BUSY) if c.running is not None]
@@ -148,8 +149,8 @@ class Pool:
             running = child.running
             if running is not None and child.state is State.BUSY and now >= running.deadline:
                 child.job_done(now)
-                timeout = running.deadline - running.started
-                events.append(JobLost(running, "timeout", f"timed out after {timeout:g} s", child.pid))
+                detail = f"timed out after {running.deadline - running.started:g} s"
+                events.append(JobLost(running, "timeout", detail, child.pid))
                 self._end_output(child, running)
                 child.terminate(now)
                 self._count_restart("timeout")
@@ -167,18 +168,17 @@ class Pool:
         now = self._clock()
         while self.live_count() < self.size and now >= self._respawn_at:
             try:
-                child = self._launch(self._settings, self._generation)
+                self._launch(self._settings, self._generation)
             except OSError as exc:
                 log.error("cannot start a worker: %s; retrying", exc)
                 self._note_boot_failure(now)
                 return
         # Surplus slots (after the size went down) leave once idle.
         surplus = self.live_count() - self.size
-        for state in (State.IDLE, State.STARTING) if surplus > 0 else ():
-            for child in list(self._index.in_state(state)):
-                if surplus > 0 and child.generation >= 0:
-                    child.stop()
-                    surplus -= 1
+        for child in self._index.in_state(State.IDLE, State.STARTING) if surplus > 0 else ():
+            if surplus > 0 and child.generation >= 0:
+                child.stop()
+                surplus -= 1
 
     def close(self) -> None:
         """Let go of the selector, once every slot is gone."""
@@ -199,8 +199,7 @@ class Pool:
         """
         if self._proposal is not None:
             self._proposal[0].terminate(self._clock())
-        probe_child = self._launch(settings, -1)
-        self._proposal = (probe_child, settings, config)
+        self._proposal = (self._launch(settings, -1), settings, config)
 
     def _commit(self, events: list[PoolEvent]) -> None:
         assert self._proposal is not None
@@ -208,8 +207,8 @@ class Pool:
         self._proposal = None
         self._generation += 1
         probe_child.adopt(self._generation)
-        for child in self.children:
-            if child.generation != self._generation and child.state in (State.IDLE, State.STARTING):
+        for child in self._index.in_state(State.IDLE, State.STARTING):
+            if child.generation != self._generation:
                 child.stop()
         events.append(Reconfigured(config))
 
@@ -217,20 +216,17 @@ class Pool:
 
     def close_idle(self) -> None:
         """Close every idle or starting slot's pipe; busy ones keep their job."""
-        for state in (State.IDLE, State.STARTING, State.SWEEPING):
-            for child in list(self._index.in_state(state)):
-                child.stop()
+        for child in self._index.in_state(State.IDLE, State.STARTING, State.SWEEPING):
+            child.stop()
 
     def kill_all(self) -> list[PoolEvent]:
         """SIGTERM every slot (its keeper kills all below it); running jobs are reported lost."""
         events: list[PoolEvent] = []
         now = self._clock()
-        for child in self.children:
-            running = child.job_done(now)
-            if running is not None:
+        for child in self._index:
+            if (running := child.job_done(now)) is not None:
                 events.append(JobLost(running, "killed", "killed at shutdown", child.pid))
-            if child.state is not State.DEAD:
-                child.terminate(now, grace=0.5)
+            child.terminate(now, grace=0.5)
         return events
 
     def sweep_orphans(self, final: bool = False) -> int:
@@ -258,7 +254,6 @@ class Pool:
     def _launch(self, settings: PoolSettings, generation: int) -> ChildProcess:
         child = ChildProcess.launch(self._ctx, settings.specs, settings.setup, settings.max_result_bytes,
                                     self._clock(), generation, self._index)
-        self.children.append(child)
         self._index.add(child)
         return child
 
@@ -272,7 +267,7 @@ class Pool:
             self._fail(child, "protocol", str(exc), events)
             return
         for message in messages:
-            if child.state in (State.STOPPING, State.DEAD):
+            if child.state not in LIVE:
                 break
             if isinstance(message, Ready):
                 self._on_ready(child, events)
@@ -280,10 +275,8 @@ class Pool:
                 self._on_boot_failed(child, message, events)
             else:
                 self._on_result(child, message, now, events)
-        if eof and child.state not in (State.STOPPING, State.DEAD):
-            # The runner closed its pipe (most likely died); the sentinel tells how.
-            child.stop(expected=False)
-            child.signal_group(signal.SIGTERM)
+        if eof:
+            child.hung_up()
 
     def _on_ready(self, child: ChildProcess, events: list[PoolEvent]) -> None:
         if child.state is not State.STARTING:
@@ -296,10 +289,8 @@ class Pool:
             child.stop()  # it loaded settings that were replaced meanwhile
 
     def _on_boot_failed(self, child: ChildProcess, message: BootFailed, events: list[PoolEvent]) -> None:
-        if self._is_probe(child):
-            self._proposal = None
+        if self._refused(child, message.plugin, message.error, events):
             child.stop()  # a failed probe is no crash loop
-            events.append(ReconfigureFailed(message.plugin, message.error))
         else:
             events.append(ChildBootFailed(message.plugin, message.error, child.pid))
 
@@ -322,36 +313,30 @@ class Pool:
             self._count_restart("max_jobs")
 
     def _fail(self, child: ChildProcess, reason: str, detail: str, events: list[PoolEvent]) -> None:
-        running = child.job_done(self._clock())
-        if running is not None:
+        if (running := child.job_done(self._clock())) is not None:
             events.append(JobLost(running, reason, detail, child.pid))
             self._end_output(child, running)
         log.error("worker %d broke the protocol (%s); killing it", child.pid, loggable(detail))
-        child.stop(expected=True)
-        child.signal_group(signal.SIGKILL)
+        self._refused(child, "-", f"the probe worker broke the protocol: {detail}", events)
+        child.kill()
         self._count_restart(reason)
 
     def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:
         if child.state is State.BUSY:
             self._read(child, self._clock(), events)  # a result written just before the end still counts
         pid = child.pid
-        if self._is_probe(child):
-            self._proposal = None
-            child.stop()
-            events.append(ReconfigureFailed("-", "the probe worker died while loading plugins"))
         self._log_output(child, child.read_output())
         running = child.job_done(self._clock())
-        expected, was = child.exit_expected, child.stopped_from or child.state
-        how = child.reap()
-        self.children.remove(child)
-        self._index.remove(child)
         if running is not None:
-            events.append(JobLost(running, "crashed", f"worker {pid} {how}", pid))
             self._end_output(child, running)
+        how = child.reap()
+        refused = self._refused(child, "-", f"loading the plugins killed the probe worker ({how})", events)
+        if running is not None:  # never a probe's
+            events.append(JobLost(running, "crashed", f"worker {pid} {how}", pid))
             self._count_restart("crashed")
-        elif expected:
-            pass  # we closed or killed it on purpose, and counted that then
-        elif was is State.STARTING:
+        elif refused or child.exit_expected:
+            pass  # a failed probe is no crash loop; the others we closed or killed on purpose, and counted then
+        elif child.stopped_from is State.STARTING:
             log.error("worker %d %s while starting", pid, how)
             self._note_boot_failure(self._clock())
             self._count_restart("boot_failed")
@@ -366,16 +351,26 @@ class Pool:
                 self._crash_loop.reset()
             self._count_restart("crashed")
 
-    def _log_output(self, child: ChildProcess, lines: list[str]) -> None:
-        label = child.running.label if child.running is not None else "-"
+    def _refused(self, child: ChildProcess, plugin: str, error: str, events: list[PoolEvent]) -> bool:
+        """If ``child`` is the probe of a proposal, the proposal fails; False if it is not."""
+        if not self._is_probe(child):
+            return False
+        self._proposal = None
+        events.append(ReconfigureFailed(plugin, error))
+        return True
+
+    def _log_output(self, child: ChildProcess, lines: list[str], label: str | None = None) -> None:
+        if label is None:
+            label = child.running.label if child.running is not None else "-"
         for line in lines:
-            output_log.info("worker %d (message %s): %s", child.pid, label, loggable(line, 2048))
+            if self._is_probe(child):  # loading plugins should print nothing: worth a warning
+                output_log.warning("probe worker %d: %s", child.pid, loggable(line, 2048))
+            else:
+                output_log.info("worker %d (message %s): %s", child.pid, label, loggable(line, 2048))
 
     def _end_output(self, child: ChildProcess, running: RunningJob) -> None:
         rest, dropped = child.end_of_job_output()
-        for line in rest:
-            output_log.info("worker %d (message %s): %s", child.pid, running.label,
-                            loggable(line, 2048))
+        self._log_output(child, rest, running.label)
         if dropped:
             output_log.warning("worker %d (message %s): %d more bytes of output not logged (cap %d)",
                                child.pid, running.label, dropped, OUTPUT_CAP)

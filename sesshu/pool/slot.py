@@ -9,15 +9,16 @@ respawn. The fork server forks a keeper per slot (``sesshu.worker.keeper``), whi
 forks the runner (``sesshu.worker.runner``); the keeper's sentinel and exit status
 stand for the slot.
 
-A slot's life is a state machine, as in supervisor's ``process.py``: every
-change goes through :meth:`ChildProcess._change`, which checks the state it
-leaves. No other module writes a slot's fields. A :class:`Watcher` given at
-launch (the pool's index of its slots) hears of every change as it happens,
-and of every fd before it closes, so the master never has to scan its slots
-to find out.
+A slot's life is a state machine, as in supervisor's ``process.py``: the
+slot's verbs (ready, assign, job_done, swept, stop, kill, terminate, reap)
+change its state, each through :meth:`ChildProcess._change`, which looks the
+step up in :data:`TRANSITIONS` and refuses one the table does not allow. No
+other module writes a slot's fields. A :class:`Watcher` given at launch (the
+pool's index of its slots) hears of every change as it happens, and of every
+channel before it closes, so the master never has to scan its slots to find out.
 
-    STARTING --Ready--> IDLE --assign--> BUSY --result--> SWEEPING --swept--> IDLE
-        any live state --stop/terminate/hang-up--> STOPPING --reaped--> DEAD
+    STARTING --ready--> IDLE --assign--> BUSY --job_done--> SWEEPING --swept--> IDLE
+        any live state --stop/kill/terminate--> STOPPING --reap--> DEAD
 """
 
 from __future__ import annotations
@@ -53,7 +54,17 @@ class State(enum.Enum):
     DEAD = "dead"
 
 
-_LIVE = (State.STARTING, State.IDLE, State.BUSY, State.SWEEPING)
+LIVE = frozenset((State.STARTING, State.IDLE, State.BUSY, State.SWEEPING))
+
+# Each step: the states it may leave, and the one it enters. A stopping slot may be stopped again, with a signal.
+TRANSITIONS: dict[str, dict[State, State]] = {
+    "ready": {State.STARTING: State.IDLE},
+    "assign": {State.IDLE: State.BUSY},
+    "job_done": {State.BUSY: State.SWEEPING},
+    "swept": {State.SWEEPING: State.IDLE},
+    "stop": {state: State.STOPPING for state in (*LIVE, State.STOPPING)},
+    "reap": {State.STOPPING: State.DEAD},
+}
 
 
 class IllegalTransition(Exception):
@@ -64,7 +75,7 @@ class Watcher(Protocol):
     """Told of a slot's changes as they happen (``sesshu.pool.slots.SlotIndex``)."""
 
     def changed(self, child: ChildProcess) -> None:
-        """Its state, generation or next wake-up may be different now."""
+        """Its state, generation or next wake-up may be different now; once DEAD, it waits on no fd."""
 
     def closing(self, child: ChildProcess, fd: int) -> None:
         """It no longer waits on ``fd``, which it is about to close."""
@@ -231,18 +242,22 @@ class ChildProcess:
             digits = line[len(RUNNER):]
             # Only the keeper holds this socket, but the master parses nothing on trust.
             self._runner_pid = int(digits) if digits.isdigit() and len(digits) < 10 else 0
-        if SWEPT in data and self._state is State.SWEEPING:
+        if SWEPT in data and self._state is State.SWEEPING:  # a stray answer at another time changes nothing
             self.sweep_by = None
-            self._change(State.IDLE, State.SWEEPING)
+            self._change("swept")
         return True
 
     # -- transitions ------------------------------------------------------------
 
-    def _change(self, new: State, *leaving: State) -> None:
-        if self._state not in leaving:
-            raise IllegalTransition(f"worker {self.pid}: {self._state.value} -> {new.value}")
-        self._state = new
+    def _change(self, step: str) -> None:
+        """The one place a slot's state changes."""
+        self._state = self._next(step)
         self._notify()
+
+    def _next(self, step: str) -> State:
+        if (new := TRANSITIONS[step].get(self._state)) is None:
+            raise IllegalTransition(f"a slot cannot {step} while {self._state.value}")
+        return new
 
     def _notify(self) -> None:
         if self._watcher is not None:
@@ -254,7 +269,7 @@ class ChildProcess:
         sock.close()
 
     def ready(self) -> None:
-        self._change(State.IDLE, State.STARTING)
+        self._change("ready")
 
     def adopt(self, generation: int) -> None:
         """A probe slot whose plugin set was committed joins that configuration's slots."""
@@ -263,16 +278,15 @@ class ChildProcess:
 
     def assign(self, running: RunningJob) -> bool:
         """Send the runner a job; False if its pipe is broken (it died since it went idle)."""
-        if self._state is not State.IDLE or self._conn is None:
-            raise IllegalTransition(f"worker {self.pid}: {self._state.value} cannot take a job")
+        self._next("assign")  # checked before anything is written
+        assert self._conn is not None  # an idle slot's pipe is open: only stop() closes it
         try:
             write_frame(self._conn.fileno(), encode_job(running.job))
         except OSError:
-            self.stop(expected=False)
-            self.signal_group(signal.SIGKILL)
+            self.kill(expected=False)
             return False
         self.running = running  # first, so that the watcher sees its deadline
-        self._change(State.BUSY, State.IDLE)
+        self._change("assign")
         return True
 
     def job_done(self, now: float) -> RunningJob | None:
@@ -281,26 +295,33 @@ class ChildProcess:
         if self._state is State.BUSY:
             self.jobs_done += 1
             self.sweep_by = now + SWEEP_TIMEOUT
-            self._change(State.SWEEPING, State.BUSY)
+            self._change("job_done")
             try:
                 assert self._control is not None
                 self._control.send(SWEEP)
             except (OSError, AssertionError):
-                self.stop(expected=False)
-                self.signal_group(signal.SIGKILL)
+                self.kill(expected=False)
         return running
 
     def stop(self, expected: bool = True) -> None:
-        """Close our ends of its channels: an idle runner reads EOF and the slot exits by itself."""
-        if self._state in _LIVE:
-            self._stopped_from = self._state
-            self._state = State.STOPPING
+        """Close our end of its job pipe: an idle runner reads EOF and the slot exits by itself."""
+        self._stopped_from = self._stopped_from or self._state
         if self._conn is not None:
             self._close(self._conn)
             self._conn = None
         self.sweep_by = None
         self._exit_expected = self._exit_expected or expected
-        self._notify()
+        self._change("stop")
+
+    def kill(self, expected: bool = True, sig: int = signal.SIGKILL) -> None:
+        """Stop it, and signal the slot at once."""
+        self.stop(expected)
+        self.signal_group(sig)
+
+    def hung_up(self) -> None:
+        """The runner closed its pipe (most likely it died): stop a live slot; its sentinel tells how."""
+        if self._state in LIVE:
+            self.kill(expected=False, sig=signal.SIGTERM)
 
     def terminate(self, now: float, grace: float = KILL_GRACE) -> None:
         """SIGTERM the slot (the keeper kills all below it), with a SIGKILL of our own after ``grace``."""
@@ -331,7 +352,7 @@ class ChildProcess:
             pass
 
     def reap(self) -> str:
-        """Collect the exit status of a dead slot, described for a log line."""
+        """Collect the exit status of a dead slot, described for a log line; the watcher forgets it."""
         self.process.join(0)
         self.signal_group(signal.SIGKILL)  # a runner that outlived its keeper goes too
         self.stop(expected=False)
@@ -339,10 +360,7 @@ class ChildProcess:
             if sock is not None:
                 self._close(sock)
         self._control = self._output = None
-        if self._watcher is not None:
-            self._watcher.closing(self, self.sentinel)
-        self._state = State.DEAD
-        self._notify()
+        self._change("reap")
         code = self.process.exitcode
         if code is not None:
             self.process.close()

@@ -3,13 +3,14 @@
 With hundreds of slots, a turn that asks every slot what it is doing costs
 more than the turn's real work. Instead each slot tells this index
 (:class:`sesshu.pool.slot.Watcher`) when its state, generation or next
-wake-up changes, and before it closes an fd. The index keeps:
+wake-up changes, and before it closes an fd. The index is the pool's one
+list of its slots, from launch until death, and keeps:
 
 - the slots in each state, so ``idle()`` and ``busy_count()`` touch no other slot;
 - the slots that count towards the pool's strength (live, and not a probe);
 - one selector over every open fd of every slot, registered when a slot
-  comes and unregistered before its fd closes, mapping an fd to its slot.
-  The supervisor waits on the selector's own fd (an epoll fd is readable
+  comes and unregistered before its fd closes or the slot is dead, mapping
+  an fd to its slot. The supervisor waits on the selector's own fd (an epoll fd is readable
   while any fd in it is), so its wait set never changes with the slots;
 - a heap of wake-up times: only slots with something due are visited.
 
@@ -24,11 +25,9 @@ from __future__ import annotations
 import heapq
 import itertools
 import selectors
-from collections.abc import Iterable
+from collections.abc import Iterator
 
-from sesshu.pool.slot import ChildProcess, State
-
-_LIVE = frozenset((State.STARTING, State.IDLE, State.BUSY, State.SWEEPING))
+from sesshu.pool.slot import LIVE, ChildProcess, State
 
 
 class SlotIndex:
@@ -59,15 +58,6 @@ class SlotIndex:
             fds.add(fd)
         self.changed(child)
 
-    def remove(self, child: ChildProcess) -> None:
-        for fd in self._fds.pop(child, ()):
-            self._selector.unregister(fd)
-        state = self._state.pop(child, None)
-        if state is not None:
-            self._by_state[state].pop(child, None)
-        self._counted.pop(child, None)
-        self._pushed.pop(child, None)  # its heap entries are stale now
-
     # -- what slots tell us (the Watcher protocol) -----------------------------
 
     def changed(self, child: ChildProcess) -> None:
@@ -77,9 +67,16 @@ class SlotIndex:
         if old is not new:
             if old is not None:
                 del self._by_state[old][child]
+            if new is State.DEAD:
+                for fd in self._fds.pop(child):
+                    self._selector.unregister(fd)
+                del self._state[child]
+                self._counted.pop(child, None)
+                self._pushed.pop(child, None)  # its heap entries are stale now
+                return
             self._by_state[new][child] = None
             self._state[child] = new
-        if new in _LIVE and child.generation >= 0:
+        if new in LIVE and child.generation >= 0:
             self._counted[child] = None
         else:
             self._counted.pop(child, None)
@@ -96,8 +93,12 @@ class SlotIndex:
 
     # -- what the pool asks -----------------------------------------------------
 
-    def in_state(self, state: State) -> Iterable[ChildProcess]:
-        return self._by_state[state].keys()
+    def __iter__(self) -> Iterator[ChildProcess]:
+        """Every slot not yet dead, in launch order."""
+        return iter(list(self._fds))
+
+    def in_state(self, *states: State) -> list[ChildProcess]:
+        return [child for state in states for child in self._by_state[state]]
 
     def count(self, state: State) -> int:
         return len(self._by_state[state])

@@ -3,29 +3,23 @@
 The fork server forks every slot, so it is started on purpose, once, with
 the workers' environment rather than the master's (``start_fork_server``).
 The probe loads a plugin set in a throw-away slot exactly as a worker would,
-as the worker account, and says whether it loads: ``--check``, start-up and a
-reload (through ``Pool.propose``) all take this one path.
+as the worker account, and says whether it loads. ``--check`` and start-up
+(:func:`probe`) run a reload's probe (``Pool.propose``) in a pool of its own,
+so all three take this one path.
 """
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
-import signal
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import wait
 from multiprocessing.context import ForkServerContext
-from typing import TYPE_CHECKING
 
-from sesshu.pool.protocol import BootFailed, ProtocolError, Ready
-from sesshu.pool.slot import ChildProcess, State
-from sesshu.text import loggable
+from sesshu.config.schema import Config
+from sesshu.pool.events import PoolEvent, Reconfigured, ReconfigureFailed
+from sesshu.pool.pool import Pool, PoolSettings
 from sesshu.worker import sandbox
-
-if TYPE_CHECKING:
-    from sesshu.pool.pool import PoolSettings
-
-output_log = logging.getLogger("sesshu.worker")
 
 
 class ProbeFailed(Exception):
@@ -57,33 +51,28 @@ def start_fork_server(environment: dict[str, str]) -> None:
         forkserver.ensure_running()
 
 
-def probe(ctx: ForkServerContext, settings: PoolSettings, timeout: float) -> None:
+def probe(ctx: ForkServerContext, settings: PoolSettings, config: Config, timeout: float) -> None:
     """Load every plugin in a throw-away slot, as a worker would; raise ProbeFailed if it cannot."""
-    child = ChildProcess.launch(ctx, settings.specs, settings.setup, settings.max_result_bytes,
-                                time.monotonic(), generation=-1)
-    deadline = time.monotonic() + timeout
+    pool = Pool(ctx, settings, time.monotonic)
     try:
-        while (left := deadline - time.monotonic()) > 0:
-            ready = {fd for fd in wait(child.fds(), min(left, 1.0)) if isinstance(fd, int)}
-            for line in child.read_output() if any(child.is_output_fd(fd) for fd in ready) else []:
-                output_log.warning("probe worker %d: %s", child.pid, loggable(line, 2048))
-            try:
-                messages, eof = child.read_frames(time.monotonic())
-            except ProtocolError as exc:
-                raise ProbeFailed("-", f"the probe worker broke the protocol: {exc}") from None
-            for message in messages:
-                if isinstance(message, Ready):
-                    return
-                if isinstance(message, BootFailed):
-                    raise ProbeFailed(message.plugin, message.error)
-            if eof or child.sentinel in ready:
-                child.process.join(1.0)
-                raise ProbeFailed("-", f"loading the plugins killed the probe worker ({child.reap()})")
+        pool.propose(settings, config)
+        for event in _events(pool, timeout):
+            if isinstance(event, ReconfigureFailed):
+                raise ProbeFailed(event.plugin, event.error)
+            if isinstance(event, Reconfigured):
+                return
         raise ProbeFailed("-", f"loading the plugins took over {timeout:g} s")
     finally:
-        if child.state is not State.DEAD:
-            child.stop()
-            child.process.join(5.0)
-            if child.process.exitcode is None:
-                child.signal_group(signal.SIGKILL)
-                child.process.join(5.0)
+        pool.kill_all()  # it reports nothing: no job ran
+        for _ in _events(pool, 10.0):
+            pass
+        pool.close()
+
+
+def _events(pool: Pool, seconds: float) -> Iterator[PoolEvent]:
+    """What the pool reports while it has slots, for ``seconds`` at most."""
+    deadline = time.monotonic() + seconds
+    while pool.children and (left := deadline - time.monotonic()) > 0:
+        wait([pool.fileno()], min(left, 1.0))
+        yield from pool.collect({pool})  # the pool finds out which of its fds are ready
+        yield from pool.enforce_deadlines()
