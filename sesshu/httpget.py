@@ -24,7 +24,7 @@ __all__ = ["USER_AGENT", "Page", "check_http_target", "get"]
 
 USER_AGENT = "Panorama/sesshu"
 
-_log = logging.getLogger("sesshu.httpget")
+_log = logging.getLogger(__name__)
 
 # Upper bound on one socket read; also how far past max_bytes we may read.
 _CHUNK = 16 * 1024

@@ -71,7 +71,7 @@ THROTTLED = PUBLISHES | {"sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityB
 # linger, plus the delete call in flight and the results batch's own 50 ms
 # linger, with room for a loaded two-core machine.
 KILL_WINDOW = 3.0
-OUTCOME_LINE = re.compile(r"sesshu\.outcome: (done|empty|retried|rejected): \S+ (\S+): (.*?)"
+OUTCOME_LINE = re.compile(r"sesshu\.jobs\.outcomes: (done|empty|retried|rejected): \S+ (\S+): (.*?)"
                           r"(?:; message \S+ (?:will be retried|left for the dead-letter queue))?$")
 
 

@@ -212,7 +212,7 @@ def test_a_retitled_worker_is_not_taken_for_the_master(separated: Contained) -> 
 def test_every_message_is_accounted_for(separated: Contained) -> None:
     separated.daemon.stop()
     log = separated.daemon.log()
-    received = log.count("] INFO sesshu.outcome: ") + log.count("] WARNING sesshu.outcome: ")
+    received = log.count("] INFO sesshu.jobs.outcomes: ") + log.count("] WARNING sesshu.jobs.outcomes: ")
     assert received > 0
     # "outcomes: done=M, ...; receives: retried=R" counts messages, and receives where they differ.
     summary = log.rsplit("stopped; outcomes: ", 1)[1].split("; bus requests")[0]
@@ -233,7 +233,7 @@ def test_without_a_worker_account_the_environment_is_still_clean(shared: Contain
             if "multiprocessing.forkserver" in title}
     assert ours
     no_secret({k: v for k, v in got.items() if k in ("environ", "self", "parent") or k in ours})
-    assert shared.daemon.wait_log(r"WARNING sesshu\.daemon: workers\.user is not set")
+    assert shared.daemon.wait_log(r"WARNING sesshu\.daemon\.assemble: workers\.user is not set")
 
 
 def test_without_a_worker_account_sweeps_limits_and_flags_still_hold(shared: Contained) -> None:

@@ -38,7 +38,7 @@ def test_outcomes_done_empty_rejected(moto: MotoServer, deployment: Deployment, 
     # Children never import boto3.
     assert got["chaos:modules"]["result"] == {"boto3": False, "botocore": False}
     d.wait_log(r"empty: chaos chaos:none: no data .* message \S+ deleted")
-    assert len(d.wait_log(r"INFO sesshu\.outcome: done: ", count=2)) == 2
+    assert len(d.wait_log(r"INFO sesshu\.jobs\.outcomes: done: ", count=2)) == 2
     assert d.stop() == 0
     assert "outcomes: done=2, empty=1, rejected=0, retried=0" in d.log()
     # Nothing left in the input queue: done and empty messages were deleted.
@@ -310,7 +310,7 @@ def test_several_senders_and_receivers_lose_and_repeat_nothing(moto: MotoServer,
     publish(moto, deployment, "chaos", *targets)
     results = Inbox(moto, deployment.results_queue_url)
     results.wait(150, timeout=120)
-    d.wait_log(r"sesshu\.outcome: (done|empty): ", count=180, timeout=60)
+    d.wait_log(r"sesshu\.jobs\.outcomes: (done|empty): ", count=180, timeout=60)
     assert d.stop() == 0
     assert "outcomes: done=150, empty=30, rejected=0, retried=0" in d.log()
     assert sorted(json.loads(b)["target"] for b in results.bodies()) == sorted(targets[:150])  # each once

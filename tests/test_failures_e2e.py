@@ -92,7 +92,7 @@ def test_a_timeout_and_a_malformed_message_each_get_one_record_on_their_last_rec
     assert rejected["failure"]["message_id"] == malformed_id
     assert "s3cret" not in json.dumps(records) and "hunter2" not in json.dumps(records)
 
-    d.wait_log(rf"INFO sesshu\.settle: failure record published for message {malformed_id}")
+    d.wait_log(rf"INFO sesshu\.bus\.outbox: failure record published for message {malformed_id}")
     assert len(d.wait_log(r"failure record published for message", count=2)) == 2
     assert poll(lambda: metric(port, "sesshu_failures_published_total") == 2.0, timeout=10,
                 what="the failures metric at 2")

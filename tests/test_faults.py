@@ -31,8 +31,8 @@ from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
 from tests.harness.daemon import Daemon, write_config
 from tests.harness.proxy import TcpProxy
 
-DONE = re.compile(r"INFO sesshu\.outcome: done: (\S+) (.+?): result published.*; message (\S+) deleted")
-RETRIED = re.compile(r"WARNING sesshu\.outcome: retried: (\S+) (.+?): (.*); message (\S+) will be retried")
+DONE = re.compile(r"INFO sesshu\.jobs\.outcomes: done: (\S+) (.+?): result published.*; message (\S+) deleted")
+RETRIED = re.compile(r"WARNING sesshu\.jobs\.outcomes: retried: (\S+) (.+?): (.*); message (\S+) will be retried")
 
 
 # -- helpers ----------------------------------------------------------------------
@@ -77,8 +77,8 @@ def assert_all_accounted(moto: MotoServer, dep: Deployment, results: Inbox, expe
 
 def outage_lines(d: Daemon) -> tuple[int, int]:
     log = d.log()
-    return (log.count("ERROR sesshu.busio: bus outage: "),
-            log.count("WARNING sesshu.busio: bus recovered after"))
+    return (log.count("ERROR sesshu.bus.lanes: bus outage: "),
+            log.count("WARNING sesshu.bus.lanes: bus recovered after"))
 
 
 # -- network faults -----------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_refused_connections_lose_nothing(moto: MotoServer, cfg_path: Path, daem
         proxy.mode = "refuse"
         outage_ends = time.monotonic() + 5
         publish(moto, dep, "chaos", *during)
-        d.wait_log(r"ERROR sesshu\.busio: bus outage: ", timeout=30)
+        d.wait_log(r"ERROR sesshu\.bus\.lanes: bus outage: ", timeout=30)
         let_the_fault_last_until(outage_ends)
         assert d.proc is not None and d.proc.poll() is None
         assert outage_lines(d) == (1, 0)
@@ -397,7 +397,7 @@ def test_max_jobs_recycles_the_worker(moto: MotoServer, cfg_path: Path, daemons:
 
 # -- AWS answering "too many requests" or "unavailable" ------------------------------
 
-OUTCOME = re.compile(r"sesshu\.outcome: (done|empty|retried|rejected): \S+ (\S+): ")
+OUTCOME = re.compile(r"sesshu\.jobs\.outcomes: (done|empty|retried|rejected): \S+ (\S+): ")
 
 
 def outcomes_by_target(d: Daemon) -> dict[str, list[str]]:

@@ -29,7 +29,7 @@ from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, publis
 from tests.harness.daemon import TEST_PLUGINS, Daemon, write_config
 
 PASSWORD = "hunter2-s3cret"
-FORGED_LINE = "2099-01-01 00:00:00,000 [1] INFO sesshu.outcome: done: chaos forged: result published"
+FORGED_LINE = "2099-01-01 00:00:00,000 [1] INFO sesshu.jobs.outcomes: done: chaos forged: result published"
 
 
 def nest(depth: int) -> str:
@@ -85,7 +85,7 @@ def test_poison_messages_end_rejected_in_the_dlq(moto: MotoServer, deployment: D
                                                  daemons: list[Daemon], fmt: str) -> None:
     d = Daemon(write_config(cfg_path, moto, deployment, logging={"format": fmt}), moto)
     daemons.append(d.start(wait_ready=False))
-    d.wait_log(r"INFO sesshu\.daemon: started" if fmt == "text" else r'"logger": "sesshu\.daemon", .*"started: ',
+    d.wait_log(r"INFO sesshu\.daemon\.assemble: started" if fmt == "text" else r'"logger": "sesshu\.daemon\.assemble", .*"started: ',
                timeout=60)
     results = Inbox(moto, deployment.results_queue_url)
     publish(moto, deployment, "chaos", "chaos:echo:before")
@@ -111,7 +111,7 @@ def test_poison_messages_end_rejected_in_the_dlq(moto: MotoServer, deployment: D
     assert "Logging error" not in log and "Traceback" not in log
     if fmt == "json":
         docs = [json.loads(line) for line in lines]  # every line is one JSON document
-        outcomes = [doc for doc in docs if doc.get("logger") == "sesshu.outcome"]
+        outcomes = [doc for doc in docs if doc.get("logger") == "sesshu.jobs.outcomes"]
         by_id = {mid: {doc["outcome"] for doc in outcomes if doc["message_id"] == mid} for mid in sent}
     else:
         # No line was started by a sender: each is printable and starts with a real time stamp.
@@ -120,8 +120,8 @@ def test_poison_messages_end_rejected_in_the_dlq(moto: MotoServer, deployment: D
         ids = {name: mid for mid, name in sent.items()}
         for name, why in REASONS.items():
             assert any(why in line for line in lines if f"message {ids[name]} " in line), (name, why)
-        by_id = {mid: {line.split(" sesshu.outcome: ")[1].split(":")[0] for line in lines
-                       if " sesshu.outcome: " in line and f"message {mid} " in line} for mid in sent}
+        by_id = {mid: {line.split(" sesshu.jobs.outcomes: ")[1].split(":")[0] for line in lines
+                       if " sesshu.jobs.outcomes: " in line and f"message {mid} " in line} for mid in sent}
     # Each poison message had exactly one kind of outcome, every time it was received: rejected.
     assert by_id == {mid: {"rejected"} for mid in sent}, {sent[m]: o for m, o in by_id.items()}
 
@@ -151,7 +151,7 @@ def test_an_unexpected_error_while_parsing_retries_that_message_only(caplog: pyt
         assert crash.exc_info is not None and crash.exc_info[0] is KeyError
     finally:
         sup.intake.stop()
-        sup.senders.stop()
+        sup.sender.stop()
 
 
 def test_a_stalled_or_deep_frame_costs_only_its_worker(moto: MotoServer, deployment: Deployment, cfg_path: Path,

@@ -95,7 +95,7 @@ def test_a_permanent_refusal_is_logged_as_such_once_a_minute(code: str, caplog: 
     error = BusError(f"publish: {code}: refused", code)
     now = [100.0]
     health = BusHealth(clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, "sesshu.supervisor"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         for step in (0.0, 10.0, 30.0, 61.0):
             bus = StrictBus(refuse={"publish": error})
             now[0] = 100.0 + step
@@ -112,7 +112,7 @@ def test_a_permanent_refusal_is_logged_as_such_once_a_minute(code: str, caplog: 
 def test_an_outage_is_still_an_outage(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
     bus = StrictBus(refuse={"publish": BusError("publish: connect timeout", "ConnectTimeoutError")})
-    with caplog.at_level(logging.INFO, "sesshu.supervisor"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         sent = sending.publish(bus, [Post(ticket("a"), "doc-a", {}, 0), Post(ticket("b"), "doc-b", {}, 0)])
         assert bus.ops() == ["publish"]  # not split: the endpoint is away, not the batch at fault
         health.sent(sent.error)
@@ -123,7 +123,7 @@ def test_an_outage_is_still_an_outage(caplog: pytest.LogCaptureFixture) -> None:
 
 def test_a_refusal_during_an_outage_ends_it(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
-    with caplog.at_level(logging.INFO, "sesshu.supervisor"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         health.sent(Fault("publish: timeout", "ReadTimeoutError"))
         health.sent(Fault("publish: AuthorizationError", "AuthorizationError"))
     assert "bus outage while sending" in caplog.text and "sending recovered" in caplog.text
@@ -143,7 +143,7 @@ def test_receive_failures_back_off_and_only_an_outage_is_called_one(code: str, k
     got = receive(StrictBus(refuse={"receive": BusError(f"receive_message: {code}", code)}), 10, 0)
     assert got.error is not None and got.messages == []
     health = BusHealth(clock=lambda: 50.0)
-    with caplog.at_level(logging.INFO, "sesshu.supervisor"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         health.receive_failed(got.error)
         health.received()
     assert health.poll_after > 50.0  # backs off either way
@@ -157,7 +157,7 @@ def test_throttling_is_logged_once_a_minute_per_kind_of_call_with_its_count(capl
     now = [0.0]
     health = BusHealth(clock=lambda: now[0])
     throttled = Fault("publish_batch: Rate exceeded", "Throttling")
-    with caplog.at_level(logging.INFO, "sesshu.busio"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         for _ in range(30):  # one a second, for half a minute
             health.sent(throttled, "publish")
             health.sent(Fault("delete_message_batch: slow down", "RequestThrottled"), "delete")
@@ -219,7 +219,7 @@ def test_lanes_run_calls_at_once_and_each_frees_itself() -> None:
 def test_an_outage_of_one_kind_of_call_is_logged_once_while_others_work(caplog: pytest.LogCaptureFixture) -> None:
     """SNS down, SQS up: deletes that succeed between failed publishes end no outage of publishes."""
     health = BusHealth(clock=lambda: 0.0)
-    with caplog.at_level(logging.INFO, "sesshu.busio"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         for _ in range(5):
             health.sent(Fault("publish_batch: Service Unavailable", "ServiceUnavailable"), "publish")
             health.sent(None, "delete")
@@ -232,7 +232,7 @@ def test_a_throttling_line_names_the_code_only_by_its_name(caplog: pytest.LogCap
     """The code comes from the server: a megabyte of prefix before "Throttling" must not reach the log."""
     health = BusHealth(clock=lambda: 0.0)
     code = "x" * 1_000_000 + "\n\udc80\x00.Throttling"
-    with caplog.at_level(logging.INFO, "sesshu.busio"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         health.sent(Fault("publish: refused", code), "publish")
     (line,) = [r.getMessage() for r in caplog.records]
     assert line.endswith("(Throttling); backing off, then trying again") and len(line) < 200
@@ -241,7 +241,7 @@ def test_a_throttling_line_names_the_code_only_by_its_name(caplog: pytest.LogCap
 def test_an_outage_line_is_bounded_whatever_the_server_said(caplog: pytest.LogCaptureFixture) -> None:
     health = BusHealth(clock=lambda: 0.0)
     said = "publish: " + "<html>" * 200_000 + "\nforged line \udc80\x00"
-    with caplog.at_level(logging.INFO, "sesshu.busio"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         health.sent(Fault(said, "ServiceUnavailable"), "publish")
         health.receive_failed(Fault(said, "ServiceUnavailable"))
         health.sent(Fault(said, "AccessDenied"), "delete")

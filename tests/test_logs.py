@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from sesshu.daemon import logs
 
-FORGED = "https://x/\r\n2099-01-01 00:00:00,000 [1] INFO sesshu.outcome: done: forged"
+FORGED = "https://x/\r\n2099-01-01 00:00:00,000 [1] INFO sesshu.jobs.outcomes: done: forged"
 HOSTILE = [FORGED, "\x1b[2J\x1b[31mred", "a\x85b", "a\u2028b", "a\u2029b", "\u202egnp.exe", "\x00",
            "lone \ud800 surrogate", "\udcff", "tab\there"]
 
@@ -40,7 +40,7 @@ def record(msg: str, *args: object, exc: bool = False) -> logging.LogRecord:
         except ValueError:
             import sys
             exc_info = sys.exc_info()
-    return logging.LogRecord("sesshu.outcome", logging.WARNING, __file__, 1, msg, args or None, exc_info)
+    return logging.LogRecord("sesshu.jobs.outcomes", logging.WARNING, __file__, 1, msg, args or None, exc_info)
 
 
 @pytest.mark.parametrize("text", HOSTILE)
@@ -49,12 +49,12 @@ def test_text_lines_escape_the_message(text: str) -> None:
     assert "\n" not in line and "\r" not in line
     assert line.isprintable()
     line.encode("utf-8")
-    assert " WARNING sesshu.outcome: rejected: chaos: " in line
+    assert " WARNING sesshu.jobs.outcomes: rejected: chaos: " in line
 
 
 def test_text_lines_keep_printable_messages_as_they_are() -> None:
     line = logs.TextFormatter(logs.TEXT_FORMAT).format(record("done: %s", "https://例え.jp/ x"))
-    assert line.endswith("WARNING sesshu.outcome: done: https://例え.jp/ x")
+    assert line.endswith("WARNING sesshu.jobs.outcomes: done: https://例え.jp/ x")
 
 
 def test_a_traceback_keeps_its_lines_after_an_escaped_message() -> None:
@@ -73,7 +73,7 @@ def test_the_formatter_does_not_change_the_record() -> None:
 
 def lines_written(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> list[str]:
     handler = logs.setup(str(tmp_path), "t", "debug", fmt)
-    log = logging.getLogger("sesshu.outcome")
+    log = logging.getLogger("sesshu.jobs.outcomes")
     for text in HOSTILE:
         log.warning("rejected: %s", text, extra={"sesshu": {"target": text, "plugin": text}})
     try:
@@ -88,8 +88,8 @@ def lines_written(tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture[str]) 
 def test_text_file_survives_every_hostile_string(tmp_path: Path, root: logging.Logger,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     lines = lines_written(tmp_path, "text", capsys)
-    assert sum(" WARNING sesshu.outcome: rejected: " in ln for ln in lines) == len(HOSTILE)
-    assert sum(" ERROR sesshu.outcome: crashed on \\ud800" in ln for ln in lines) == 1
+    assert sum(" WARNING sesshu.jobs.outcomes: rejected: " in ln for ln in lines) == len(HOSTILE)
+    assert sum(" ERROR sesshu.jobs.outcomes: crashed on \\ud800" in ln for ln in lines) == 1
     assert not any(ln.startswith("2099") for ln in lines[:len(HOSTILE) + 1])
 
 

@@ -14,7 +14,7 @@ from sesshu.jobs.outcomes import DETAIL_CHARS, Outcomes
 def outcome_record(caplog: pytest.LogCaptureFixture, outcome: str, plugin: str | None, target: str | None,
                    **kw: object) -> logging.LogRecord:
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="sesshu.outcome"):
+    with caplog.at_level(logging.INFO, logger="sesshu"):
         Outcomes().record(outcome, "m-1", plugin, target, **kw)  # type: ignore[arg-type]
     (rec,) = caplog.records
     return rec

@@ -257,7 +257,7 @@ def test_odd_json_is_not_valid_json(parser: RequestParser, body: str) -> None:
 
 @pytest.mark.parametrize("target, char", [
     ("https://a/\u0000x", "U+0000"),
-    ("https://a/\r\n2099-01-01 00:00:00,000 [1] INFO sesshu.outcome: done", "U+000D"),
+    ("https://a/\r\n2099-01-01 00:00:00,000 [1] INFO sesshu.jobs.outcomes: done", "U+000D"),
     ("https://a/\nx", "U+000A"),
     ("https://a/\tx", "U+0009"),
     ("\x1b[31mred", "U+001B"),

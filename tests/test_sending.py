@@ -143,7 +143,7 @@ def test_a_batch_refused_as_too_long_goes_entry_by_entry(caplog: pytest.LogCaptu
     assert isinstance(sent.error, Fault) and sent.error.permanent
     assert "one by one" in sent.error
     health = BusHealth(clock=lambda: 0.0)
-    with caplog.at_level(logging.INFO, "sesshu.supervisor"):
+    with caplog.at_level(logging.INFO, "sesshu"):
         health.sent(sent.error)
     assert "not an outage" in caplog.text and "BatchRequestTooLong" in caplog.text
     assert "bus outage" not in caplog.text

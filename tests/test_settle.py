@@ -299,7 +299,7 @@ def test_a_refused_visibility_change_or_delete_is_logged_bounded(caplog: pytest.
     call = settler.outbox.next_call(FakeBus(fails={"0": Fault(said, "ReceiptHandleIsInvalid", transient=False)}),  # type: ignore[arg-type]
                              None, more_coming=False)
     assert call is not None
-    with caplog.at_level(logging.WARNING, "sesshu.settle"):
+    with caplog.at_level(logging.WARNING, "sesshu"):
         deliver(settler, call())
     (line,) = [r.getMessage() for r in caplog.records]
     assert "could not change its visibility" in line and len(line) < 700 and "\n" not in line

@@ -415,7 +415,7 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
     import sesshu.bus.intake as intake_module
 
     monkeypatch.setattr(intake_module, "STALL_SLACK", 0.5)
-    caplog.set_level(logging.ERROR, logger="sesshu.supervisor")
+    caplog.set_level(logging.ERROR, logger="sesshu")
     stuck = threading.Event()
     release = threading.Event()
     bus = RecordingBus()
@@ -440,7 +440,7 @@ def test_watchdog_replaces_a_stalled_poller(rigs: Callable[..., Rig], monkeypatc
 
 def test_workers_that_keep_dying_are_respawned_with_backoff(rigs: Callable[..., Rig],
                                                              caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="sesshu.pool")
+    caplog.set_level(logging.WARNING, logger="sesshu")
     rig = rigs(RecordingBus(), make_config(plugin=["doomed"]))
     seen: set[int] = set()
 

@@ -16,7 +16,7 @@ from functools import partial
 from sesshu.bus.api import BATCH_MAX, Bus
 from sesshu.bus.lanes import BusHealth, Lane, Lanes, Received, receive
 
-log = logging.getLogger("sesshu.supervisor")
+log = logging.getLogger(__name__)
 
 STALL_SLACK = 45.0  # a receive this much past its long poll has stalled (its timeouts failed)
 FLOW_SECONDS = 1.0  # the pool's intake rate is an average over about this long

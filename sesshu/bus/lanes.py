@@ -24,7 +24,7 @@ from sesshu.backoff import Backoff
 from sesshu.bus.api import Bus, BusError, Fault, Message, error_name
 from sesshu.text import loggable
 
-log = logging.getLogger("sesshu.busio")
+log = logging.getLogger(__name__)
 
 
 @dataclass

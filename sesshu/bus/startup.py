@@ -41,7 +41,7 @@ from sesshu.bus.sqs import SqsSnsBus
 from sesshu.config.schema import Config, ConfigError
 from sesshu.text import loggable
 
-log = logging.getLogger("sesshu.daemon")
+log = logging.getLogger(__name__)
 
 EX_TEMPFAIL = 75
 

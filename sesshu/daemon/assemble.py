@@ -37,7 +37,7 @@ from sesshu.worker import sandbox
 from sesshu.worker.runner import PluginSpec
 from sesshu.worker.sandbox import Identity, SandboxError, WorkerSetup
 
-log = logging.getLogger("sesshu.daemon")
+log = logging.getLogger(__name__)
 
 BOOT_CHECK_TIMEOUT = 60.0
 MAX_RESULT_BYTES = 256 * 1024  # what fits the SNS topic

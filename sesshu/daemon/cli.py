@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception:
         # A bug, not a config error: exit EX_SOFTWARE (not 1), so that a
         # service manager restarts us; the messages we held reappear.
-        logging.getLogger("sesshu").exception("sesshud crashed")
+        logging.getLogger(__name__).exception("sesshud crashed")
         return EX_SOFTWARE
 
 

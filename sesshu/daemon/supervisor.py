@@ -30,7 +30,7 @@ from sesshu.pool.pool import Pool, PoolSettings
 from sesshu.pool.protocol import Job
 from sesshu.text import loggable
 
-log = logging.getLogger("sesshu.supervisor")
+log = logging.getLogger(__name__)
 
 MAX_WAIT = 1.0
 EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll

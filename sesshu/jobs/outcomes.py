@@ -17,7 +17,7 @@ from typing import Any
 
 from sesshu.text import loggable
 
-log = logging.getLogger("sesshu.outcome")
+log = logging.getLogger(__name__)
 
 OUTCOMES = ("done", "empty", "rejected", "retried")
 # An error detail can quote a plugin's exception, which can quote the target

@@ -24,7 +24,7 @@ from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import JobFinished
 from sesshu.text import loggable
 
-log = logging.getLogger("sesshu.settle")
+log = logging.getLogger(__name__)
 
 DEFAULT_VISIBILITY = 30  # seconds, assumed when the queue's attributes cannot be read
 

@@ -34,7 +34,7 @@ from sesshu.worker import sandbox
 from sesshu.worker.runner import LEAVING_REASONS, PluginSpec
 from sesshu.worker.sandbox import WorkerSetup
 
-log = logging.getLogger("sesshu.pool")
+log = logging.getLogger(__name__)
 output_log = logging.getLogger("sesshu.worker")
 
 MIN_UPTIME = 5.0  # an idle slot dying sooner than this counts towards the crash-loop backoff

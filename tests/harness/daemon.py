@@ -60,7 +60,7 @@ class Daemon:
                                          # id, which is how orphans are found.
                                          start_new_session=True)
         if wait_ready:
-            self.wait_log(r"INFO sesshu\.daemon: started", timeout=60)
+            self.wait_log(r"INFO sesshu\.daemon\.assemble: started", timeout=60)
         return self
 
     @property
