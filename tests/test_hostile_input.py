@@ -85,8 +85,8 @@ def test_poison_messages_end_rejected_in_the_dlq(moto: MotoServer, deployment: D
                                                  daemons: list[Daemon], fmt: str) -> None:
     d = Daemon(write_config(cfg_path, moto, deployment, logging={"format": fmt}), moto)
     daemons.append(d.start(wait_ready=False))
-    d.wait_log(r"INFO sesshu\.daemon\.assemble: started" if fmt == "text" else r'"logger": "sesshu\.daemon\.assemble", .*"started: ',
-               timeout=60)
+    started = r"INFO sesshu\.daemon\.assemble: started"
+    d.wait_log(started if fmt == "text" else r'"logger": "sesshu\.daemon\.assemble", .*"started: ', timeout=60)
     results = Inbox(moto, deployment.results_queue_url)
     publish(moto, deployment, "chaos", "chaos:echo:before")
     sqs = moto.client("sqs")

@@ -223,7 +223,8 @@ def test_a_reload_names_the_restart_only_keys_and_applies_the_rest(moto: MotoSer
     cfg_path.write_text(yaml.safe_dump(doc))
     d.send_signal(signal.SIGHUP)
     # The operator's line, word for word: the Config field names, sorted.
-    d.wait_log(r"WARNING sesshu\.daemon\.assemble: reload: changes to queue, s3_prefix take effect only after a restart$")
+    d.wait_log(r"WARNING sesshu\.daemon\.assemble: reload: changes to queue, s3_prefix take effect only after a "
+               r"restart$")
     d.wait_log(r"reloaded: 3 workers, plugins chaos")
     publish(moto, deployment, "chaos", "chaos:echo:one")
     Inbox(moto, deployment.results_queue_url).wait(1)  # served from the running queue
