@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,6 +27,10 @@ def config(**workers: Any) -> Config:
                          "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
 
 
+def fixed(config: Config) -> Callable[[], Config]:
+    return lambda: config
+
+
 def ticket(n: int, visible_until: float, receives: int = 1) -> Ticket:
     return Ticket(Message(f"m-{n}", f"r-{n}", "{}", receives), visible_until=visible_until)
 
@@ -42,7 +47,7 @@ def test_retry_delay_doubles_up_to_its_cap() -> None:
 
 
 def test_the_heartbeat_extends_only_what_is_about_to_lapse() -> None:
-    settler = Settler(config(), QueueInfo(visibility_timeout=30, max_receive_count=3))
+    settler = Settler(fixed(config()), QueueInfo(visibility_timeout=30, max_receive_count=3))
     margin = 10.0  # a third of 30 s
     fresh, due = ticket(1, visible_until=1000.0 + margin + 1), ticket(2, visible_until=1000.0 + margin)
     settler.extend_visibility(1000.0, [(fresh, None), (due, None)])
@@ -52,7 +57,7 @@ def test_the_heartbeat_extends_only_what_is_about_to_lapse() -> None:
 
 
 def test_the_heartbeat_is_capped_by_the_job_deadline() -> None:
-    settler = Settler(config(), QueueInfo(visibility_timeout=300, max_receive_count=3))
+    settler = Settler(fixed(config()), QueueInfo(visibility_timeout=300, max_receive_count=3))
     running = ticket(1, visible_until=1000.0)
     settler.extend_visibility(1000.0, [(running, 1004.5)])
     # Up to the deadline plus the margin (10 s), not the whole 300 s.
@@ -65,7 +70,7 @@ def test_the_heartbeat_is_capped_by_the_job_deadline() -> None:
 
 
 def test_one_extension_per_ticket_until_it_is_sent() -> None:
-    settler = Settler(config(), QueueInfo(visibility_timeout=30, max_receive_count=3))
+    settler = Settler(fixed(config()), QueueInfo(visibility_timeout=30, max_receive_count=3))
     t = ticket(1, visible_until=1000.0)
     settler.extend_visibility(1000.0, [(t, None)])
     t.visible_until = 1000.0  # as if the clock had not moved
@@ -74,15 +79,15 @@ def test_one_extension_per_ticket_until_it_is_sent() -> None:
 
 
 def test_without_the_permission_there_is_no_heartbeat() -> None:
-    settler = Settler(config(), QueueInfo(30, 3), heartbeat=False)
+    settler = Settler(fixed(config()), QueueInfo(30, 3), heartbeat=False)
     t = ticket(1, visible_until=0.0)
     settler.extend_visibility(1000.0, [(t, None)])
     assert not settler.outbox.extending(t)
 
 
 def test_rejected_is_released_at_once_with_a_dlq_and_backed_off_without() -> None:
-    with_dlq = Settler(config(), QueueInfo(30, 3))
-    without = Settler(config(retry={"delay": 5, "max_delay": 900}), QueueInfo(30, None))
+    with_dlq = Settler(fixed(config()), QueueInfo(30, 3))
+    without = Settler(fixed(config(retry={"delay": 5, "max_delay": 900})), QueueInfo(30, None))
     a, b = ticket(1, 0.0, receives=3), ticket(2, 0.0, receives=3)
     with_dlq.reject(a, "bad")
     without.reject(b, "bad")
@@ -93,7 +98,7 @@ def test_rejected_is_released_at_once_with_a_dlq_and_backed_off_without() -> Non
 
 def test_every_outcome_reaches_the_observer() -> None:
     seen: list[tuple[str, str, str, float | None]] = []
-    settler = Settler(config(), QueueInfo(30, 3), observer=lambda *a: seen.append(a))
+    settler = Settler(fixed(config()), QueueInfo(30, 3), observer=lambda *a: seen.append(a))
     settler.retry(ticket(1, 0.0), "timeout", "late")
     assert seen == [("-", "retried", "timeout", None)]
 
@@ -122,7 +127,7 @@ def finished(t: Ticket, payload: bytes) -> tuple[Ticket, JobFinished]:
 
 
 def test_a_record_goes_out_on_the_last_receive_only() -> None:
-    settler = Settler(with_failures(), QueueInfo(30, 2))
+    settler = Settler(fixed(with_failures()), QueueInfo(30, 2))
     early, last = parsed(1, receives=1), parsed(2, receives=2)
     settler.retry(early, "timeout", "late")
     settler.retry(last, "timeout", "plugin chaos timed out after 5 s on chaos:hang")
@@ -138,7 +143,7 @@ def test_a_record_goes_out_on_the_last_receive_only() -> None:
 
 
 def test_a_rejected_message_gets_its_record_with_the_reason_invalid() -> None:
-    settler = Settler(with_failures(), QueueInfo(30, 2))
+    settler = Settler(fixed(with_failures()), QueueInfo(30, 2))
     t = ticket(1, 0.0, receives=2)
     settler.reject(t, "body is not valid JSON")
     (record,) = settler.outbox.failures
@@ -150,8 +155,8 @@ def test_a_rejected_message_gets_its_record_with_the_reason_invalid() -> None:
 
 
 def test_no_record_without_a_failures_topic_or_without_a_redrive_policy() -> None:
-    without_topic = Settler(config(), QueueInfo(30, 2))
-    without_redrive = Settler(with_failures(), QueueInfo(30, None))
+    without_topic = Settler(fixed(config()), QueueInfo(30, 2))
+    without_redrive = Settler(fixed(with_failures()), QueueInfo(30, None))
     for settler in (without_topic, without_redrive):
         settler.retry(parsed(1, receives=99), "timeout", "late")
         settler.reject(ticket(2, 0.0, receives=99), "bad")
@@ -164,7 +169,7 @@ class LosesSecond:
 
 
 def test_published_and_lost_records_are_logged(caplog: pytest.LogCaptureFixture) -> None:
-    settler = Settler(with_failures(), QueueInfo(30, 2))
+    settler = Settler(fixed(with_failures()), QueueInfo(30, 2))
     ok, lost = parsed(1, 2), parsed(2, 2)
     settler.retry(ok, "timeout", "late")
     settler.retry(lost, "timeout", "late")
@@ -178,7 +183,7 @@ def test_published_and_lost_records_are_logged(caplog: pytest.LogCaptureFixture)
 
 
 def test_results_carry_their_attributes() -> None:
-    settler = Settler(config(), QueueInfo(30, 2))
+    settler = Settler(fixed(config()), QueueInfo(30, 2))
     t = parsed(1, 1, "chaos:echo:x")
     settler.on_job_finished(*finished(t, b'{"echo":"x"}'))
     (result,) = settler.outbox.publishes
@@ -195,20 +200,20 @@ def result_of_size(size: int) -> bytes:
 
 def test_the_fits_in_sns_check_counts_the_attributes() -> None:
     """A document of exactly 256 KiB fits only without attributes: with them, it goes to S3."""
-    plain = Settler(config(), QueueInfo(30, 2))
+    plain = Settler(fixed(config()), QueueInfo(30, 2))
     t = parsed(1, 1, "chaos:big")
     plain.on_job_finished(*finished(t, result_of_size(SNS_MAX_BYTES)))
     assert not plain.outbox.publishes and plain.outcomes.reasons["retried:too_large"] == 1
 
-    s3 = Settler(from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
-        "topic": "t", "s3_bucket": "b"}}}), QueueInfo(30, 2))
+    s3 = Settler(fixed(from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
+        "topic": "t", "s3_bucket": "b"}}})), QueueInfo(30, 2))
     s3.on_job_finished(*finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
     (upload,) = s3.outbox.uploads
     document, pointer, attrs = upload.document, upload.pointer.document, upload.pointer.attributes
     assert len(document) == SNS_MAX_BYTES and json.loads(pointer)["result_s3"]["bucket"] == "b"
     assert attrs["result_location"] == "s3" and attrs["outcome"] == "done"
 
-    fits = Settler(config(), QueueInfo(30, 2))
+    fits = Settler(fixed(config()), QueueInfo(30, 2))
     room = SNS_MAX_BYTES - message_size("", string_attributes(failures.attributes("chaos", "done")))
     fits.on_job_finished(*finished(parsed(3, 1, "chaos:big"), result_of_size(room)))
     assert len(fits.outbox.publishes) == 1
@@ -217,7 +222,7 @@ def test_the_fits_in_sns_check_counts_the_attributes() -> None:
 def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() -> None:
     cfg = from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {
         "topic": "t", "s3_bucket": "b", "s3_prefix": "p/", "s3_threshold": 1000}}})
-    settler = Settler(cfg, QueueInfo(30, 3))
+    settler = Settler(fixed(cfg), QueueInfo(30, 3))
     small, big = parsed(1, 1, "chaos:x"), parsed(2, 1, "chaos:x")
     settler.on_job_finished(*finished(small, b'"' + b"x" * 800 + b'"'))
     settler.on_job_finished(*finished(big, b'"' + b"x" * 1000 + b'"'))
@@ -231,7 +236,7 @@ def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() 
 def test_a_publish_refused_for_good_is_retried_and_never_deleted() -> None:
     from tests.test_sending import FakeBus
 
-    settler = Settler(config(), QueueInfo(30, 3))
+    settler = Settler(fixed(config()), QueueInfo(30, 3))
     a = parsed(1, 1, "chaos:x")
     settler.on_job_finished(*finished(a, b"1"))
     call = settler.outbox.next_call(FakeBus(raise_on="publish", code="AuthorizationError"),  # type: ignore[arg-type]
@@ -246,7 +251,7 @@ def test_a_throttled_publish_keeps_its_result_until_it_goes_out_and_only_a_stop_
     from tests.test_sending import FakeBus
 
     clock = [100.0]
-    settler = Settler(config(), QueueInfo(30, 3), clock=lambda: clock[0])
+    settler = Settler(fixed(config()), QueueInfo(30, 3), clock=lambda: clock[0])
     a = parsed(1, 1, "chaos:x")
     settler.on_job_finished(*finished(a, b"1"))
     throttled = FakeBus(raise_on="publish")
@@ -271,7 +276,7 @@ def test_an_extension_the_bus_could_not_make_is_queued_again_after_a_short_backo
     from tests.test_sending import FakeBus
 
     clock = [1000.0]
-    settler = Settler(config(), QueueInfo(visibility_timeout=30, max_receive_count=3), clock=lambda: clock[0])
+    settler = Settler(fixed(config()), QueueInfo(visibility_timeout=30, max_receive_count=3), clock=lambda: clock[0])
     t = ticket(1, visible_until=1005.0)  # within the margin (10 s): due for an extension
     settler.extend_visibility(clock[0], [(t, None)])
     call = settler.outbox.next_call(FakeBus(raise_on="change_visibility", code="EndpointConnectionError"),  # type: ignore[arg-type]
@@ -293,7 +298,7 @@ def test_a_refused_visibility_change_or_delete_is_logged_bounded(caplog: pytest.
     from tests.test_sending import FakeBus
 
     said = "ReceiptHandleIsInvalid: " + "x" * 1_000_000 + "\nforged \udc80"
-    settler = Settler(config(), QueueInfo(30, 3))
+    settler = Settler(fixed(config()), QueueInfo(30, 3))
     t = ticket(1, visible_until=1005.0)
     settler.extend_visibility(1000.0, [(t, None)])
     call = settler.outbox.next_call(FakeBus(fails={"0": Fault(said, "ReceiptHandleIsInvalid", transient=False)}),  # type: ignore[arg-type]

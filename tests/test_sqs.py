@@ -21,7 +21,7 @@ from sesshu.config.schema import from_mapping
 from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
 from tests.harness.aws import FAKE_CREDENTIALS
-from tests.test_settle import deliver
+from tests.test_settle import deliver, fixed
 
 QUEUE = "http://127.0.0.1:9/000000000000/q"
 DLQ_ARN = "arn:aws:sqs:us-east-1:000000000000:q-dlq"
@@ -71,7 +71,7 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
     assert list(failed) == ["0"] and failed["0"].startswith(code)
 
     config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
-    settler = Settler(config)
+    settler = Settler(fixed(config))
     gone, here = Ticket(Message("m-gone", "gone", "{}", 1)), Ticket(Message("m-here", "here", "{}", 1))
     settler.outbox.extend(gone, 30)
     settler.outbox.extend(here, 30)
@@ -95,7 +95,7 @@ class Denied:
 def test_a_denied_visibility_change_turns_the_heartbeat_off(caplog: pytest.LogCaptureFixture) -> None:
     """No emulator enforces IAM: this answer only AWS gives."""
     config = from_mapping({"plugin": ["http_robots"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
-    settler = Settler(config)
+    settler = Settler(fixed(config))
     held = Ticket(Message("m-1", "rh-1", "{}", 1))
     settler.outbox.extend(held, 30)
     call = settler.outbox.next_call(Denied(), None, more_coming=False)

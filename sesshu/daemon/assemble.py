@@ -168,9 +168,8 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
                       on_failures_published=metrics.failures_published if metrics else None)
     bus = opened.bus
     pool = Pool(ctx, settings, time.monotonic, on_restart=metrics.restart if metrics else None, orphans=True)
-    running = config
 
-    def load_again() -> tuple[Config, PoolSettings]:
+    def load_again(running: Config) -> tuple[Config, PoolSettings]:
         new, ignored = restart_only(load(config.path), running)
         logs.check(new.log_path, new.log_name)  # a reload must not die opening its new log
         if ignored:
@@ -178,8 +177,7 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
         return new, pool_settings(new, plugin_specs(new))
 
     def applied(new: Config) -> None:
-        nonlocal handler, running
-        running = new
+        nonlocal handler
         handler = logs.setup(new.log_path, new.log_name, new.log_level, new.log_format)
 
     info = opened.queue_info

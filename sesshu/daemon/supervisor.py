@@ -40,8 +40,9 @@ EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 class Hooks:
     """What the supervisor calls out to, declared where it is built (``sesshu.daemon.assemble``)."""
 
-    # Re-read the config file for a reload: the config to apply and the pool settings it makes.
-    load_config: Callable[[], tuple[Config, PoolSettings]] | None = None
+    # Re-read the config file for a reload, given the running config (whose
+    # restart-only keys it keeps): the config to apply and the pool settings it makes.
+    load_config: Callable[[Config], tuple[Config, PoolSettings]] | None = None
     on_config_applied: Callable[[Config], None] | None = None
     reopen_logs: Callable[[], None] | None = None
     metrics: Metrics | None = None
@@ -89,7 +90,7 @@ class Supervisor:
         s3 = S3Target(config.s3_bucket, config.s3_prefix) if config.s3_bucket else None
         self.sender: Sender[Ticket] = Sender(bus, s3, config.senders, self.health, self.signals.wake, clock)
         metrics = self.hooks.metrics
-        self.settler = Settler(config, queue_info, outbox=self.sender, heartbeat=heartbeat,
+        self.settler = Settler(lambda: self.config, queue_info, outbox=self.sender, heartbeat=heartbeat,
                                observer=metrics.outcome if metrics is not None else None, clock=clock)
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
@@ -232,7 +233,7 @@ class Supervisor:
         from sesshu.config.schema import ConfigError
 
         try:
-            new, settings = self.hooks.load_config()
+            new, settings = self.hooks.load_config(self.config)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config: %s", exc)
             return
@@ -242,7 +243,6 @@ class Supervisor:
     def _apply(self, new: Config) -> None:
         self.config = new
         self.parser = RequestParser(new.plugin_names)
-        self.settler.reconfigure(new)
         if self.hooks.on_config_applied is not None:
             self.hooks.on_config_applied(new)
         log.info("reloaded: %d workers, plugins %s", new.worker_count, ", ".join(new.plugin_names))

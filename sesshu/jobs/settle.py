@@ -37,19 +37,19 @@ def retry_delay(receive_count: int, base: float, cap: float) -> int:
 class Settler:
     """Owns outcomes and visibility: decides them, and queues the bus work that carries them out."""
 
-    def __init__(self, config: Config, queue_info: QueueInfo | None = None, *, outbox: Outbox[Ticket] | None = None,
-                 heartbeat: bool = True, observer: OutcomeObserver | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
+    def __init__(self, config: Callable[[], Config], queue_info: QueueInfo | None = None, *,
+                 outbox: Outbox[Ticket] | None = None, heartbeat: bool = True,
+                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self._config = config  # the running config is the supervisor's: a reload replaces it there only
         self.queue_info = queue_info or QueueInfo(None, None)
         self.outcomes = Outcomes(observer)
-        self.outbox: Outbox[Ticket] = outbox if outbox is not None else Outbox(clock, senders=config.senders)
+        self.outbox: Outbox[Ticket] = outbox if outbox is not None else Outbox(clock, senders=config().senders)
         self.heartbeat = heartbeat  # extend visibility of held and running messages
         self.clock = clock
 
-    def reconfigure(self, config: Config) -> None:
-        """A reload's config; the bus keys in it are the running ones (``sesshu.daemon.assemble``)."""
-        self.config = config
+    @property
+    def config(self) -> Config:
+        return self._config()
 
     def on_job_finished(self, ticket: Ticket, event: JobFinished) -> None:
         """Decide what becomes of a message whose job ran to its end."""
