@@ -2,8 +2,8 @@
 
 Every received message gets exactly one outcome (``sesshu.jobs.outcomes``), and
 this is the only place that records one: it is decided here from a job's
-result or loss, and, for done and empty, confirmed here once the sender
-reports the publish and delete.
+result or loss, and, for done and empty, recorded here once the sender
+reports the delete (a result's delete is sent only after its publish).
 """
 
 from __future__ import annotations
