@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -317,3 +318,26 @@ def test_several_senders_and_receivers_lose_and_repeat_nothing(moto: MotoServer,
     # Nothing left, visible or in flight: a message that came back is a repeat in waiting.
     assert queue_depth(moto, deployment.queue_url) == 0
     assert queue_depth(moto, deployment.results_queue_url) == 0
+
+
+# -- the plugin API: RetryLater and Reject, through the real daemon ------------------------
+
+
+def test_a_plugins_retry_later_sets_when_its_message_comes_back(moto: MotoServer, cfg_path: Path,
+                                                               daemons: list[Daemon]) -> None:
+    dep = provision(moto, f"later{time.monotonic_ns()}", visibility=30, max_receive=6)
+    d = Daemon(write_config(cfg_path, moto, dep), moto)  # the daemon's own backoff: 1 s, then 2 s
+    daemons.append(d.start())
+    publish(moto, dep, "chaos", "chaos:later:600")
+    publish(moto, dep, "chaos", "chaos:later:2")
+    publish(moto, dep, "chaos", "chaos:raise")  # the control, on the daemon's backoff
+    d.wait_log(r"retried: chaos chaos:later:600: plugin asked to retry in 600 s: the site is busy; message \S+ "
+               r"will be retried \(receive 1 of 6\)")
+    # A short RetryLater comes back; the control comes back three times on the daemon's
+    # backoff (over 4 s); meanwhile the one that asked for ten minutes stays away.
+    d.wait_log(r"retried: chaos chaos:later:2: .*\(receive 2 of 6\)", timeout=60)
+    d.wait_log(r"retried: chaos chaos:raise: .*\(receive 4 of 6\)", timeout=60)
+    assert len(re.findall(r"retried: chaos chaos:later:600: ", d.log())) == 1
+    assert queue_depth(moto, dep.queue_url) >= 1  # still there, out of sight
+    assert d.stop() == 0
+    assert "receives: retried=" in d.log()

@@ -150,3 +150,22 @@ def test_results_carry_attributes_and_a_filter_policy_picks_one_plugin(
     filtered = [json.loads(b)["target"] for b in Inbox(moto, only_hog).bodies()]
     assert filtered == ["hog:echo:c"]
     assert d.stop() == 0
+
+
+def test_a_plugins_reject_dead_letters_at_once_and_its_record_carries_the_reason(
+        moto: MotoServer, deployment: Deployment, cfg_path: Path, daemons: list[Daemon]) -> None:
+    topic, records_url = failures_topic(moto, deployment)
+    d = Daemon(with_failures_topic(write_config(cfg_path, moto, deployment), topic), moto)
+    daemons.append(d.start())
+    publish(moto, deployment, "chaos", "chaos:never")
+    publish(moto, deployment, "chaos", "chaos:refuse")
+    # Released at once on each receive (no backoff), so redrive moves them on the next one.
+    dead = Inbox(moto, deployment.dlq_url).wait(2, timeout=60)
+    assert sorted(json.loads(json.loads(b)["Message"])["target"] for b in dead) == ["chaos:never", "chaos:refuse"]
+    records = {r["target"]: r["failure"] for r in (json.loads(b) for b in Inbox(moto, records_url).wait(2))}
+    assert records["chaos:never"]["outcome"] == "rejected" and records["chaos:never"]["reason"] == "invalid"
+    assert records["chaos:never"]["detail"] == "rejected by the plugin: gone for good"
+    assert records["chaos:refuse"]["detail"] == "rejected by the plugin: refused in validate"
+    d.wait_log(r"rejected: chaos chaos:never: rejected by the plugin: gone for good; message \S+ left for the "
+               r"dead-letter queue \(receive 2 of 2\)")
+    assert "retried:" not in d.log()

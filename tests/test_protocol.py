@@ -44,6 +44,9 @@ def test_job_round_trip(job: Job) -> None:
     Result(9, "rejected", "invalid target: ValueError: nope"),
     Result(10, "failed", "fetch raised RuntimeError: boom\nsecond line", reason="fetch_error"),
     Result(11, "failed", "result is 9 bytes, over the 8-byte limit", reason="too_large"),
+    Result(12, "failed", "plugin asked to retry in 120 s: busy", reason="retry_later", delay=120),
+    Result(13, "failed", "plugin asked to retry in 0 s", reason="retry_later", delay=0),
+    Result(14, "failed", "plugin asked to retry in 43200 s", reason="retry_later", delay=43200),
 ])
 def test_child_message_round_trip(msg: Ready | BootFailed | Result) -> None:
     assert decode_child(encode_child(msg)) == msg
@@ -75,6 +78,14 @@ def test_result_payload_bytes_are_kept_verbatim() -> None:
     b'{"op": "boot_failed", "plugin": "chaos"}',
     b'{"op": "boot_failed", "error": "x"}',
     b"\n{\"op\": \"ready\"}",
+    # A delay is whole seconds of a retry_later within SQS's 12 hours, and nothing else.
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "retry_later", "error": "", "delay": -1}',
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "retry_later", "error": "", "delay": 43201}',
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "retry_later", "error": "", "delay": 1.5}',
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "retry_later", "error": "", "delay": true}',
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "retry_later", "error": "", "delay": "9"}',
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "fetch_error", "error": "", "delay": 5}',
+    b'{"op": "result", "job": 1, "status": "rejected", "reason": "retry_later", "error": "", "delay": 5}',
 ])
 def test_malformed_child_frames_raise_protocol_error(frame: bytes) -> None:
     with pytest.raises(ProtocolError):

@@ -200,3 +200,47 @@ def test_a_plugin_that_fails_to_import(clean_modules: None) -> None:
 def test_a_missing_module(clean_modules: None) -> None:
     with pytest.raises(ModuleNotFoundError):
         load_plugin("ghost", "module", "sesshu_test_no_such_module")
+
+
+# -- the plugin API: RetryLater and Reject ------------------------------------------------
+
+
+def test_retry_later_from_fetch_or_validate_is_retried_with_its_delay() -> None:
+    from sesshu.plugin import RetryLater
+
+    later = run(plugin(fail(RetryLater(119.2, "busy"))))
+    assert later == Result(11, "failed", "plugin asked to retry in 120 s: busy", reason="retry_later", delay=120)
+    early = run(plugin(lambda t: 1, validate=fail(RetryLater(5))))
+    assert (early.status, early.reason, early.delay) == ("failed", "retry_later", 5)
+
+
+@pytest.mark.parametrize(("asked", "delay"), [(-5, 0), (10**9, 43200), (float("nan"), 0), (float("inf"), 43200),
+                                               ("soon", 0), (0.001, 1)])
+def test_a_retry_later_delay_is_bounded_in_the_worker(asked: Any, delay: int) -> None:
+    from sesshu.plugin import RetryLater
+
+    result = run(plugin(fail(RetryLater(asked))))
+    assert (result.reason, result.delay) == ("retry_later", delay)
+
+
+def test_reject_from_fetch_or_validate_rejects_with_its_reason() -> None:
+    from sesshu.plugin import Reject
+
+    assert run(plugin(fail(Reject("robots.txt is gone")))) == Result(
+        11, "rejected", "rejected by the plugin: robots.txt is gone")
+    assert run(plugin(lambda t: 1, validate=fail(Reject("")))).error == "rejected by the plugin: no reason given"
+
+
+def test_a_subclass_whose_reason_cannot_print_still_rejects() -> None:
+    from sesshu.plugin import Reject
+
+    class Odd(Reject):
+        @property  # type: ignore[override]
+        def reason(self) -> str:
+            raise RuntimeError("no")
+
+        @reason.setter
+        def reason(self, _: str) -> None:
+            pass
+
+    assert run(plugin(fail(Odd("x")))).status == "rejected"

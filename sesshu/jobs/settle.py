@@ -81,7 +81,8 @@ class Settler:
         elif result.status == "rejected":
             self.reject(ticket, result.error)
         else:
-            self.retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid)
+            # A plugin's RetryLater sets the delay; the protocol bounded it to 12 hours.
+            self.retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid, delay=result.delay)
 
     def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
                 pid: int | None = None) -> None:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from sesshu import nesting
+from sesshu.plugin import MAX_RETRY_SECONDS
 
 Status = Literal["done", "empty", "rejected", "failed"]
 STATUSES = ("done", "empty", "rejected", "failed")
@@ -51,7 +52,8 @@ class Result:
     status: Status
     error: str = ""
     payload: bytes = b""  # the plugin's result as JSON, for status "done"
-    reason: str = ""  # for "failed": fetch_error, unserialisable, too_large, memory, limit_*
+    reason: str = ""  # for "failed": fetch_error, retry_later, unserialisable, too_large, memory, limit_*
+    delay: int | None = None  # for reason retry_later: seconds before the message may come back
 
 
 ChildMessage = Ready | BootFailed | Result
@@ -72,8 +74,10 @@ def decode_job(frame: bytes) -> Job:
 
 def encode_child(msg: ChildMessage) -> bytes:
     if isinstance(msg, Result):
-        head = {"op": "result", "job": msg.job_id, "status": msg.status, "error": msg.error,
-                "reason": msg.reason}
+        head: dict[str, Any] = {"op": "result", "job": msg.job_id, "status": msg.status, "error": msg.error,
+                                "reason": msg.reason}
+        if msg.delay is not None:
+            head["delay"] = msg.delay
         return json.dumps(head).encode() + b"\n" + msg.payload
     if isinstance(msg, BootFailed):
         return json.dumps({"op": "boot_failed", "plugin": msg.plugin, "error": msg.error}).encode()
@@ -117,8 +121,12 @@ def _decode(frame: bytes) -> ChildMessage:
             json.loads(payload)
         elif payload:
             raise ProtocolError("a payload on a result that is not done")
-        return Result(job_id, status, _text(doc, "error", ""), payload if status == "done" else b"",
-                      _text(doc, "reason", ""))
+        reason = _text(doc, "reason", "")
+        delay = doc.get("delay")
+        if delay is not None and (status != "failed" or reason != "retry_later" or not isinstance(delay, int)
+                                  or isinstance(delay, bool) or not 0 <= delay <= MAX_RETRY_SECONDS):
+            raise ProtocolError("a result's delay is not whole seconds of a retry_later within 12 hours")
+        return Result(job_id, status, _text(doc, "error", ""), payload if status == "done" else b"", reason, delay)
     if op == "ready" and not payload:
         return Ready()
     if op == "boot_failed" and not payload:

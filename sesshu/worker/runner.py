@@ -28,6 +28,7 @@ from typing import Any
 
 from setproctitle import setproctitle
 
+from sesshu.plugin import Reject, RetryLater, retry_seconds
 from sesshu.pool.protocol import BootFailed, Job, Ready, Result, decode_job, encode_child
 from sesshu.text import clip, loggable
 from sesshu.worker import sandbox
@@ -173,10 +174,14 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
         return Result(job.job_id, "rejected", f"plugin {job.plugin!r} is not loaded")
     try:
         module.validate(job.target)
+    except (Reject, RetryLater) as exc:
+        return _asked(job, exc)
     except BaseException as exc:  # noqa: BLE001 - plugins are untrusted
         return Result(job.job_id, "rejected", f"invalid target: {_describe(exc)}")
     try:
         data = module.fetch(job.target)
+    except (Reject, RetryLater) as exc:
+        return _asked(job, exc)
     except MemoryError:
         return Result(job.job_id, "failed", "fetch ran out of memory (workers.memory_limit)", reason="memory")
     except BaseException as exc:  # noqa: BLE001
@@ -199,6 +204,19 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
         return Result(job.job_id, "failed",
                       f"result is {len(payload)} bytes, over the {max_result_bytes}-byte limit", reason="too_large")
     return Result(job.job_id, "done", payload=payload)
+
+
+def _asked(job: Job, exc: Reject | RetryLater) -> Result:
+    """What the plugin asked for, in so many words: never again, or not before a time."""
+    try:
+        reason = clip(exc.reason, 500)
+    except BaseException:  # noqa: BLE001 - a subclass may have made even that fail
+        reason = ""
+    if isinstance(exc, Reject):
+        return Result(job.job_id, "rejected", f"rejected by the plugin: {reason or 'no reason given'}")
+    seconds = retry_seconds(getattr(exc, "seconds", 0))
+    said = f"plugin asked to retry in {seconds} s" + (f": {reason}" if reason else "")
+    return Result(job.job_id, "failed", said, reason="retry_later", delay=seconds)
 
 
 def _describe(exc: BaseException) -> str:

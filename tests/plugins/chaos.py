@@ -9,7 +9,12 @@ PIDFILE) and hangs, ``chaos:invalid`` fails validate(), ``chaos:sleep:S``
 sleeps S seconds then returns S, ``chaos:big:N`` returns N bytes of text
 (``chaos:big:N:S`` after S seconds),
 ``chaos:modules`` reports whether boto3 is imported in the child, ``chaos:frozen``
-how many objects it inherited frozen out of the GC's reach.
+how many objects it inherited frozen out of the GC's reach. With the plugin
+API (``sesshu.plugin``): ``chaos:later:S`` raises RetryLater(S), ``chaos:never``
+raises Reject, ``chaos:refuse`` raises Reject from validate(); ``chaos:talk``
+prints on stdout and stderr, from Python and from a process it starts, then
+returns; ``chaos:orphan:PIDFILE`` leaves a detached sleeper (its own session,
+its pid in PIDFILE) and returns.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ def configure(options: dict[str, Any]) -> None:
 
 
 def validate(target: str) -> None:
+    if target == "chaos:refuse":
+        from sesshu.plugin import Reject
+
+        raise Reject("refused in validate")
     if not target.startswith("chaos:") or target == "chaos:invalid":
         raise ValueError(f"not a chaos target: {target[:40]}")
 
@@ -70,6 +79,25 @@ def fetch(target: str) -> Any:
         return "x" * int(size)
     if action == "modules":
         return {"boto3": "boto3" in sys.modules, "botocore": "botocore" in sys.modules}
+    if action == "later":
+        from sesshu.plugin import RetryLater
+
+        raise RetryLater(float(arg), "the site is busy")
+    if action == "never":
+        from sesshu.plugin import Reject
+
+        raise Reject("gone for good")
+    if action == "talk":
+        print("chaos says hello on stdout", flush=True)
+        print("chaos says hello on stderr", file=sys.stderr, flush=True)
+        subprocess.run([sys.executable, "-c", "print('a child says hello')"], check=True)
+        return {"talked": True}
+    if action == "orphan":
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"], start_new_session=True,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(arg, "w") as f:
+            f.write(str(proc.pid))
+        return {"left": proc.pid}
     if action == "frozen":
         return {"frozen": gc.get_freeze_count()}
     raise ValueError(f"unknown chaos action {action}")
