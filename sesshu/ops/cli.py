@@ -1,10 +1,12 @@
 """``sesshu``: the operator's command line.
 
-``check`` and ``plugins`` read a config file; ``submit``, ``results``,
-``provision`` and ``dlq`` (in ``sesshu.ops.dlq``) talk to SQS/SNS directly. Credentials come from boto3's default
-chain alone. Every failure is one line on stderr and exit status 1, except
-that ``check --aws`` exits 75 when the bus cannot be reached, as a start of
-``sesshud`` would (``sesshu.bus.startup``).
+``check`` and ``plugins`` read a config file; ``run`` (in ``sesshu.ops.run``)
+runs one plugin job with no queue; ``submit``, ``results``, ``provision`` and
+``dlq`` (in ``sesshu.ops.dlq``) talk to SQS/SNS directly. Credentials come from
+boto3's default chain alone. Every failure is one line on stderr and exit
+status 1, except that ``check --aws`` exits 75 when the bus cannot be
+reached, as a start of ``sesshud`` would (``sesshu.bus.startup``), and that
+``run`` has exit codes of its own.
 
 With the forkserver start method this module is re-imported in the fork
 server (as ``__mp_main__``) by ``check``, so boto3 and the daemon's modules
@@ -83,8 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     aws_args(c)
     c.set_defaults(func=cmd_provision)
 
-    from sesshu.ops import dlq
+    from sesshu.ops import dlq, run
 
+    run.add_command(sub)
     dlq.add_commands(sub, aws_args)
     return p
 
