@@ -2,12 +2,17 @@
 
 Plugins run in forked children that must stay light, so this module
 imports only the standard library and requests (plus the urllib3 that
-requests already loads, for its exception types).
+requests already loads, for its exception types), and the plugin API.
+
+A site that answers 429 or 503 with a ``Retry-After`` header is asking to be
+asked again later: :func:`get` raises :class:`sesshu.plugin.RetryLater` with
+that delay, so the job is retried then and not before.
 """
 
 from __future__ import annotations
 
 import codecs
+import email.utils
 import logging
 import os
 import threading
@@ -19,6 +24,8 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.utils import requote_uri
 from urllib3.exceptions import HTTPError as Urllib3Error
+
+from sesshu.plugin import RetryLater
 
 __all__ = ["USER_AGENT", "Page", "check_http_target", "get"]
 
@@ -213,6 +220,8 @@ def get(
 ) -> Page | None:
     """Fetch url; None on any failure, a non-200 status or an empty body.
 
+    A 429 or 503 with a usable ``Retry-After`` raises :class:`~sesshu.plugin.RetryLater` instead.
+
     Each socket read may wait read_timeout, and the whole call gives up
     once connect_timeout + 3 * read_timeout has passed while reading.
     """
@@ -230,6 +239,9 @@ def get(
         with resp:
             if resp.status_code != 200:
                 _log.debug("GET %s: status %d", resp.url, resp.status_code)
+                wait = retry_after(resp.headers.get("Retry-After")) if resp.status_code in (429, 503) else None
+                if wait is not None:
+                    raise RetryLater(wait, f"{urlsplit(resp.url).hostname} answered {resp.status_code}")
                 return None
             content, truncated = _read_body(resp, max_bytes, deadline)
     except _DeadlineExceeded:
@@ -247,3 +259,20 @@ def get(
         charset=_charset(resp.headers.get("Content-Type")),
         truncated=truncated,
     )
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds a ``Retry-After`` header asks for (delta-seconds or an HTTP date), or None if unusable."""
+    if not value or len(value) > 64:
+        return None
+    value = value.strip()
+    if value.isdigit() and value.isascii():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:
+        return None  # an HTTP date is always GMT; one without a zone is not one
+    # A calendar date, so the wall clock is the right one here.
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))

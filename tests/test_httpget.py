@@ -353,3 +353,36 @@ def test_forked_child_gets_its_own_session(site: FixtureSite) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert len(site.hits) == 2
+
+
+# -- Retry-After: a site asking to be asked again later -------------------------------------
+
+
+@pytest.mark.parametrize(("status", "header", "seconds"), [(429, "120", 120), (503, "7", 7), (503, "0", 0)])
+def test_429_or_503_with_retry_after_raises_retry_later(site: FixtureSite, status: int, header: str,
+                                                         seconds: int) -> None:
+    from sesshu.plugin import RetryLater
+
+    site.route("/", Route(status=status, body=b"busy", headers={"Retry-After": header}))
+    with pytest.raises(RetryLater) as raised:
+        get(site.url + "/")
+    assert raised.value.seconds == seconds and str(status) in raised.value.reason
+
+
+@pytest.mark.parametrize(("status", "header"), [(429, None), (503, "soon"), (500, "60"), (404, "60"),
+                                                (503, "x" * 100)])
+def test_without_a_usable_retry_after_it_is_none_as_before(site: FixtureSite, status: int, header: str | None) -> None:
+    site.route("/", Route(status=status, body=b"no", headers={"Retry-After": header} if header else {}))
+    assert get(site.url + "/") is None
+
+
+def test_retry_after_reads_seconds_and_http_dates() -> None:
+    from sesshu.httpget import retry_after
+
+    now = 1_700_000_000.0
+    assert retry_after("90", now) == 90.0
+    assert retry_after(" 5 ", now) == 5.0
+    assert retry_after("Tue, 14 Nov 2023 22:15:00 GMT", now) == 100.0  # 100 s after ``now``
+    assert retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now) == 0.0  # already past
+    for unusable in (None, "", "-5", "1.5", "soon", "Tue, 14 Nov 2023 22:15:20", "٣", "9" * 65):
+        assert retry_after(unusable, now) is None, unusable

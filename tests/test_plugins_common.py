@@ -47,3 +47,25 @@ def test_fetch_failures_are_none(site: FixtureSite, plugin: ModuleType, route: R
 def test_fetch_connection_refused_is_none(plugin: ModuleType) -> None:
     with refused_url() as url:
         assert plugin.fetch(url + "/a/b") is None
+
+
+# -- in a real worker, as the daemon runs them (sesshu.testing) ------------------------------
+
+NAMES = ["http_robots", "http_javascript", "http_stylesheet"]
+PAGE = b'Disallow: /x\n<script src="x.js"></script><link rel=stylesheet href=x.css>'
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_in_a_worker_a_page_is_done_and_a_busy_site_asks_for_later(site: FixtureSite, name: str) -> None:
+    from sesshu.testing import run_plugin
+
+    site.route("/", Route(body=PAGE, headers={"Content-Type": "text/html"}))
+    site.route("/robots.txt", Route(body=PAGE, headers={"Content-Type": "text/plain"}))
+    done = run_plugin(name, site.url + "/")
+    assert done.outcome == "done" and done.result == {"http_robots": ["/x"], "http_javascript": ["x.js"],
+                                                      "http_stylesheet": ["x.css"]}[name]
+    site.route("/", Route(status=429, headers={"Retry-After": "300"}))
+    site.route("/robots.txt", Route(status=503, headers={"Retry-After": "300"}))
+    busy = run_plugin(name, site.url + "/")
+    assert (busy.outcome, busy.retry_after) == ("retried", 300) and "answered" in busy.reason
+    assert run_plugin(name, "ftp://example.com/").outcome == "rejected"
