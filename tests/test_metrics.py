@@ -36,3 +36,18 @@ def test_outcomes_durations_restarts_and_gauges() -> None:
     assert sample(m, "sesshu_failures_published_total") == 3
     assert sample(m, "sesshu_workers", state="busy") == 1 and sample(m, "sesshu_messages_in_flight") == 7
     assert b"# TYPE sesshu_bus_throttled_total counter" in generate_latest(m.registry)
+
+
+def test_health_checks_say_why_they_fail() -> None:
+    from sesshu.daemon.notify import Health
+
+    metrics = Metrics()
+    metrics.health = Health(100.0, False, "2 of 4 workers not up")
+    assert metrics.check(False, 101.0) == (200, "ok")
+    assert metrics.check(True, 101.0) == (503, "2 of 4 workers not up")
+    metrics.health = Health(100.0, True, "")
+    assert metrics.check(True, 101.0) == (200, "ready")
+    # A loop that stopped turning fails both, ready or not.
+    for ready in (False, True):
+        code, why = metrics.check(ready, 130.0)
+        assert code == 503 and why.startswith("the loop has not turned for 30 s")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -228,3 +231,84 @@ def test_a_reload_names_the_restart_only_keys_and_applies_the_rest(moto: MotoSer
     d.wait_log(r"reloaded: 3 workers, plugins chaos")
     publish(moto, deployment, "chaos", "chaos:echo:one")
     Inbox(moto, deployment.results_queue_url).wait(1)  # served from the running queue
+
+
+# -- systemd's notify protocol, and the health endpoints -------------------------------------
+
+
+class NotifySocket:
+    """A datagram socket standing in for systemd's $NOTIFY_SOCKET; what it heard, in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.heard: list[str] = []
+
+    def hear(self) -> list[str]:
+        with contextlib.suppress(TimeoutError):
+            while True:
+                self.heard.append(self.sock.recv(4096).decode())
+        return self.heard
+
+    def index(self, line: str, after: int = -1) -> int:
+        """Where the first message with ``line`` after message ``after`` is, or -1."""
+        return next((i for i, m in enumerate(self.hear()) if i > after and line in m.splitlines()), -1)
+
+
+def test_systemd_hears_ready_status_watchdog_reload_and_stopping(moto: MotoServer, deployment: Deployment,
+                                                                  cfg_path: Path, daemons: list[Daemon],
+                                                                  tmp_path: Path) -> None:
+    systemd = NotifySocket(tmp_path / "notify")
+    d = Daemon(write_config(cfg_path, moto, deployment), moto,
+               env={"NOTIFY_SOCKET": str(systemd.path), "WATCHDOG_USEC": "1500000"})
+    daemons.append(d.start(wait_ready=False))
+    poll(lambda: systemd.index("READY=1") >= 0, 60, what="READY=1")
+    ready = systemd.heard[systemd.index("READY=1")]
+    assert "STATUS=0/2 workers busy, 0 jobs in the last minute" in ready.splitlines()
+    assert len(d.workers()) == 2  # every worker up before READY=1
+    # Pings every third of the watchdog's 1.5 s, from the loop.
+    poll(lambda: sum("WATCHDOG=1" in m.splitlines() for m in systemd.hear()) >= 4, 30, what="4 watchdog pings")
+    d.send_signal(signal.SIGHUP)
+    poll(lambda: systemd.index("RELOADING=1") >= 0, 30, what="RELOADING=1")
+    poll(lambda: systemd.index("READY=1", after=systemd.index("RELOADING=1")) >= 0, 30, what="READY=1 after it")
+    publish(moto, deployment, "chaos", "chaos:echo:s")
+    Inbox(moto, deployment.results_queue_url).wait(1)
+    # The status line follows the work, at most every 5 s.
+    poll(lambda: any("jobs in the last minute" in m and "1 jobs" in m for m in systemd.hear()), 30,
+         what="a status line counting the job")
+    assert d.stop() == 0
+    assert systemd.index("STOPPING=1") > systemd.index("READY=1")
+
+
+def test_healthz_and_readyz_follow_a_bus_outage(moto: MotoServer, deployment: Deployment, cfg_path: Path,
+                                                daemons: list[Daemon]) -> None:
+    from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
+
+    port = free_port()
+
+    def get(path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    with AwsFaults(moto.port) as faults:
+        bus = {"region": "us-east-1", "endpoint_url": faults.url, "input": {"queue": deployment.queue_url},
+               "output": {"topic": deployment.results_topic}}
+        d = Daemon(write_config(cfg_path, moto, deployment, bus=bus,
+                                metrics={"address": "127.0.0.1", "port": port}), moto)
+        daemons.append(d.start())
+        assert poll(lambda: get("/readyz") == (200, "ready\n"), 30, what="ready")
+        assert get("/healthz") == (200, "ok\n")
+        assert get("/metrics")[0] == 200 and get("/nothing")[0] == 404
+        faults.fail({"sqs:ReceiveMessage"}, UNAVAILABLE, run=0)
+        poll(lambda: get("/readyz")[0] == 503, 60, what="not ready during the outage")
+        code, why = get("/readyz")
+        assert code == 503 and why.startswith("the last receive failed: ") and why.count("\n") == 1, why
+        assert get("/healthz") == (200, "ok\n")  # the loop still turns
+        faults.clear()
+        poll(lambda: get("/readyz") == (200, "ready\n"), 90, what="ready again after the outage")
+        assert d.stop() == 0

@@ -155,9 +155,13 @@ class BusHealth:
         self._send_down: dict[str, float] = {}
         self._refusals: dict[tuple[str, str], float] = {}  # (what, error code): when last logged
         self._throttled: dict[str, tuple[float, int]] = {}  # kind of call: (when last logged, refusals since)
+        self.receiving: bool | None = None  # whether the last receive came back; None before the first
+        self.last_error = ""  # the last bus error, in one short line, for a person to read
 
     def receive_failed(self, error: str) -> None:
         now = self._clock()
+        self.receiving = False
+        self.last_error = loggable(error, 200)
         if _permanent(error):
             # The bus answered: it is up, and refuses. Back off all the same.
             self._refused("receiving", error)
@@ -169,6 +173,7 @@ class BusHealth:
         self.poll_after = now + self._backoff.next()
 
     def received(self) -> None:
+        self.receiving = True
         if self._receive_down is not None:
             log.warning("bus recovered after %.1f s", self._clock() - self._receive_down)
         self._receive_down = None
@@ -176,6 +181,8 @@ class BusHealth:
 
     def sent(self, error: str | None, kind: str = "send") -> None:
         """A sender call of this kind came back, failed as a whole with ``error`` or not."""
+        if error is not None:
+            self.last_error = loggable(error, 200)
         if error is not None and _permanent(error):
             self._refused("sending", error)
             error = None  # the bus answered, so it is up

@@ -27,6 +27,7 @@ from sesshu.bus.startup import open_bus
 from sesshu.config.schema import RESTART_ONLY, Config, ConfigError, load
 from sesshu.daemon import logs
 from sesshu.daemon.metrics import Metrics
+from sesshu.daemon.notify import Notifier
 from sesshu.daemon.pidfile import Pidfile
 from sesshu.daemon.supervisor import Hooks, Supervisor
 from sesshu.plugin.registry import PluginSource, discover
@@ -184,7 +185,7 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
     supervisor = Supervisor(
         config, bus, pool, queue_info=info, heartbeat=heartbeat_permitted(bus, config, info),
         hooks=Hooks(load_config=load_again, on_config_applied=applied,
-                    reopen_logs=lambda: logs.reopen(handler), metrics=metrics))
+                    reopen_logs=lambda: logs.reopen(handler), metrics=metrics, notifier=Notifier()))
     if pidfile is not None:
         pidfile.write()
     log.info("started: %d workers, plugins %s, queue %s", config.worker_count,

@@ -111,6 +111,10 @@ class Pool:
     def live_count(self) -> int:
         return self._index.counted()
 
+    def up_count(self) -> int:
+        """Slots that have loaded their plugins: idle, busy or sweeping."""
+        return sum(self._index.count(state) for state in (State.IDLE, State.BUSY, State.SWEEPING))
+
     # -- chores ---------------------------------------------------------------
 
     def collect(self, ready: Collection[object]) -> list[PoolEvent]:
