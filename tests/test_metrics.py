@@ -29,7 +29,7 @@ def test_outcomes_durations_restarts_and_gauges() -> None:
     m.outcome("chaos", "retried", "timeout", None)
     m.restart("crashed")
     m.failures_published(3)
-    m.gauges(configured=4, busy=1, in_flight=7)
+    m.gauges(configured=4, up=3, busy=1, in_flight=7)
     assert sample(m, "sesshu_jobs_total", plugin="chaos", outcome="done", reason="") == 1
     assert sample(m, "sesshu_job_duration_seconds_count", plugin="chaos") == 1  # a retried job has none
     assert sample(m, "sesshu_worker_restarts_total", reason="crashed") == 1

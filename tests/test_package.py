@@ -166,6 +166,8 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
     conffiles = box.run("dpkg-query", "-W", "-f=${Conffiles}", "sesshu").check().stdout
     for path in ("/etc/sesshu.yaml", "/etc/default/sesshud", "/etc/init.d/sesshud", "/etc/logrotate.d/sesshu"):
         assert path in conffiles
+    for shared in ("prometheus/sesshu-alerts.yml", "grafana/sesshu-dashboard.json"):
+        assert box.exists(f"/usr/share/sesshu/{shared}"), shared
     # Enabled for both init systems, and not started: the config is a placeholder still.
     assert box.exists("/etc/systemd/system/multi-user.target.wants/sesshud.service")
     assert box.sh("ls /etc/rc2.d/S*sesshud").returncode == 0

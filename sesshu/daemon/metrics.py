@@ -30,7 +30,10 @@ class Metrics:
                             ["plugin", "outcome", "reason"], registry=r)
         self.duration = Histogram("sesshu_job_duration_seconds", "Plugin run time of finished jobs",
                                   ["plugin"], buckets=DURATION_BUCKETS, registry=r)
-        self.workers = Gauge("sesshu_workers", "Worker children: configured and busy", ["state"], registry=r)
+        self.workers = Gauge("sesshu_workers", "Worker slots: configured, up (plugins loaded) and busy", ["state"],
+                             registry=r)
+        self.ready = Gauge("sesshu_ready", "1 while every worker is up and the last receive came back (/readyz)",
+                           registry=r)
         self.restarts = Counter("sesshu_worker_restarts", "Worker children replaced, by reason",
                                 ["reason"], registry=r)
         self.bus_requests = Counter("sesshu_bus_requests", "SQS/SNS API calls", ["operation"], registry=r)
@@ -43,6 +46,7 @@ class Metrics:
                                "Received messages without an outcome yet (held, running, being sent)", registry=r)
         # gauges() runs every loop turn: look the labelled children up once, not per turn.
         self._configured = self.workers.labels("configured")
+        self._up = self.workers.labels("up")
         self._busy = self.workers.labels("busy")
         # Replaced whole by the loop each turn, read by the listener's threads.
         self.health = Health(time.monotonic(), False, "starting")
@@ -106,7 +110,9 @@ class Metrics:
     def failures_published(self, n: int) -> None:
         self.failures.inc(n)
 
-    def gauges(self, configured: int, busy: int, in_flight: int) -> None:
+    def gauges(self, configured: int, up: int, busy: int, in_flight: int) -> None:
         self._configured.set(configured)
+        self._up.set(up)
         self._busy.set(busy)
         self.in_flight.set(in_flight)
+        self.ready.set(1 if self.health.ready else 0)

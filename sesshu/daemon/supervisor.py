@@ -180,7 +180,7 @@ class Supervisor:
         self.notifier.turn(self._status)
         if self.hooks.metrics is not None:
             self.hooks.metrics.health = health
-            self.hooks.metrics.gauges(self.pool.size, self.pool.busy_count(), self.in_flight())
+            self.hooks.metrics.gauges(self.pool.size, self.pool.up_count(), self.pool.busy_count(), self.in_flight())
 
     def health_now(self, now: float) -> Health:
         """Ready while every slot is up and the last receive came back; else why not."""
