@@ -38,8 +38,9 @@ LOG = "/var/log/sesshu/sesshu.log"
 # has accounts comes and goes: dpkg's database and log, the lock and the
 # backup copies (NAME-) of the account files. Anything else must be exactly
 # as the host has it.
+# man-db's trigger re-indexes the man pages on install and purge: its cache, not our file.
 BOOKKEEPING = re.compile(r"^/(var/lib/dpkg/.*|var/log/dpkg\.log|etc/\.pwd\.lock|etc/(passwd|group|shadow|gshadow)-"
-                         r"|var/log/(lastlog|faillog))$")
+                         r"|var/log/(lastlog|faillog)|var/cache/man/.*)$")
 # Docker's "start no services" policy: not there on a real host, so not in the sandbox.
 POLICY_RC_D = "/usr/sbin/policy-rc.d"
 
@@ -166,8 +167,13 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
     conffiles = box.run("dpkg-query", "-W", "-f=${Conffiles}", "sesshu").check().stdout
     for path in ("/etc/sesshu.yaml", "/etc/default/sesshud", "/etc/init.d/sesshud", "/etc/logrotate.d/sesshu"):
         assert path in conffiles
-    for shared in ("prometheus/sesshu-alerts.yml", "grafana/sesshu-dashboard.json"):
-        assert box.exists(f"/usr/share/sesshu/{shared}"), shared
+    for shared in ("sesshu/prometheus/sesshu-alerts.yml", "sesshu/grafana/sesshu-dashboard.json",
+                   "man/man8/sesshud.8.gz", "man/man1/sesshu.1.gz", "man/man5/sesshu.yaml.5.gz",
+                   "bash-completion/completions/sesshu", "bash-completion/completions/sesshud"):
+        assert box.exists(f"/usr/share/{shared}"), shared
+    if box.exists("/usr/bin/man"):
+        assert box.run("man", "-w", "sesshud").check().stdout.strip() == "/usr/share/man/man8/sesshud.8.gz"
+        assert "sesshu run" in box.run("man", "sesshu", env={"MANWIDTH": "100"}).check().stdout
     # Enabled for both init systems, and not started: the config is a placeholder still.
     assert box.exists("/etc/systemd/system/multi-user.target.wants/sesshud.service")
     assert box.sh("ls /etc/rc2.d/S*sesshud").returncode == 0
