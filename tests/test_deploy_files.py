@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.harness.aws import poll
 
@@ -26,12 +27,55 @@ UNIT = ETC / "systemd" / "sesshud.service"
 INIT = ETC / "init.d" / "sesshud"
 
 
-def test_cloudformation_template_lints() -> None:
+@pytest.mark.parametrize("template", ["sesshu.yaml", "sesshu-fleet.yaml"])
+def test_cloudformation_templates_lint(template: str) -> None:
     cfn_lint = shutil.which("cfn-lint", path=os.path.dirname(sys.executable)) or shutil.which("cfn-lint")
     assert cfn_lint, "cfn-lint is missing: pip install -e '.[test]'"
-    result = subprocess.run([cfn_lint, str(ETC / "cloudformation" / "sesshu.yaml")],
+    result = subprocess.run([cfn_lint, str(ETC / "cloudformation" / template)],
                             check=False, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML with CloudFormation's short tags, each read as {"Fn": value}."""
+
+
+for _tag in ("Ref", "Sub", "GetAtt", "Base64", "Join", "Select", "Split", "If", "Equals", "Not"):
+    _CfnLoader.add_constructor(f"!{_tag}", lambda loader, node, t=_tag: {t: loader.construct_scalar(node)
+                                                                         if isinstance(node, yaml.ScalarNode)
+                                                                         else loader.construct_sequence(node)})
+
+
+def test_the_fleet_scales_on_backlog_per_instance_and_alarms_on_the_dlq_and_old_requests() -> None:
+    fleet = yaml.load((ETC / "cloudformation" / "sesshu-fleet.yaml").read_text(), Loader=_CfnLoader)
+    bus = yaml.load((ETC / "cloudformation" / "sesshu.yaml").read_text(), Loader=_CfnLoader)
+    res = fleet["Resources"]
+    spec = res["BacklogPerInstancePolicy"]["Properties"]["TargetTrackingConfiguration"]
+    metrics = {m["Id"]: m for m in spec["CustomizedMetricSpecification"]["Metrics"]}
+    assert metrics["visible"]["MetricStat"]["Metric"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert metrics["instances"]["MetricStat"]["Metric"]["MetricName"] == "GroupInServiceInstances"
+    assert "visible /" in metrics["backlogPerInstance"]["Expression"] and metrics["backlogPerInstance"]["ReturnData"]
+    assert "GroupInServiceInstances" in res["Group"]["Properties"]["MetricsCollection"][0]["Metrics"]
+    alarms = {r["Properties"]["MetricName"] for r in res.values() if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms == {"ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"}
+    # Every parameter the bus stack gives has an output there to take it from.
+    for name in ("QueueUrl", "QueueName", "DeadLetterQueueName", "ResultsTopicArn", "InstanceProfileArn"):
+        assert name in bus["Outputs"] and name in fleet["Parameters"], name
+
+
+def test_the_fleets_user_data_writes_a_config_that_validates() -> None:
+    from sesshu.config.schema import from_mapping
+
+    fleet = yaml.load((ETC / "cloudformation" / "sesshu-fleet.yaml").read_text(), Loader=_CfnLoader)
+    script = fleet["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Sub"]
+    config = script.split("<<'CONFIG'\n", 1)[1].split("\nCONFIG\n", 1)[0]
+    values = {"Workers": "16", "AWS::Region": "eu-west-1", "ResultsTopicArn": "arn:aws:sns:eu-west-1:1:r",
+              "QueueUrl": "https://sqs.eu-west-1.amazonaws.com/1/x-requests"}
+    for key, value in values.items():
+        config = config.replace("${" + key + "}", value)
+    assert "${" not in config
+    parsed = from_mapping(yaml.safe_load(config))
+    assert parsed.worker_count == 16 and parsed.queue.endswith("x-requests") and parsed.worker_user == "sesshu-worker"
 
 
 def unit() -> configparser.RawConfigParser:
