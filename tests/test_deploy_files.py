@@ -88,7 +88,8 @@ def unit() -> configparser.RawConfigParser:
 def test_systemd_unit_settings() -> None:
     service = unit()["Service"]
     exec_start = shlex.split(service["ExecStart"])
-    assert exec_start[0] == "/opt/sesshu/bin/sesshud", "run sesshud itself, not through a shell"
+    # sesshud itself, not through a shell: a bare name, found in /usr/local/bin or /usr/bin.
+    assert exec_start[0] == "sesshud", "run sesshud itself, not through a shell"
     # The pidfile is where the init script and logrotate find the daemon.
     assert exec_start[1:] == ["-c", "/etc/sesshu.yaml", "--pidfile", "/run/sesshu/sesshud.pid"]
     assert service["RuntimeDirectory"] == "sesshu"
@@ -114,7 +115,7 @@ def test_systemd_analyze_verifies_the_unit(tmp_path: Path) -> None:
     sesshud = shutil.which("sesshud", path=os.path.dirname(sys.executable))
     assert sesshud is not None
     copy = tmp_path / "sesshud.service"
-    copy.write_text(UNIT.read_text().replace("/opt/sesshu/bin/sesshud", sesshud))
+    copy.write_text(UNIT.read_text().replace("ExecStart=sesshud ", f"ExecStart={sesshud} "))
     result = subprocess.run(["systemd-analyze", "verify", str(copy)],
                             check=False, capture_output=True, text=True, timeout=60)
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if "sesshud.service" in line]
