@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sesshu.bus.outbox import RETRY_CAP
 from tests.harness.aws import Deployment, MotoServer, provision, queue_depth
 from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
 from tests.harness.daemon import Daemon, write_config
@@ -69,7 +70,10 @@ THROTTLED = PUBLISHES | {"sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityB
 # messages come back and are published again. A duplicate is explained by the
 # kill when its first result was sent in this many seconds before it: the 1 s
 # linger, plus the delete call in flight and the results batch's own 50 ms
-# linger, with room for a loaded two-core machine.
+# linger, with room for a loaded two-core machine. When the kill falls while
+# deletes are throttled (or within the outbox's longest backoff after), a
+# published result's delete may have been waiting out its backoff since the
+# throttling began: the window then reaches back to that start.
 KILL_WINDOW = 3.0
 OUTCOME_LINE = re.compile(r"sesshu\.jobs\.outcomes: (done|empty|retried|rejected): \S+ (\S+): (.*?)"
                           r"(?:; message \S+ (?:will be retried|left for the dead-letter queue))?$")
@@ -83,8 +87,11 @@ class Refusal:
     what: str
     seconds: float
     begin: Callable[[], None]
+    refuses_deletes: bool = False
     until: float | None = None  # monotonic, once begun
     over: bool = False
+    began_at: float | None = None  # wall clock, to compare with SQS's SentTimestamp
+    ended_at: float | None = None  # wall clock
 
 
 @dataclass
@@ -142,6 +149,7 @@ class Soak:
         self.counter = 0  # request serial number, to keep targets unique
         self.kills = 0
         self.master_killed_at: float | None = None  # wall clock, to compare with SQS's SentTimestamp
+        self.refusals: list[Refusal] = []
         self.epoch = time.time()  # wall clock at the start, for SQS timestamps
         self.dead_attrs: dict[str, dict[str, str]] = {}  # dead-lettered target -> its SQS attributes
         self.sqs: Any = None  # moto clients, once the server runs
@@ -227,10 +235,11 @@ class Soak:
         next_report = time.monotonic() + 10
         outage_at, outage_until = args.requests * 0.3, None  # by requests sent
         restart_at, restarted = args.requests * 0.6, False
-        refusals = [Refusal(0.45, "throttling of publishes, deletes and visibility changes", args.throttling,
-                            lambda: self.faults.fail(THROTTLED, run=6)),
-                    Refusal(0.75, "SNS outage: every publish answered 503", args.sns_outage,
-                            lambda: self.faults.fail(PUBLISHES, UNAVAILABLE))]
+        refusals = self.refusals = [
+            Refusal(0.45, "throttling of publishes, deletes and visibility changes", args.throttling,
+                    lambda: self.faults.fail(THROTTLED, run=6), refuses_deletes=True),
+            Refusal(0.75, "SNS outage: every publish answered 503", args.sns_outage,
+                    lambda: self.faults.fail(PUBLISHES, UNAVAILABLE))]
         orphans = crashes = 0
         idle_since: float | None = None  # all sent, and the input queue empty, since then
         while time.monotonic() < deadline:
@@ -262,12 +271,14 @@ class Soak:
             if under_way is not None and under_way.until is not None and now >= under_way.until:
                 self.faults.clear()
                 under_way.over = True
+                under_way.ended_at = time.time()
                 self.note(f"{under_way.what}: over; refused so far: {dict(self.faults.refused)}")
             elif under_way is None:  # one at a time, in order
                 due = next((r for r in refusals if r.until is None and r.seconds > 0), None)
                 if due is not None and sent >= args.requests * due.at:
                     due.begin()
                     due.until = now + due.seconds
+                    due.began_at = time.time()
                     self.note(f"{due.what}, for {due.seconds:g} s")
             if not restarted and sent >= restart_at:
                 restarted = True
@@ -355,9 +366,16 @@ class Soak:
                 f"first received at {at('ApproximateFirstReceiveTimestamp')}")
 
     def explained_by_the_kill(self, target: str) -> bool:
-        """Whether the target's first result was sent in the KILL_WINDOW before the master's SIGKILL."""
+        """Whether the target's first result was sent in the window before the master's SIGKILL (KILL_WINDOW)."""
         killed, sent = self.master_killed_at, self.ledger.first_sent.get(target)
-        return killed is not None and sent is not None and killed - KILL_WINDOW <= sent <= killed + 0.1
+        if killed is None or sent is None:
+            return False
+        since = killed - KILL_WINDOW
+        for r in self.refusals:
+            if r.refuses_deletes and r.began_at is not None and r.began_at <= killed \
+                    and (r.ended_at is None or killed <= r.ended_at + RETRY_CAP):
+                since = min(since, r.began_at - KILL_WINDOW)
+        return since <= sent <= killed + 0.1
 
     def report(self, moto: MotoServer, dep: Deployment, daemons: list[Daemon], orphans: int, crashes: int) -> int:
         ledger = self.ledger
