@@ -18,6 +18,7 @@ refused, as they are when AWS throttles a busy account.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import re
 import threading
@@ -182,4 +183,6 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if self.command != "HEAD":
-            self.wfile.write(body)
+            # A client may be gone by now (the soak SIGKILLs a master): nothing to tell it.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
