@@ -69,7 +69,7 @@ $(LS_STAMP): tests/localstack-requirements.txt tests/localstack-constraints.txt
 test-localstack: $(STAMP) $(LS_STAMP)
 	SESSHU_TEST_SERVER=localstack $(PY) -m pytest -q $(LS_TESTS)
 
-# The soak run is kept out of the default test run (see README, Reliability).
+# The soak run is kept out of the default test run (see docs/reliability.md).
 soak: $(STAMP)
 	$(PY) -m tests.soak
 
@@ -95,7 +95,7 @@ lint: $(STAMP)
 DEB_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' sesshu/__init__.py)
 DEB_ARCH    := $(shell dpkg --print-architecture 2>/dev/null || echo unknown)
 DEB         := dist/sesshu_$(DEB_VERSION)_$(DEB_ARCH).deb
-DEB_INPUTS  := $(shell find sesshu plugins etc packaging -type f ! -name '*.pyc') setup.cfg pyproject.toml README.md
+DEB_INPUTS  := $(shell find sesshu plugins etc packaging docs -type f ! -name '*.pyc') setup.cfg pyproject.toml README.md
 
 deb: $(DEB)
 

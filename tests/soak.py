@@ -66,7 +66,7 @@ WORKERS = {"left": 4, "right": 3}  # daemon name -> worker children
 PUBLISHES = {"sns:Publish", "sns:PublishBatch"}
 THROTTLED = PUBLISHES | {"sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityBatch"}
 # A master SIGKILLed under load may have published results whose deletes were
-# lingering for a fuller batch (README, Reliability: up to 1 s of them); those
+# lingering for a fuller batch (docs/reliability.md: up to 1 s of them); those
 # messages come back and are published again. A duplicate is explained by the
 # kill when its first result was sent in this many seconds before it: the 1 s
 # linger, plus the delete call in flight and the results batch's own 50 ms

@@ -98,7 +98,7 @@ def test_every_key_has_a_change_and_only_bus_and_metrics_keys_are_marked() -> No
     keys = dict(schema_keys(SCHEMA))
     assert set(CHANGES) == set(keys)
     marked = {k for k, rules in keys.items() if "restart" in rules.get("meta", {})}
-    assert marked == {k for k in keys if k.startswith(("bus.", "metrics."))}  # as the README promises
+    assert marked == {k for k in keys if k.startswith(("bus.", "metrics."))}  # as docs/configuration.md promises
     assert sorted(RESTART_ONLY) == sorted(keys[k]["meta"]["restart"] for k in marked)
 
 

@@ -104,7 +104,7 @@ def test_systemd_unit_settings() -> None:
     assert set(service["RestrictAddressFamilies"].split()) == {"AF_INET", "AF_INET6", "AF_UNIX"}
     assert service["User"] == "sesshu"
     # The package gives sesshu its home in /var/lib/sesshu, so ProtectHome=yes
-    # does not hide its ~/.aws/credentials (README, Pidfile, init script, systemd).
+    # does not hide its ~/.aws/credentials (docs/operations.md, Pidfile, init script, systemd).
     assert service["ProtectHome"] == "yes"
     assert "adduser --system --group --quiet --home /var/lib/sesshu" in (ROOT / "packaging/debian/postinst").read_text()
 

@@ -262,7 +262,7 @@ def test_plugins_flags_an_enabled_plugin_that_is_missing(tmp_path: Path) -> None
     assert "nowhere" in result.stderr and "not installed" in result.stderr
 
 
-# README: "All of them take --endpoint-url and --region".
+# docs/operations.md: "The others take --endpoint-url and --region".
 @pytest.mark.parametrize("command", ["check", "plugins", "submit", "results", "provision"])
 def test_every_command_takes_endpoint_url_and_region(command: str) -> None:
     result = sesshu(command, "--help")

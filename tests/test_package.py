@@ -191,7 +191,8 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
         assert path in conffiles
     for shared in ("sesshu/prometheus/sesshu-alerts.yml", "sesshu/grafana/sesshu-dashboard.json",
                    "man/man8/sesshud.8.gz", "man/man1/sesshu.1.gz", "man/man5/sesshu.yaml.5.gz",
-                   "bash-completion/completions/sesshu", "bash-completion/completions/sesshud"):
+                   "bash-completion/completions/sesshu", "bash-completion/completions/sesshud",
+                   "doc/sesshu/docs/security.md.gz", "doc/sesshu/docs/operations.md.gz"):
         assert box.exists(f"/usr/share/{shared}"), shared
     if box.exists("/usr/bin/man"):
         assert box.run("man", "-w", "sesshud").check().stdout.strip() == "/usr/share/man/man8/sesshud.8.gz"

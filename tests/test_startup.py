@@ -117,7 +117,7 @@ def test_aws_goes_with_check(moto: MotoServer, deployment: Deployment, cfg_path:
 # SETUP_ACTIONS requests are let through unauthenticated: they make the user
 # the daemon runs as, its key, its policy, and the queue and topic.
 SETUP_ACTIONS = 5
-# README's IAM policy, without the two calls that are optional at start-up.
+# The IAM policy of docs/security.md, without the two calls that are optional at start-up.
 MINIMAL = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility", "sqs:GetQueueUrl",
            "sns:Publish"]
 
@@ -155,7 +155,7 @@ def test_refused_credentials(auth: AuthBus, moto: MotoServer, deployment: Deploy
 
 def test_denied_optional_calls_only_warn(auth: AuthBus, moto: MotoServer, deployment: Deployment,
                                          cfg_path: Path, daemons: list[Daemon]) -> None:
-    """README's minimal policy: no GetQueueAttributes, no GetTopicAttributes; it still starts."""
+    """The minimal policy of docs/security.md: no GetQueueAttributes, no GetTopicAttributes; it still starts."""
     config = with_bus(write_config(cfg_path, moto, deployment), auth.server.url, auth.queue_url, auth.topic)
     status, lines = run(config, "check", env=auth.key)
     assert status == 0, lines

@@ -14,8 +14,8 @@ This holds whether ``bus.input.queue`` is a name or a URL: a URL is probed
 with GetQueueAttributes, the topic (and ``bus.output.failures_topic``, when
 set) with GetTopicAttributes. A permission that
 is merely denied (``AccessDenied``) does not stop a start: each of those
-calls is optional in the IAM policy, so it costs a warning, as the README's
-IAM table says.
+calls is optional in the IAM policy, so it costs a warning, as the IAM
+table in docs/security.md says.
 """
 
 from __future__ import annotations

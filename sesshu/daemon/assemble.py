@@ -70,7 +70,7 @@ def worker_setup(config: Config, specs: list[PluginSpec]) -> WorkerSetup:
             raise ConfigError(str(exc)) from None
         if os.geteuid() != 0 and not _can_switch():
             raise ConfigError(f"workers.user: switching to {config.worker_user!r} needs root, or "
-                              "CAP_SETUID + CAP_SETGID + CAP_KILL (see the README's security section)")
+                              "CAP_SETUID + CAP_SETGID + CAP_KILL (see docs/security.md)")
     elif config.worker_group is not None:
         raise ConfigError("workers.group: needs workers.user")
     # The kernel counts processes per account: with the daemon's own account,
@@ -156,7 +156,7 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
     harden_master()
     if config.worker_user is None:
         log.warning("workers.user is not set: plugins run with the daemon's own rights "
-                    "(see the README's security section)")
+                    "(see docs/security.md)")
     metrics: Metrics | None = None
     if config.metrics_port is not None:
         metrics = Metrics()

@@ -128,8 +128,8 @@ class Settler:
         elif denied(done.error):
             if self.heartbeat:
                 self.heartbeat = False
-                log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no "
-                            "release of rejected or retried messages; grant it (see the README's IAM policy)")
+                log.warning("sqs:ChangeMessageVisibility is denied: no visibility heartbeat, and no release "
+                            "of rejected or retried messages; grant it (see the IAM policy in docs/security.md)")
         elif transient(done.error) and not stopping:
             # Not extended after all: the heartbeat queues it again once the
             # outbox's backoff allows (a failed release is left to lapse).
