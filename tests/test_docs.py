@@ -45,3 +45,11 @@ def test_the_readme_starts_small() -> None:
     for page in ("how-it-works", "configuration", "plugins", "security", "operations", "reliability",
                  "performance", "architecture"):
         assert f"(docs/{page}.md)" in readme, page
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_file_of_the_tree_a_page_names_exists(page: Path) -> None:
+    named = set(re.findall(r"`((?:sesshu|tests|bench|etc|packaging|plugins)/[\w./-]+\.(?:py|yaml|yml|json|nft|md))`",
+                           page.read_text()))
+    missing = sorted(p for p in named if not (ROOT / p).exists())
+    assert not missing, missing
