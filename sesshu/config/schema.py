@@ -93,7 +93,9 @@ SCHEMA: dict[str, Any] = {
             "polling": {
                 "type": "dict",
                 "default": {},
-                "schema": {"interval": {"type": "integer", "min": 1, "max": 20, "default": 20}},
+                # The long poll's wait is fixed when the bus client and the intake are made.
+                "schema": {"interval": {"type": "integer", "min": 1, "max": 20, "default": 20,
+                                        "meta": {"restart": "poll_interval"}}},
             },
         },
     },
@@ -156,7 +158,7 @@ def restart_fields(schema: dict[str, Any]) -> tuple[str, ...]:
     return tuple(fields)
 
 
-RESTART_ONLY = restart_fields(SCHEMA)  # what a reload keeps at its running value: the bus and metrics keys
+RESTART_ONLY = restart_fields(SCHEMA)  # what a reload keeps at its running value: bus, metrics, the long poll
 
 
 @dataclass(frozen=True)

@@ -145,7 +145,7 @@ def prepare(config: Config) -> tuple[ForkServerContext, PoolSettings]:
 def restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
     """The reloadable part of ``new``, and which restart-only fields (schema.RESTART_ONLY) it would change.
 
-    Those, the bus and metrics keys, keep their running values.
+    Those, the bus and metrics keys and the long poll's wait, keep their running values.
     """
     changed = [k for k in RESTART_ONLY if getattr(new, k) != getattr(running, k)]
     return replace(new, **{k: getattr(running, k) for k in RESTART_ONLY}), changed
