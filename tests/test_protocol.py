@@ -86,6 +86,10 @@ def test_result_payload_bytes_are_kept_verbatim() -> None:
     b'{"op": "result", "job": 1, "status": "failed", "reason": "retry_later", "error": "", "delay": "9"}',
     b'{"op": "result", "job": 1, "status": "failed", "reason": "fetch_error", "error": "", "delay": 5}',
     b'{"op": "result", "job": 1, "status": "rejected", "reason": "retry_later", "error": "", "delay": 5}',
+    # A reason is one the runner gives, and only on a failure: the master counts outcomes by it.
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "anything at all", "error": ""}',
+    b'{"op": "result", "job": 1, "status": "failed", "reason": "", "error": ""}',
+    b'{"op": "result", "job": 1, "status": "empty", "reason": "fetch_error", "error": ""}',
 ])
 def test_malformed_child_frames_raise_protocol_error(frame: bytes) -> None:
     with pytest.raises(ProtocolError):
@@ -144,3 +148,14 @@ def test_any_json_header_decodes_or_raises_protocol_error(header: object, payloa
         decode_child(frame)
     except ProtocolError:
         pass
+
+
+def test_every_reason_the_runner_gives_is_one_the_master_accepts() -> None:
+    from sesshu.pool.protocol import FAILURE_REASONS
+    from sesshu.worker.runner import LEAVING_REASONS
+
+    assert set(LEAVING_REASONS) <= FAILURE_REASONS
+    for reason in FAILURE_REASONS:
+        delay = 5 if reason == "retry_later" else None
+        result = Result(1, "failed", "why", reason=reason, delay=delay)
+        assert decode_child(encode_child(result)) == result

@@ -23,6 +23,11 @@ from sesshu.plugin import MAX_RETRY_SECONDS
 
 Status = Literal["done", "empty", "rejected", "failed"]
 STATUSES = ("done", "empty", "rejected", "failed")
+# Why a job failed, as the runner says it. The master counts outcomes by
+# reason (a metric label), so a frame may name these and no other: a plugin
+# that forges its own frames cannot grow that label set.
+FAILURE_REASONS = frozenset({"fetch_error", "retry_later", "unserialisable", "too_large", "memory",
+                             "limit_processes", "limit_open_files", "limit_file_size"})
 MAX_HEADER_BYTES = 16 * 1024  # error texts are clipped to 500 characters by the child
 MAX_DEPTH = 64  # results nested deeper are refused before they are parsed
 MAX_TEXT = 2048  # longest error, reason or plugin name a header may carry
@@ -122,6 +127,8 @@ def _decode(frame: bytes) -> ChildMessage:
         elif payload:
             raise ProtocolError("a payload on a result that is not done")
         reason = _text(doc, "reason", "")
+        if (reason not in FAILURE_REASONS) if status == "failed" else reason != "":
+            raise ProtocolError("a result's reason is not one the runner gives")
         delay = doc.get("delay")
         if delay is not None and (status != "failed" or reason != "retry_later" or not isinstance(delay, int)
                                   or isinstance(delay, bool) or not 0 <= delay <= MAX_RETRY_SECONDS):
