@@ -20,7 +20,8 @@ from sesshu.bus.sender import Sender
 from sesshu.bus.sending import S3Target
 from sesshu.config.schema import Config
 from sesshu.daemon.metrics import Metrics
-from sesshu.daemon.notify import Health, Notifier
+from sesshu.daemon.notify import Notifier
+from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
 from sesshu.jobs.outcomes import Outcomes
 from sesshu.jobs.requests import Rejected, RequestParser
@@ -89,8 +90,7 @@ class Supervisor:
         self.hooks = hooks or Hooks()
         self.signals = signals or SignalRecorder()
         self.notifier = self.hooks.notifier or Notifier({})
-        self._ready_sent = False
-        self._finished_counts: deque[tuple[float, int]] = deque()  # (when, outcomes so far), for jobs a minute
+        self.reporter = Reporter(self.notifier, self.hooks.metrics)
         self.health = BusHealth(clock)
         s3 = S3Target(config.s3_bucket, config.s3_prefix) if config.s3_bucket else None
         self.sender: Sender[Ticket] = Sender(bus, s3, config.senders, self.health, self.signals.wake, clock)
@@ -172,43 +172,9 @@ class Supervisor:
         self._report(now)
 
     def _report(self, now: float) -> None:
-        """What the daemon's health is, for systemd and the metrics listener: once a turn, so it stays true."""
-        health = self.health_now(now)
-        if health.ready and not self._ready_sent:
-            self._ready_sent = True
-            self.notifier.ready(self._status())
-        self.notifier.turn(self._status)
-        if self.hooks.metrics is not None:
-            self.hooks.metrics.health = health
-            self.hooks.metrics.gauges(self.pool.size, self.pool.up_count(), self.pool.busy_count(), self.in_flight())
-
-    def health_now(self, now: float) -> Health:
-        """Ready while every slot is up and the last receive came back; else why not."""
-        size, up = self.pool.size, self.pool.up_count()
-        if self.stopping:
-            why = "stopping"
-        elif up < size:
-            why = f"{size - up} of {size} workers not up"
-        elif self.health.receiving is None:
-            why = "no receive has come back yet"
-        elif not self.health.receiving:
-            why = f"the last receive failed: {self.health.last_error}"
-        else:
-            why = ""
-        return Health(now, not why, why)
-
-    def _status(self) -> str:
-        """A line for ``systemctl status``: workers busy, jobs in the last minute, the last bus error."""
-        now = self.clock()
-        done = sum(self.outcomes.counts.values())
-        counts = self._finished_counts
-        counts.append((now, done))
-        while len(counts) > 1 and counts[1][0] <= now - 60:
-            counts.popleft()
-        text = f"{self.pool.busy_count()}/{self.pool.size} workers busy, {done - counts[0][1]} jobs in the last minute"
-        if self.health.last_error:
-            text += f"; last bus error: {self.health.last_error}"
-        return text
+        self.reporter.turn(Facts(now, self.stopping, self.pool.size, self.pool.up_count(), self.pool.busy_count(),
+                                 self.in_flight(), sum(self.outcomes.counts.values()), self.health.receiving,
+                                 self.health.last_error))
 
     @property
     def outcomes(self) -> Outcomes:
@@ -397,11 +363,11 @@ class Supervisor:
                 self._guarded(ticket, partial(self._on_job_ended, ticket, event))
             elif isinstance(event, Reconfigured):
                 self._apply(event.config)
-                self.notifier.ready(self._status())
+                self.reporter.reloaded()
             elif isinstance(event, ReconfigureFailed):
                 log.error("reload refused, keeping the running config: plugin %s failed to load: %s",
                           event.plugin, loggable(event.error, 500))
-                self.notifier.ready(self._status())
+                self.reporter.reloaded()
             elif isinstance(event, ChildBootFailed):
                 key = (event.plugin, event.error)
                 if key not in self._boot_errors_seen:
