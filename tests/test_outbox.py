@@ -17,18 +17,8 @@ from hypothesis import strategies as st
 from sesshu.bus import sending
 from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, BusError, Fault, Publish, Visibility, message_size
 from sesshu.bus.memory import MemoryBus
-from sesshu.bus.outbox import (
-    DELETE_LINGER,
-    LINGER,
-    STORED_KEYS,
-    Completion,
-    Deleted,
-    Outbox,
-    S3Target,
-    Sent,
-    Unchanged,
-    Unsent,
-)
+from sesshu.bus.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
+from sesshu.bus.sending import Completion, Deleted, Unchanged, Unsent
 from sesshu.jobs.ticket import Ticket
 from tests.test_lanes import StrictBus, ticket
 from tests.test_sending import FakeBus, document

@@ -10,8 +10,8 @@ import threading
 
 from sesshu.bus.lanes import BusHealth
 from sesshu.bus.memory import MemoryBus
-from sesshu.bus.outbox import Completion, Deleted
 from sesshu.bus.sender import Sender
+from sesshu.bus.sending import Completion, Deleted
 from sesshu.jobs.ticket import Ticket
 from tests.harness.aws import poll
 

@@ -29,7 +29,7 @@ without waiting out a backoff.
 
 :meth:`Outbox.completed` turns a call's return into what follows it (a
 published result's delete, an uploaded result's pointer) and into typed
-completions for the settler: :class:`Deleted` (done or empty, confirmed or
+completions for the settler (defined in ``sesshu.bus.sending``): :class:`Deleted` (done or empty, confirmed or
 not), :class:`Unsent` (a result that could not go out) and
 :class:`Unchanged` (a visibility change that failed). Each queued entry
 (``sesshu.bus.sending``) carries its ticket, by which the outbox knows it.
@@ -45,18 +45,29 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, Generic
 
 from sesshu.backoff import Backoff
 from sesshu.bus import sending
 from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes, transient
-from sesshu.bus.sending import Attributes, Change, Drop, Post, S3Target, Sent, T, Upload
+from sesshu.bus.sending import (
+    Attributes,
+    Change,
+    Completion,
+    Deleted,
+    Drop,
+    Post,
+    S3Target,
+    Sent,
+    T,
+    Unchanged,
+    Unsent,
+    Upload,
+)
 from sesshu.text import loggable
 
-__all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Completion", "Deleted", "Outbox", "S3Target", "Sent",
-           "Unchanged", "Unsent"]
+__all__ = ["DELETE_LINGER", "LINGER", "STORED_KEYS", "Outbox", "S3Target", "Sent"]
 
 log = logging.getLogger(__name__)
 
@@ -76,34 +87,6 @@ DELETE_LINGER = 1.0
 RETRY_FIRST, RETRY_CAP, RETRY_JITTER = 0.5, 20.0, 0.5
 VISIBILITY_RETRY_CAP = 2.0
 RETRIED_KINDS = (sending.PUBLISH, sending.UPLOAD, sending.FAILURE, sending.DELETE)
-
-
-@dataclass(frozen=True, eq=False)
-class Deleted(Generic[T]):
-    """A delete came back: the ``outcome`` it confirms holds; ``error`` if the message may come back."""
-
-    ticket: T
-    outcome: str
-    error: str | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class Unsent(Generic[T]):
-    """A result that could not be published or stored, for good: its message must be retried."""
-
-    ticket: T
-    error: str
-
-
-@dataclass(frozen=True, eq=False)
-class Unchanged(Generic[T]):
-    """A visibility change (extension or release) that failed; the outbox does not send it again."""
-
-    ticket: T
-    error: str
-
-
-Completion = Deleted[T] | Unsent[T] | Unchanged[T]
 
 
 class Outbox(Generic[T]):

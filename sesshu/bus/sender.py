@@ -14,8 +14,8 @@ from collections.abc import Callable
 
 from sesshu.bus.api import Bus
 from sesshu.bus.lanes import BusHealth, Lanes
-from sesshu.bus.outbox import Completion, Outbox
-from sesshu.bus.sending import S3Target, T
+from sesshu.bus.outbox import Outbox
+from sesshu.bus.sending import Completion, S3Target, T
 
 
 class Sender(Outbox[T]):

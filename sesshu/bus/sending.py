@@ -11,6 +11,9 @@ can be in flight at once (``sesshu.bus.outbox`` decides which may overlap):
 | failure    | the same, to the failures topic       | :class:`Post`   |
 | delete     | DeleteMessageBatch                    | :class:`Drop`   |
 
+The outbox turns a call's return into completions, also defined here:
+:class:`Deleted`, :class:`Unsent` and :class:`Unchanged`.
+
 Every entry carries the ticket of its message (anything with a
 ``message``), by which the outbox knows it. No call raises: a failure is a
 per-entry error (a :class:`~sesshu.bus.api.Fault` where the bus gives a
@@ -97,6 +100,37 @@ class Sent(Generic[T]):
 
     def failures(self) -> list[tuple[Any, str]]:
         return [(self.entries[i], err) for i, err in sorted(self.failed.items())]
+
+
+# What a call's entries became, for the settler (``Outbox.completed`` makes them).
+
+
+@dataclass(frozen=True, eq=False)
+class Deleted(Generic[T]):
+    """A delete came back: the ``outcome`` it confirms holds; ``error`` if the message may come back."""
+
+    ticket: T
+    outcome: str
+    error: str | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Unsent(Generic[T]):
+    """A result that could not be published or stored, for good: its message must be retried."""
+
+    ticket: T
+    error: str
+
+
+@dataclass(frozen=True, eq=False)
+class Unchanged(Generic[T]):
+    """A visibility change (extension or release) that failed; the outbox does not send it again."""
+
+    ticket: T
+    error: str
+
+
+Completion = Deleted[T] | Unsent[T] | Unchanged[T]
 
 
 def change_visibility(bus: Bus, entries: list[Change[T]]) -> Sent[T]:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 from sesshu.backoff import exponential
 from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, string_attributes, transient
-from sesshu.bus.outbox import Completion, Deleted, Outbox, Unsent
+from sesshu.bus.outbox import Outbox
+from sesshu.bus.sending import Completion, Deleted, Unsent
 from sesshu.config.schema import Config
 from sesshu.jobs import failures
 from sesshu.jobs.outcomes import OutcomeObserver, Outcomes
