@@ -1,0 +1,141 @@
+"""Scratch directories: a fresh, empty working directory for every job, gone before the next one.
+
+The master makes one *scratch root* per process (:func:`root`). Each runner,
+once it is the worker account, makes its *slot directory* in it (named
+after its keeper, so the keeper can find it), and Landlock lets it write
+there and nowhere else. Every job starts with the slot directory emptied
+and a new job directory in it, which becomes the current directory and
+``TMPDIR``. The emptying happens when the next job starts, after the keeper
+swept every process the last job left, so nothing it started can write
+into the new job's view. The runner removes its slot directory when it
+leaves; the keeper removes it when the runner died without doing so, and
+the master removes the whole root when it stops.
+
+Where workers run as another account, the root is ``1733``, as ``/tmp`` is
+but not listable: a worker can make its directory there, and can neither
+list nor remove anyone else's.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sesshu.worker.sandbox import Identity
+
+_root: tuple[int, str] | None = None  # (the pid that made it, its path)
+
+
+def root(identity: Identity | None) -> str:
+    """This process's scratch root, made on first use and removed when the process exits."""
+    global _root
+    if _root is None or _root[0] != os.getpid():
+        path = tempfile.mkdtemp(prefix="sesshu-scratch-")
+        os.chmod(path, 0o1733 if identity is not None else 0o700)
+        _root = (os.getpid(), path)
+        atexit.register(_remove_root, os.getpid(), path, identity)
+    return _root[1]
+
+
+def _remove_root(pid: int, path: str, identity: Identity | None) -> None:
+    if os.getpid() == pid:  # not in a forked child that inherited the hook
+        remove(path, identity)
+
+
+def slot_prefix(keeper: int) -> str:
+    return f"slot-{keeper}-"
+
+
+def open_slot(scratch_root: str, keeper: int) -> str:
+    """Make this runner's slot directory (as the worker account), private to it."""
+    return tempfile.mkdtemp(prefix=slot_prefix(keeper), dir=scratch_root)
+
+
+def enter_job(slot: str) -> str:
+    """Empty the slot, make a new job directory in it, and make that the cwd and ``TMPDIR``."""
+    wipe(slot)
+    job = tempfile.mkdtemp(prefix="job-", dir=slot)
+    os.chdir(job)
+    os.environ["TMPDIR"] = job
+    tempfile.tempdir = job  # tempfile caches its first answer: tell it the new one
+    return job
+
+
+def wipe(directory: str) -> None:
+    """Remove everything in ``directory``, whatever modes a job left on it; keep the directory."""
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return
+    except PermissionError:
+        os.chmod(directory, stat.S_IRWXU)  # the job took them away; fails where it is not ours
+        entries = list(os.scandir(directory))
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, onerror=_allow_and_retry)
+        else:
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                pass
+
+
+def _allow_and_retry(func: object, path: str, _exc: object) -> None:
+    """A job may have taken the rights away from a directory of its own: give them back, once."""
+    parent = os.path.dirname(path)
+    try:
+        for p in (parent, path):
+            if os.path.isdir(p) and not os.path.islink(p):
+                os.chmod(p, stat.S_IRWXU)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        pass  # what is left, remove() takes care of as the worker account
+
+
+def remove(path: str, identity: Identity | None) -> None:
+    """Remove ``path`` and all below it, as the worker account where ours lacks the rights."""
+    if not os.path.lexists(path):
+        return
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            wipe(path)
+            os.rmdir(path)
+        else:
+            os.unlink(path)
+        return
+    except FileNotFoundError:
+        return
+    except OSError:
+        if identity is None or os.geteuid() == identity.uid:
+            return
+    # A master holding only CAP_SETUID and CAP_SETGID cannot remove the worker
+    # account's files; the worker account can. rm runs with no shell and no plugin code.
+    subprocess.run(["rm", "-rf", "--", path], user=identity.uid, group=identity.gid, extra_groups=[],
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False, timeout=60)
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def remove_slots(scratch_root: str, keeper: int, identity: Identity | None) -> None:
+    """The keeper's last duty: the slot directories of its runner, if the runner left any."""
+    prefix = slot_prefix(keeper)
+    try:
+        names = [n for n in os.listdir(scratch_root) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        remove(os.path.join(scratch_root, name), identity)
