@@ -15,6 +15,7 @@ import pwd
 import signal
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sesshu.worker.sandbox import children_of
 from tests.harness.aws import Deployment, Inbox, MotoServer, poll, provision, publish
 from tests.harness.daemon import Daemon, pid_alive, session_processes
 from tests.harness.sandboxed import WORKER, Staged
@@ -42,7 +44,9 @@ def staged() -> Iterator[Staged]:
 def config(path: Path, server: MotoServer, dep: Deployment, staged: Staged, **workers: Any) -> Path:
     settings: dict[str, Any] = {"count": 3, "timeout": 10, "polling": {"interval": 1},
                                 "retry": {"delay": 1, "max_delay": 2}, "shutdown_timeout": 10,
-                                "limits": {"processes": 64, "open_files": 64, "file_size": 4}}
+                                "limits": {"processes": 64, "open_files": 64, "file_size": 4},
+                                # Where attacks leave proof the test reads (a pid, a big file).
+                                "filesystem": {"write": [str(staged.scratch)]}}
     settings.update(workers)
     path.write_text(yaml.safe_dump({
         "plugin": ["chaos", "hostile"],
@@ -56,7 +60,7 @@ def config(path: Path, server: MotoServer, dep: Deployment, staged: Staged, **wo
 
 
 def start(server: MotoServer, dep: Deployment, staged: Staged, **workers: Any) -> Daemon:
-    path = staged.root / f"sesshu-{uuid.uuid4().hex[:8]}.yaml"
+    path = staged.conf / f"sesshu-{uuid.uuid4().hex[:8]}.yaml"
     # A secret the master holds: it must reach no worker.
     env = {**staged.env(), "AWS_SECRET_ACCESS_KEY": CANARY}
     return Daemon(config(path, server, dep, staged, **workers), server, env=env, command=staged.command(),
@@ -67,7 +71,7 @@ class Contained:
     """One daemon under attack, and its results."""
 
     def __init__(self, server: MotoServer, staged: Staged, **workers: Any) -> None:
-        self.server, self.staged = server, staged
+        self.server, self.staged, self.workers = server, staged, workers
         self.dep = provision(server, f"c{uuid.uuid4().hex[:10]}", max_receive=2)
         self.daemon = start(server, self.dep, staged, **workers)
         self.results = Inbox(server, self.dep.results_queue_url)
@@ -111,15 +115,24 @@ def no_secret(value: Any) -> None:
 # -- with workers.user -----------------------------------------------------------
 
 
+def forkservers(c: Contained) -> str:
+    """The fork servers' pids, as an attack's argument: the worker cannot list /proc to find them."""
+    pids = [pid for pid, title in session_processes(c.master()) if "multiprocessing.forkserver" in title]
+    assert pids
+    return ",".join(map(str, pids))
+
+
 def test_the_environment_holds_no_credentials(separated: Contained) -> None:
-    got = separated.run("hostile:env")["hostile:env"]
+    target = f"hostile:env:{forkservers(separated)}"
+    got = separated.run(target)[target]
     no_secret(got)
     home = pwd.getpwnam(WORKER).pw_dir
     assert got["environ"]["HOME"] == home
     assert set(got["environ"]) <= {"PATH", "PYTHONPATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "USER",
-                                   "LOGNAME", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "LC_COLLATE"}
+                                   "LOGNAME", "LC_MESSAGES", "LC_NUMERIC", "LC_TIME", "LC_COLLATE", "TMPDIR"}
     # The fork server's and the keeper's initial blocks are not even readable.
     assert got["parent"].startswith("denied")
+    assert [v for k, v in got.items() if k.startswith("forkserver")]
     assert all(v.startswith("denied") for k, v in got.items() if k.startswith("forkserver"))
 
 
@@ -144,7 +157,8 @@ def test_a_sibling_pipe_cannot_be_stolen_or_its_result_forged(separated: Contain
     publish(separated.server, separated.dep, "chaos", "chaos:sleep:3")
     poll(lambda: any("chaos:sleep" in t for _, t in session_processes(separated.master())), 20,
          what="the sibling job to run")
-    got = separated.run("hostile:steal:sesshud: worker")["hostile:steal:sesshud: worker"]
+    siblings = ",".join(str(p) for p, t in session_processes(separated.master()) if "chaos:sleep" in t)
+    got = separated.run(f"hostile:steal:{siblings}")[f"hostile:steal:{siblings}"]
     assert got and all(v.startswith(("pidfd_open denied", "pidfd_getfd denied")) for v in got.values()), got
     sibling = separated.run("chaos:sleep:3", plugin="chaos")
     assert sibling["chaos:sleep:3"] == 3.0  # the real result, not a forged one
@@ -174,10 +188,12 @@ def test_open_files_and_file_size_limits_fail_the_job(separated: Contained) -> N
     assert big.stat().st_size <= 4 << 20
 
 
-def test_other_plugins_files_cannot_be_rewritten(separated: Contained) -> None:
-    chaos = separated.staged.plugins / "chaos.py"
+@pytest.mark.parametrize("fixture", ["separated", "shared"])
+def test_other_plugins_files_cannot_be_rewritten(request: pytest.FixtureRequest, fixture: str) -> None:
+    contained: Contained = request.getfixturevalue(fixture)
+    chaos = contained.staged.plugins / "chaos.py"
     before = chaos.read_bytes()
-    got = separated.run(f"hostile:rewrite:{chaos}")[f"hostile:rewrite:{chaos}"]
+    got = contained.run(f"hostile:rewrite:{chaos}")[f"hostile:rewrite:{chaos}"]
     assert got.startswith("denied")
     assert chaos.read_bytes() == before
 
@@ -192,7 +208,7 @@ def test_a_worker_holds_only_its_pipe_and_no_privilege(separated: Contained) -> 
     assert status["NoNewPrivs"] == ["1"]
     assert int(status["CapEff"][0], 16) == 0
     assert status["dumpable"] == 0
-    assert status["cwd"] == "/"
+    assert status["cwd"].startswith(tempfile.gettempdir() + "/sesshu-scratch-")
 
 
 def test_output_is_logged_with_pid_and_message_id(separated: Contained) -> None:
@@ -207,6 +223,117 @@ def test_a_retitled_worker_is_not_taken_for_the_master(separated: Contained) -> 
     # The daemon is found by its pid (the harness' process handle, a pidfile in production).
     assert separated.daemon.proc is not None and separated.daemon.proc.poll() is None
     separated.results.wait_for({"hostile:title"})
+
+
+# -- the second step: file view, scratch, signals, system calls; with and without workers.user --
+
+
+@pytest.fixture(params=["separated", "shared"])
+def either(request: pytest.FixtureRequest) -> Contained:
+    """Each attack below must fail whether or not workers run as another account."""
+    contained: Contained = request.getfixturevalue(request.param)
+    return contained
+
+
+def test_what_a_job_writes_no_later_job_sees(either: Contained) -> None:
+    name = f"left-{uuid.uuid4().hex[:8]}"
+    # One job at a time on one slot would prove the least; every slot runs a "leave" first.
+    leaves = [f"hostile:leave:{name}.{i}" for i in range(3)]
+    left = either.run(*leaves)
+    for target in leaves:
+        wrote = left[target]
+        assert wrote[f"./{name}.{target[-1]}"].startswith("got") and wrote["cwd"].startswith(tempfile.gettempdir())
+        for shared in ("/tmp", "/var/tmp", "/dev/shm"):
+            assert wrote[f"{shared}/{name}.{target[-1]}"].startswith("denied"), wrote
+    looks = [f"hostile:look:{name}.{i}" for i in range(3)]
+    seen = either.run(*looks)
+    cwds = set()
+    for target in looks:
+        got = seen[target]
+        assert got["listing"] == [], got
+        assert got["cwd"] == got["tmpdir"]
+        assert all(v.startswith("denied") for v in got["found"].values()), got
+        assert got["mode"] == 0o700
+        cwds.add(got["cwd"])
+    assert len(cwds) == 3  # a fresh directory for every job
+    # A slot's last job directory is gone once the slot took another job.
+    slots_since = {os.path.dirname(cwd) for cwd in cwds}
+    for target in leaves:
+        if os.path.dirname(left[target]["cwd"]) in slots_since:
+            assert not os.path.exists(left[target]["cwd"])
+    # And a file a job left is out of every later job's reach, whichever slot runs it.
+    files = [f"hostile:readfile:{left[t]['cwd']}/{name}.{t[-1]}" for t in leaves]
+    read = either.run(*files)
+    assert all(v.startswith("denied") for v in read.values()), read
+    expected_owner = pwd.getpwnam(WORKER).pw_uid if either.workers.get("user") else 0
+    assert {seen[t]["owner"] for t in looks} == {expected_owner}
+
+
+def test_the_daemons_files_are_out_of_reach_even_when_world_readable(either: Contained) -> None:
+    config, log = either.daemon.config, either.daemon.log_path
+    assert os.stat(config).st_mode & 0o004 and os.stat(log).st_mode & 0o004
+    home = pwd.getpwnam(WORKER).pw_dir if either.workers.get("user") else "/root"
+    targets = [f"hostile:readfile:{config}", f"hostile:readfile:{log}", "hostile:readfile:/etc/passwd",
+               f"hostile:readfile:{home}/.aws/credentials"]
+    got = either.run(*targets)
+    for target in targets:
+        assert got[target].startswith("denied"), (target, got[target])
+    # What a network client needs is there.
+    assert either.run("hostile:readfile:/etc/hosts")["hostile:readfile:/etc/hosts"].startswith("got")
+
+
+def test_a_worker_cannot_signal_a_sibling_but_can_signal_its_own_child(either: Contained) -> None:
+    publish(either.server, either.dep, "chaos", "chaos:sleep:4")
+    sibling = int(poll(lambda: next((p for p, t in session_processes(either.master()) if "chaos:sleep:4" in t),
+                                    None), 20, what="the sibling job to run"))
+    keepers = either.processes("sesshud: keeper")
+    targets = [f"hostile:signal:{sibling}:{int(signal.SIGSTOP)}", f"hostile:signal:{sibling}:{int(signal.SIGKILL)}",
+               *(f"hostile:signal:{k}:{int(signal.SIGSTOP)}" for k in keepers),
+               f"hostile:signal:{either.master()}:{int(signal.SIGSTOP)}", "hostile:sigchild"]
+    got = either.run(*targets)
+    for target in targets[:-1]:
+        assert got[target] == "denied: Operation not permitted", (target, got[target])
+    assert got["hostile:sigchild"] == -signal.SIGTERM
+    assert either.run("chaos:sleep:4", plugin="chaos")["chaos:sleep:4"] == 4.0  # the sibling finished
+
+
+def test_a_killed_runners_directory_is_removed_by_its_keeper(either: Contained) -> None:
+    target = f"hostile:leave:doomed-{uuid.uuid4().hex[:6]}"
+    slot = Path(either.run(target)[target]["cwd"]).parent
+    assert slot.exists()  # the last job's directory stays until the next job starts
+    keeper = int(slot.name.split("-")[1])
+    (runner,) = children_of(keeper)
+    os.kill(runner, signal.SIGKILL)
+    poll(lambda: not slot.exists(), 20, what=f"{slot} to be removed")
+    assert either.run("chaos:echo:after", plugin="chaos")["chaos:echo:after"]["echo"] == "after"
+
+
+def test_the_kernels_attack_surface_is_closed(either: Contained) -> None:
+    got = either.run("hostile:syscalls")["hostile:syscalls"]
+    assert got.pop("Seccomp") == "2"  # filter mode
+    # unshare(1) makes its namespace with clone's flags, not unshare(2): it must fail too.
+    assert got.pop("clone(CLONE_NEWUSER)").startswith("denied"), got
+    not_refused = {name: result for name, result in got.items() if result != "EPERM"}
+    assert not not_refused
+    assert len(got) >= 25
+
+
+def test_ordinary_plugins_keep_working(either: Contained) -> None:
+    got = either.run("hostile:ordinary")["hostile:ordinary"]
+    assert got["squares"] == [x * x for x in range(8)]
+    assert got["echo"] == "from a shell"
+    assert got["tempfile"] == got["cwd"]
+    assert got["hosts"] is True and got["cpus"] >= 1
+
+
+@pytest.mark.parametrize("attack", ["fork", "threads", "spawn"])
+def test_every_way_to_the_process_limit_is_named(separated: Contained, attack: str) -> None:
+    target = f"hostile:{attack}:300"
+    publish(separated.server, separated.dep, "hostile", target)
+    separated.daemon.wait_log(rf"retried: hostile {target}: fetch hit workers\.limits\.processes")
+    poll(lambda: len(all_pids_of(WORKER)) <= 3 + 1, 20, what="what the job started to be killed")
+    echo = f"chaos:echo:after-{attack}"
+    assert separated.run(echo, plugin="chaos")[echo]["echo"] == f"after-{attack}"
 
 
 def test_every_message_is_accounted_for(separated: Contained) -> None:
@@ -226,7 +353,8 @@ def test_every_message_is_accounted_for(separated: Contained) -> None:
 
 
 def test_without_a_worker_account_the_environment_is_still_clean(shared: Contained) -> None:
-    got = shared.run("hostile:env")["hostile:env"]
+    target = f"hostile:env:{forkservers(shared)}"
+    got = shared.run(target)[target]
     # Root may read every process on the host; what must be clean is this daemon's workers,
     # keepers and fork server. (The master's own block holds the credentials, as it must.)
     ours = {f"forkserver {pid}" for pid, title in session_processes(shared.master())
@@ -276,7 +404,7 @@ def test_without_max_jobs_one_a_patch_outlives_its_job(moto: MotoServer, staged:
 def check(staged: Staged, moto: MotoServer, *, as_user: str | None = None, command: list[str] | None = None,
           **workers: Any) -> subprocess.CompletedProcess[str]:
     dep = provision(moto, f"k{uuid.uuid4().hex[:10]}")
-    path = config(staged.root / f"check-{uuid.uuid4().hex[:6]}.yaml", moto, dep, staged, **workers)
+    path = config(staged.conf / f"check-{uuid.uuid4().hex[:6]}.yaml", moto, dep, staged, **workers)
     cmd = [*(command or staged.command()), "-c", str(path), "--check"]
     env = {**os.environ, **staged.env()} if command is None else dict(os.environ)
     user = pwd.getpwnam(as_user) if as_user else None
@@ -344,7 +472,7 @@ def test_an_unprivileged_master_with_three_capabilities_contains_as_root_does(mo
                f"--inh-caps={CAPS}", f"--ambient-caps={CAPS}", f"--bounding-set=-all,{CAPS}", "--",
                *staged.command()]
     dep = provision(moto, f"u{uuid.uuid4().hex[:10]}", max_receive=2)
-    path = config(staged.root / f"caps-{uuid.uuid4().hex[:6]}.yaml", moto, dep, staged, user=WORKER,
+    path = config(staged.conf / f"caps-{uuid.uuid4().hex[:6]}.yaml", moto, dep, staged, user=WORKER,
                   timeout=2)
     # A service's working directory is /: this checkout may sit where the daemon's account cannot go.
     daemon = Daemon(path, moto, env={**staged.env(), "AWS_SECRET_ACCESS_KEY": CANARY}, command=command,

@@ -84,8 +84,12 @@ def test_a_config_supplies_the_options(tmp_path: Path) -> None:
 @pytest.mark.parametrize("target", ["chaos:orphan:{pidfile}", "chaos:grandchild:{pidfile}"])
 def test_no_process_outlives_the_command(tmp_path: Path, target: str) -> None:
     pidfile = tmp_path / "left.pid"
+    # The plugin writes the pid outside its scratch directory: the config grants that.
+    config = tmp_path / "sesshu.yaml"
+    config.write_text(yaml.safe_dump({"plugin": ["chaos"], "workers": {"filesystem": {"write": [str(tmp_path)]}},
+                                      "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}}))
     proc = subprocess.Popen([sys.executable, "-m", "sesshu.ops.cli", "run", "chaos", target.format(pidfile=pidfile),
-                             "--timeout", "2", "--plugin-path", str(TEST_PLUGINS)],
+                             "-c", str(config), "--timeout", "2", "--plugin-path", str(TEST_PLUGINS)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     assert proc.wait(timeout=120) in (0, 75)
     left = int(pidfile.read_text())

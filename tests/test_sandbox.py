@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
 import time
 
 import pytest
@@ -34,7 +35,48 @@ def test_worker_environment_takes_base_names_the_allow_list_and_home() -> None:
     (ValueError("nothing to do with limits"), None),
 ])
 def test_limit_reason_names_the_limit(exc: BaseException, reason: str | None) -> None:
-    assert sandbox.limit_reason(exc) == reason
+    assert sandbox.limit_reason(exc, started_process=True, processes_capped=True) == reason
+
+
+def test_eagain_is_the_process_limit_only_after_the_job_started_a_process() -> None:
+    again = BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable")
+    assert sandbox.limit_reason(again, started_process=True, processes_capped=True) == "limit_processes"
+    # A non-blocking socket says EAGAIN too: without a process start, it is the plugin's own error.
+    assert sandbox.limit_reason(again, started_process=False, processes_capped=True) is None
+
+
+def test_a_thread_that_cannot_start_is_the_process_limit() -> None:
+    cannot = RuntimeError("can't start new thread")
+    assert sandbox.limit_reason(cannot, started_process=False, processes_capped=True) == "limit_processes"
+    assert sandbox.limit_reason(RuntimeError("something else"), started_process=True, processes_capped=True) is None
+
+
+def test_without_a_process_limit_eagain_names_no_limit() -> None:
+    again = BlockingIOError(errno.EAGAIN, "again")
+    assert sandbox.limit_reason(again, started_process=True, processes_capped=False) is None
+    assert sandbox.limit_reason(RuntimeError("can't start new thread"), started_process=True,
+                                processes_capped=False) is None
+
+
+def test_process_starts_sees_fork_subprocess_and_spawn() -> None:
+    # Audit hooks cannot be removed, so this one stays in the test process: it only sets a flag.
+    starts = sandbox.ProcessStarts()
+    starts.install()
+    assert not starts.seen
+    subprocess.run(["true"], check=True)
+    assert starts.seen
+    starts.seen = False
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert starts.seen
+    starts.seen = False
+    os.waitpid(os.posix_spawn("/bin/true", ["true"], {}), 0)
+    assert starts.seen
+    starts.seen = False
+    open(os.devnull).close()  # an audited event that starts nothing
+    assert not starts.seen
 
 
 def test_limit_reason_looks_through_wrapping_exceptions() -> None:
@@ -44,7 +86,7 @@ def test_limit_reason_looks_through_wrapping_exceptions() -> None:
         except OSError as inner:
             raise RuntimeError("the HTTP library wrapped it") from inner
     except RuntimeError as outer:
-        assert sandbox.limit_reason(outer) == "limit_open_files"
+        assert sandbox.limit_reason(outer, started_process=False, processes_capped=False) == "limit_open_files"
 
 
 def test_an_unknown_account_is_refused() -> None:

@@ -55,7 +55,11 @@ def test_a_config_gives_the_workers_and_the_plugins_options() -> None:
 
 def test_nothing_the_plugin_started_outlives_the_run(tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
-    run = chaos(f"chaos:grandchild:{pidfile}", timeout=2.0)
+    # The plugin writes the pid outside its scratch directory: the config grants that.
+    config = from_mapping({"plugin": ["chaos"], "plugin_path": PATH,
+                           "workers": {"filesystem": {"write": [str(tmp_path)]}},
+                           "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
+    run = chaos(f"chaos:grandchild:{pidfile}", timeout=2.0, config=config)
     assert run.outcome == "retried"
     assert not pid_alive(int(pidfile.read_text()))
 

@@ -23,6 +23,7 @@ PLUGIN_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
 ACCOUNT_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\Z"
 # AWS_* never reaches a worker, whatever the allow-list says: the master alone holds credentials.
 ENV_NAME = r"^(?!AWS_)[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
+ABSOLUTE_PATH = r"^/[^\x00-\x1f\x7f]{0,4095}\Z"
 _PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
 
 
@@ -73,6 +74,16 @@ SCHEMA: dict[str, Any] = {
             "user": {"type": "string", "nullable": True, "default": None, "regex": ACCOUNT_NAME},
             "group": {"type": "string", "nullable": True, "default": None, "regex": ACCOUNT_NAME},
             "environment": {"type": "list", "default": [], "schema": {"type": "string", "regex": ENV_NAME}},
+            # More than the system's files for plugins to read or write (Landlock; sesshu.worker.confine).
+            "filesystem": {
+                "type": "dict",
+                "default": {},
+                "schema": {
+                    "read": {"type": "list", "default": [], "schema": {"type": "string", "regex": ABSOLUTE_PATH}},
+                    "write": {"type": "list", "default": [], "schema": {"type": "string", "regex": ABSOLUTE_PATH}},
+                },
+            },
+            "require_containment": {"type": "boolean", "default": False},
             "limits": {
                 "type": "dict",
                 "default": {},
@@ -202,6 +213,9 @@ class Config:
     limit_processes: int = 512
     limit_open_files: int = 1024
     limit_file_size: int = 1024  # MiB
+    read_paths: tuple[str, ...] = ()  # workers.filesystem.read
+    write_paths: tuple[str, ...] = ()  # workers.filesystem.write
+    require_containment: bool = False
     s3_threshold: int | None = None  # bytes: results above it go to S3 even when SNS would take them
     senders: int = 4
     receivers: int = 2
@@ -284,6 +298,9 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         limit_processes=workers["limits"]["processes"],
         limit_open_files=workers["limits"]["open_files"],
         limit_file_size=workers["limits"]["file_size"],
+        read_paths=tuple(workers["filesystem"]["read"]),
+        write_paths=tuple(workers["filesystem"]["write"]),
+        require_containment=workers["require_containment"],
         s3_threshold=bus["output"]["s3_threshold"],
         senders=_lanes(bus["senders"], "bus.senders", AUTO_SENDERS, workers["count"]),
         receivers=_lanes(bus["receivers"], "bus.receivers", AUTO_RECEIVERS, workers["count"]),

@@ -9,6 +9,7 @@ instead of crash-looping.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import resource
@@ -34,7 +35,8 @@ from sesshu.plugin.registry import PluginSource, discover
 from sesshu.pool.pool import Pool, PoolSettings
 from sesshu.pool.spawn import ProbeFailed, forkserver_context, probe, start_fork_server
 from sesshu.text import loggable
-from sesshu.worker import sandbox
+from sesshu.worker import confine, sandbox, scratch
+from sesshu.worker.confine import ContainmentMissing
 from sesshu.worker.runner import PluginSpec
 from sesshu.worker.sandbox import Identity, SandboxError, WorkerSetup
 
@@ -79,7 +81,54 @@ def worker_setup(config: Config, specs: list[PluginSpec]) -> WorkerSetup:
     limits = sandbox.Limits(processes, config.limit_open_files, config.limit_file_size, config.memory_limit)
     env = sandbox.worker_environment(config.worker_environment, identity)
     must_read = _must_read(specs) if identity is not None else ()
-    return WorkerSetup(identity, env, limits, must_read)
+    if config.require_containment:
+        try:
+            confine.require(confine.protections())
+        except ContainmentMissing as exc:
+            raise ConfigError(str(exc)) from None
+    return WorkerSetup(identity, env, limits, must_read, scratch_root=scratch.root(identity),
+                       read=_plugin_dirs(config, specs) + config.read_paths, write=config.write_paths,
+                       require_containment=config.require_containment)
+
+
+def _plugin_dirs(config: Config, specs: list[PluginSpec]) -> tuple[str, ...]:
+    """Where the plugins live, for their file view: plugin_path, and each file plugin's directory."""
+    dirs = dict.fromkeys(config.plugin_path)
+    for _, kind, ref, _ in specs:
+        if kind == "file":
+            dirs[os.path.dirname(ref)] = None
+        else:
+            dirs.update(dict.fromkeys(_package_dirs(ref.partition(":")[0].strip().split(".")[0])))
+    return tuple(dirs)
+
+
+def _package_dirs(top: str) -> list[str]:
+    """Where a top-level module or package lives: an editable install's may lie off sys.path."""
+    try:
+        spec = importlib.util.find_spec(top)  # a top-level name: nothing is imported to find it
+    except (ImportError, ValueError):
+        return []
+    if spec is None:
+        return []
+    if spec.submodule_search_locations:
+        return list(spec.submodule_search_locations)
+    return [os.path.dirname(spec.origin)] if spec.origin and os.path.isabs(spec.origin) else []
+
+
+def containment(config: Config) -> str:
+    """The one line that says what holds a plugin on this host."""
+    return confine.protections().describe(config.worker_user)
+
+
+def exposed(config: Config) -> list[str]:
+    """The daemon's own files that its plugins can read all the same, each with the grant that exposes it."""
+    read = config.plugin_path + config.read_paths
+    out = []
+    for what, path in (("config file", config.path), ("log file", config.log_path)):
+        grant = confine.readable_by_plugins(path, read) if path else None
+        if grant is not None:
+            out.append(f"the {what} {path} lies below {grant}, which plugins may read")
+    return out
 
 
 def _can_switch() -> bool:
@@ -157,6 +206,9 @@ def run(config: Config, ctx: ForkServerContext, settings: PoolSettings, pidfile:
     if config.worker_user is None:
         log.warning("workers.user is not set: plugins run with the daemon's own rights "
                     "(see docs/security.md)")
+    log.info("%s", containment(config))
+    for problem in exposed(config):
+        log.warning("%s (see docs/security.md)", problem)
     metrics: Metrics | None = None
     if config.metrics_port is not None:
         metrics = Metrics()

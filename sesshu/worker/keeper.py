@@ -10,9 +10,10 @@ process group and session, stays below the keeper, which can kill it:
   kills every descendant but the runner, then answers ``k``; the master
   gives the runner no new job before that answer;
 - when the runner dies, or SIGTERM arrives (a timeout, a stop, the fork
-  server's death), it kills everything below it and leaves with the
-  runner's own exit status, so the master reads the runner's fate from the
-  keeper's sentinel.
+  server's death), it kills everything below it, removes the runner's
+  scratch directory if the runner could not, and leaves with the runner's
+  own exit status, so the master reads the runner's fate from the keeper's
+  sentinel.
 
 A plugin that kills its keeper only hands the orphans up to the master,
 itself a subreaper that kills whatever child it does not know.
@@ -30,7 +31,7 @@ from multiprocessing.connection import Connection
 
 from setproctitle import setproctitle
 
-from sesshu.worker import sandbox
+from sesshu.worker import sandbox, scratch
 from sesshu.worker.runner import PluginSpec, runner_main
 from sesshu.worker.sandbox import WorkerSetup
 
@@ -62,7 +63,10 @@ def keeper_main(job_conn: Connection, control: socket.socket, output: socket.soc
         output.close()
         control.send(RUNNER + str(runner).encode() + b"\n")  # the master names the worker by it
         setproctitle("sesshud: keeper")
-        _leave_as(_watch(runner, control))
+        status = _watch(runner, control)
+        if setup.scratch_root is not None:  # a runner that was killed could not remove its own
+            scratch.remove_slots(setup.scratch_root, os.getpid(), setup.identity)
+        _leave_as(status)
     except BaseException:  # noqa: BLE001 - report anything, then leave
         traceback.print_exc()
         os._exit(1)

@@ -4,9 +4,12 @@ The keeper (``sesshu.worker.keeper``) forks the runner. Before any plugin code r
 imports included, the runner contains itself: it keeps only its job pipe and
 its output socket (as stdout and stderr; stdin is /dev/null), takes the
 worker environment, lowers its resource limits, switches to ``workers.user``,
-forbids new privileges and ptrace, and checks that it can read what it must.
-Then it imports every enabled plugin once, says ``Ready``, and serves one job
-at a time from its pipe until the pipe closes. It never imports boto3 and
+forbids new privileges and ptrace, makes its scratch directory, takes its
+Landlock file view and its seccomp filter (``sesshu.worker.confine``), and
+checks that it can read what it must. Then it imports every enabled plugin
+once, says ``Ready``, and serves one job at a time from its pipe until the
+pipe closes. Each job starts in a fresh, empty directory
+(``sesshu.worker.scratch``). It never imports boto3 and
 never talks to AWS; everything it knows arrives over the pipe. It leaves only
 through ``os._exit``, so no inherited atexit hook or buffered state runs twice.
 """
@@ -18,6 +21,7 @@ import importlib.util
 import json
 import logging
 import os
+import resource
 import signal
 import sys
 import traceback
@@ -31,8 +35,9 @@ from setproctitle import setproctitle
 from sesshu.plugin import Reject, RetryLater, retry_seconds
 from sesshu.pool.protocol import BootFailed, Job, Ready, Result, decode_job, encode_child
 from sesshu.text import clip, loggable
-from sesshu.worker import sandbox
-from sesshu.worker.sandbox import WorkerSetup
+from sesshu.worker import confine, sandbox, scratch
+from sesshu.worker.confine import ContainmentMissing
+from sesshu.worker.sandbox import ProcessStarts, WorkerSetup
 
 # (name, kind, ref, options): plain tuples, so the child needs no config code.
 PluginSpec = tuple[str, str, str, dict[str, Any]]
@@ -48,17 +53,25 @@ def runner_main(job_conn: Connection, output: socket, specs: list[PluginSpec], s
                 max_result_bytes: int) -> None:
     """Entry point of the runner, in the keeper's child; never returns."""
     code = 0
+    slot: str | None = None
     try:
         conn = _hygiene(job_conn, output)
         # Before the environment goes: setproctitle finds its room from argv and environ.
         setproctitle("sesshud: worker starting")
-        _contain(setup)
-        plugins = _load_all(conn, specs, setup)
+        try:
+            slot = _contain(setup)
+        except ContainmentMissing as exc:
+            conn.send_bytes(encode_child(BootFailed("-", str(exc))))
+            slot, plugins = None, None
+        else:
+            plugins = _load_all(conn, specs, setup)
+        starts = ProcessStarts()
+        starts.install()
         if plugins is None:
             code = 3
         else:
             conn.send_bytes(encode_child(Ready()))
-            _serve(conn, plugins, max_result_bytes)
+            _serve(conn, plugins, max_result_bytes, slot, starts)
     except (EOFError, BrokenPipeError, ConnectionResetError):
         pass  # the parent closed our pipe or died: time to go
     except BaseException:  # noqa: BLE001 - report anything, then leave
@@ -68,6 +81,8 @@ def runner_main(job_conn: Connection, output: socket, specs: list[PluginSpec], s
         try:
             sys.stdout.flush()
             sys.stderr.flush()
+            if slot is not None:
+                scratch.remove(slot, None)
         finally:
             os._exit(code)
 
@@ -94,8 +109,11 @@ def _hygiene(job_conn: Connection, output: socket) -> Connection:
     return Connection(JOB_FD)
 
 
-def _contain(setup: WorkerSetup) -> None:
-    """Environment, limits, identity, then the flags a uid switch would reset."""
+def _contain(setup: WorkerSetup) -> str | None:
+    """Environment, limits, identity, the flags a uid switch would reset, then the file view and filter.
+
+    Returns the slot's scratch directory, if the setup has a scratch root.
+    """
     keeper = os.getppid()
     os.environ.clear()
     os.environ.update(setup.environment)
@@ -112,6 +130,12 @@ def _contain(setup: WorkerSetup) -> None:
     sandbox.die_with_parent(signal.SIGKILL)
     if os.getppid() != keeper:
         os._exit(0)  # the keeper died before the death signal was armed
+    found = confine.protections()
+    if setup.require_containment:
+        confine.require(found)
+    slot = scratch.open_slot(setup.scratch_root, keeper) if setup.scratch_root else None
+    confine.confine(found, slot, setup.read, setup.write)
+    return slot
 
 
 def load_plugin(name: str, kind: str, ref: str) -> ModuleType:
@@ -156,18 +180,25 @@ def _load_all(conn: Connection, specs: list[PluginSpec], setup: WorkerSetup) -> 
     return plugins
 
 
-def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: int) -> None:
+def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: int, slot: str | None,
+           starts: ProcessStarts) -> None:
     while True:
         setproctitle("sesshud: worker idle")
         job = decode_job(conn.recv_bytes())
         setproctitle(f"sesshud: worker {loggable(job.plugin, 40)} {loggable(job.target, 60)}")
-        result = run_job(plugins, job, max_result_bytes)
+        # Only now: the keeper swept the last job's processes before this job was sent,
+        # so nothing of that job can write into this one's directory.
+        if slot is not None:
+            scratch.enter_job(slot)
+        starts.seen = False
+        result = run_job(plugins, job, max_result_bytes, starts)
         conn.send_bytes(encode_child(result))
         if result.reason in LEAVING_REASONS:
             return  # the heap or a limit is spent: let a fresh runner take over
 
 
-def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> Result:
+def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int,
+            starts: ProcessStarts | None = None) -> Result:
     """Run ``validate`` then ``fetch``; turn every way it can end into a Result."""
     module = plugins.get(job.plugin)
     if module is None:
@@ -185,7 +216,7 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
     except MemoryError:
         return Result(job.job_id, "failed", "fetch ran out of memory (workers.memory_limit)", reason="memory")
     except BaseException as exc:  # noqa: BLE001
-        limit = sandbox.limit_reason(exc)
+        limit = sandbox.limit_reason(exc, starts is not None and starts.seen, _processes_capped())
         if limit is not None:
             name = limit.removeprefix("limit_")
             return Result(job.job_id, "failed", f"fetch hit workers.limits.{name}: {_describe(exc)}",
@@ -204,6 +235,10 @@ def run_job(plugins: dict[str, ModuleType], job: Job, max_result_bytes: int) -> 
         return Result(job.job_id, "failed",
                       f"result is {len(payload)} bytes, over the {max_result_bytes}-byte limit", reason="too_large")
     return Result(job.job_id, "done", payload=payload)
+
+
+def _processes_capped() -> bool:
+    return resource.getrlimit(resource.RLIMIT_NPROC)[0] != resource.RLIM_INFINITY
 
 
 def _asked(job: Job, exc: Reject | RetryLater) -> Result:

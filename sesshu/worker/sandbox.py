@@ -16,6 +16,7 @@ import os
 import pwd
 import resource
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,8 +165,16 @@ def _lower(which: int, value: int) -> None:
     resource.setrlimit(which, (value, value))
 
 
-def limit_reason(exc: BaseException) -> str | None:
-    """Which resource limit an exception (or one it wraps) ran into, if any."""
+def limit_reason(exc: BaseException, started_process: bool, processes_capped: bool) -> str | None:
+    """Which resource limit an exception (or one it wraps) ran into, if any.
+
+    The kernel says only EAGAIN when a fork meets RLIMIT_NPROC, and Python
+    only "can't start new thread" when a thread does. Counting processes
+    afterwards cannot tell, since what the job started may be gone by then;
+    whether the job tried to start a process (``started_process``, from
+    :class:`ProcessStarts`) can. Without a process limit
+    (``processes_capped`` false), neither names one.
+    """
     seen: set[int] = set()
     stack: list[BaseException | None] = [exc]
     while stack:
@@ -178,26 +187,33 @@ def limit_reason(exc: BaseException) -> str | None:
                 return "limit_open_files"
             if e.errno == errno.EFBIG:
                 return "limit_file_size"
-            if e.errno == errno.EAGAIN and _at_process_limit():
+            if e.errno == errno.EAGAIN and started_process and processes_capped:
                 return "limit_processes"
+        elif isinstance(e, RuntimeError) and processes_capped and str(e) == "can't start new thread":
+            return "limit_processes"
         stack += [e.__cause__, e.__context__]
     return None
 
 
-def _at_process_limit() -> bool:
-    soft, _ = resource.getrlimit(resource.RLIMIT_NPROC)
-    if soft == resource.RLIM_INFINITY:
-        return False
-    uid = os.getuid()
-    count = 0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                if os.stat(f"/proc/{pid}").st_uid == uid:
-                    count += len(os.listdir(f"/proc/{pid}/task"))
-            except OSError:
-                continue
-    return count >= soft * 9 // 10
+class ProcessStarts:
+    """Whether the current job tried to start a process: an audit hook, installed once per runner.
+
+    Audit hooks cannot be removed, by the plugin either, and see every way
+    Python starts one (``os.fork``, ``subprocess``, ``posix_spawn``,
+    ``os.system``, ``pty``).
+    """
+
+    EVENTS = frozenset(("os.fork", "os.forkpty", "os.posix_spawn", "subprocess.Popen", "os.system"))
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def install(self) -> None:
+        sys.addaudithook(self._hook)
+
+    def _hook(self, event: str, _args: tuple[object, ...]) -> None:
+        if event in self.EVENTS:
+            self.seen = True
 
 
 @dataclass(frozen=True)
@@ -208,6 +224,10 @@ class WorkerSetup:
     environment: dict[str, str] = field(default_factory=dict)
     limits: Limits = field(default_factory=Limits)
     must_read: tuple[tuple[str, str], ...] = ()  # (path, what it is), checked as the worker account
+    scratch_root: str | None = None  # where each runner makes its slot's scratch directory
+    read: tuple[str, ...] = ()  # more to read than the system's and the interpreter's files (Landlock)
+    write: tuple[str, ...] = ()  # more to write than the scratch directory (Landlock)
+    require_containment: bool = False  # no Landlock or no seccomp is then a boot failure
 
 
 def worker_environment(allow: tuple[str, ...], identity: Identity | None,

@@ -23,7 +23,10 @@ SESSHUD = Path(sys.executable).parent / "sesshud"
 def write_config(path: Path, server: MotoServer, deployment: Deployment, **overrides: Any) -> Path:
     """A config for ``deployment``; ``overrides`` replace top-level keys or workers.* keys."""
     workers: dict[str, Any] = {"count": 2, "timeout": 5, "polling": {"interval": 1},
-                               "retry": {"delay": 1, "max_delay": 2}, "shutdown_timeout": 10}
+                               "retry": {"delay": 1, "max_delay": 2}, "shutdown_timeout": 10,
+                               # Test plugins leave proof beside the config (a grandchild's pid):
+                               # outside the scratch directories, so it must be granted.
+                               "filesystem": {"write": [str(path.parent)]}}
     workers.update(overrides.pop("workers", {}))
     doc: dict[str, Any] = {
         "plugin": ["chaos", "http_robots", "http_javascript", "http_stylesheet"],

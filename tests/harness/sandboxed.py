@@ -28,7 +28,13 @@ def sysvenv_python() -> Path:
 
 
 class Staged:
-    """A world-readable copy of this checkout's code, and a world-writable scratch folder."""
+    """A world-readable copy of this checkout's code, a folder for configs and logs, and a shared one.
+
+    The configs and logs sit outside the code, as /etc/sesshu.yaml and
+    /var/log/sesshu do, where a worker's file view does not reach. The
+    shared folder (world-writable) is where attacks leave proof, such as a
+    grandchild's pid: a test grants it to workers with workers.filesystem.write.
+    """
 
     def __init__(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="sesshu-staged-", dir="/var/tmp"))
@@ -38,8 +44,9 @@ class Staged:
         shutil.copytree(TEST_PLUGINS, self.root / "plugins")
         for path in self.root.rglob("*"):
             os.chmod(path, 0o755 if path.is_dir() else 0o644)
-        self.scratch = self.root / "scratch"
-        self.scratch.mkdir()
+        self.conf = Path(tempfile.mkdtemp(prefix="sesshu-conf-", dir="/var/tmp"))
+        os.chmod(self.conf, 0o755)
+        self.scratch = Path(tempfile.mkdtemp(prefix="sesshu-shared-", dir="/var/tmp"))
         os.chmod(self.scratch, 0o1777)
         self.plugins = self.root / "plugins"
 
@@ -51,4 +58,5 @@ class Staged:
         return {"PYTHONPATH": str(self.root)}
 
     def remove(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        for path in (self.root, self.conf, self.scratch):
+            shutil.rmtree(path, ignore_errors=True)

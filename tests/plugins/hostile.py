@@ -17,15 +17,29 @@ writes MIB MiB; ``hostile:rewrite:PATH`` overwrites a file;
 dumpable, no_new_privs and ids; ``hostile:print:TEXT`` prints TEXT;
 ``hostile:title`` renames itself ``sesshud: master``; ``hostile:partial`` sends
 part of a frame on its job pipe and stalls; ``hostile:deep`` sends a whole
-frame nested 100,000 levels deep.
+frame nested 100,000 levels deep. ``hostile:leave:NAME`` leaves NAME in its
+directory, TMPDIR, /tmp, /var/tmp and /dev/shm, and ``hostile:look:NAME``
+looks for it; ``hostile:readfile:PATH`` reads a file; ``hostile:syscalls``
+tries each system call the filter refuses; ``hostile:threads:N`` and
+``hostile:spawn:N`` start N threads or N processes; ``hostile:sigchild``
+signals its own child; ``hostile:ordinary`` does what an honest plugin does.
+Where a PID list (``P,P``) follows ``env`` or ``steal``, those processes are
+attacked instead of the ones found by title in /proc.
 """
 
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
+import signal
+import subprocess
 import sys
+import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from setproctitle import setproctitle
@@ -61,11 +75,11 @@ def _read(path: str) -> Any:
         return f.read(4096)
 
 
-def env(_: str) -> Any:
+def env(arg: str) -> Any:
     parent = os.getppid()
     out = {"environ": dict(os.environ), "self": _try(lambda: _read("/proc/self/environ"))}
     out["parent"] = _try(lambda: _read(f"/proc/{parent}/environ"))
-    for pid in _pids_titled("multiprocessing.forkserver"):
+    for pid in _pids(arg) if arg else _pids_titled("multiprocessing.forkserver"):
         out[f"forkserver {pid}"] = _try(lambda p=pid: _read(f"/proc/{p}/environ"))
     return out
 
@@ -93,9 +107,9 @@ def send_signal(arg: str) -> Any:
     return _try(lambda: os.kill(int(pid), int(sig)))
 
 
-def steal(title: str) -> Any:
+def steal(arg: str) -> Any:
     out = {}
-    for pid in _pids_titled(title):
+    for pid in _pids(arg) if arg[:1].isdigit() else _pids_titled(arg):
         if pid == os.getpid():
             continue
         pidfd = _libc.syscall(_SYS_PIDFD_OPEN, pid, 0)
@@ -198,9 +212,114 @@ def deep(_: str) -> Any:
     time.sleep(120)
 
 
+def leave(name: str) -> Any:
+    """Leave a file wherever a later job might look: the job's directory, TMPDIR, the shared temporaries."""
+    out = {}
+    for where in (".", os.environ.get("TMPDIR", "."), "/tmp", "/var/tmp", "/dev/shm"):
+        path = os.path.join(where, name)
+        out[path] = _try(lambda p=path: Path(p).write_text("left by an earlier job"))
+    out["cwd"] = os.getcwd()
+    return out
+
+
+def look(name: str) -> Any:
+    """What this job can see of an earlier one: its files, and what is in its own directory."""
+    found = {}
+    for where in (os.environ.get("TMPDIR", "."), "/tmp", "/var/tmp", "/dev/shm"):
+        path = os.path.join(where, name)
+        found[path] = _try(lambda p=path: _read(p))
+    st = os.stat(".")
+    return {"found": found, "cwd": os.getcwd(), "tmpdir": os.environ.get("TMPDIR"), "listing": os.listdir("."),
+            "owner": st.st_uid, "mode": st.st_mode & 0o7777}
+
+
+def readfile(path: str) -> Any:
+    return _try(lambda: _read(path))
+
+
+def syscalls(_: str) -> Any:
+    """Each system call the filter must refuse, with harmless arguments: the errno each one gave."""
+    seccomp = ctypes.CDLL("libseccomp.so.2")
+    seccomp.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    calls: dict[str, tuple[int, ...]] = {
+        "unshare": (0x10000000,), "setns": (-1, 0), "mount": (0, 0, 0, 0, 0), "umount2": (0, 0),
+        "pivot_root": (0, 0), "move_mount": (-1, 0, -1, 0, 0), "open_tree": (-1, 0, 0), "fsopen": (0, 0),
+        "bpf": (0, 0, 0), "keyctl": (0, 0, 0, 0, 0), "add_key": (0, 0, 0, 0, 0), "request_key": (0, 0, 0, 0),
+        "perf_event_open": (0, 0, -1, -1, 0), "userfaultfd": (0,), "io_uring_setup": (1, 0),
+        "io_uring_enter": (-1, 0, 0, 0, 0, 0), "io_uring_register": (-1, 0, 0, 0),
+        "process_vm_readv": (os.getpid(), 0, 0, 0, 0, 0), "process_vm_writev": (os.getpid(), 0, 0, 0, 0, 0),
+        "pidfd_getfd": (-1, 0, 0), "kexec_load": (0, 0, 0, 0), "kexec_file_load": (-1, -1, 0, 0, 0),
+        "init_module": (0, 0, 0), "finit_module": (-1, 0, 0), "delete_module": (0, 0),
+        "personality": (0x0040000,),
+    }
+    out = {}
+    for name, args in calls.items():
+        number = seccomp.seccomp_syscall_resolve_name(name.encode())
+        if number < 0:
+            continue
+        rc = _libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+        out[name] = "ok" if rc >= 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+    # ptrace of its own child, which the kernel alone would allow.
+    child = subprocess.Popen(["sleep", "3600"])
+    try:
+        rc = _libc.ptrace(_PTRACE_ATTACH, child.pid, 0, 0)
+        out["ptrace"] = "ok" if rc == 0 else errno.errorcode.get(ctypes.get_errno(), "?")
+    finally:
+        child.kill()
+        child.wait()
+    # A namespace through clone's flags, as unshare(1) or a fork with CLONE_NEWUSER would.
+    done = subprocess.run(["unshare", "--user", "true"], capture_output=True, check=False)
+    out["clone(CLONE_NEWUSER)"] = "got" if done.returncode == 0 else f"denied: {done.stderr.decode()[-200:]}"
+    with open("/proc/self/status") as f:
+        out["Seccomp"] = next(line.split()[1] for line in f if line.startswith("Seccomp:"))
+    return out
+
+
+def threads(arg: str) -> Any:
+    started = []
+    for _ in range(int(arg)):
+        t = threading.Thread(target=time.sleep, args=(3600,), daemon=True)
+        t.start()
+        started.append(t)
+    return len(started)
+
+
+def spawn(arg: str) -> Any:
+    held = [subprocess.Popen(["sleep", "3600"]) for _ in range(int(arg))]
+    return len(held)
+
+
+def sigchild(_: str) -> Any:
+    """A plugin may still signal what it started itself."""
+    child = subprocess.Popen(["sleep", "3600"])
+    child.send_signal(signal.SIGTERM)
+    return child.wait(timeout=10)
+
+
+def ordinary(_: str) -> Any:
+    """What an ordinary plugin does: threads, a subprocess, temporary files, the network's files."""
+    with ThreadPoolExecutor(4) as pool:
+        squares = list(pool.map(lambda x: x * x, range(8)))
+    echoed = subprocess.run(["sh", "-c", "echo from a shell"], capture_output=True, text=True, check=True).stdout
+    with tempfile.NamedTemporaryFile("w+", delete=False) as f:
+        f.write("scratch")
+    with open("here.txt", "w") as here:
+        here.write("cwd")
+    return {"squares": squares, "echo": echoed.strip(), "tempfile": os.path.dirname(f.name),
+            "cwd": os.getcwd(), "hosts": len(_read("/etc/hosts")) > 0, "cpus": os.cpu_count()}
+
+
+def _pids(arg: str) -> list[int]:
+    return [int(p) for p in arg.split(",") if p]
+
+
 def _pids_titled(prefix: str) -> list[int]:
     out = []
-    for entry in os.listdir("/proc"):
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return out  # Landlock: this worker cannot even list the processes
+    for entry in entries:
         if entry.isdigit():
             try:
                 cmdline = _read(f"/proc/{entry}/cmdline").replace(b"\0", b" ").decode(errors="replace")
@@ -214,4 +333,5 @@ def _pids_titled(prefix: str) -> list[int]:
 ATTACKS = {"env": env, "read": read, "ptrace": ptrace, "signal": send_signal, "steal": steal,
            "escape": escape, "fork": fork, "files": files, "write": write, "rewrite": rewrite,
            "patch": patch, "fds": fds, "status": status, "print": say, "title": title,
-           "partial": partial, "deep": deep}
+           "partial": partial, "deep": deep, "leave": leave, "look": look, "readfile": readfile,
+           "syscalls": syscalls, "threads": threads, "spawn": spawn, "sigchild": sigchild, "ordinary": ordinary}
