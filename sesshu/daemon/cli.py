@@ -87,10 +87,10 @@ def _start(args: argparse.Namespace, config: Config, pidfile: Pidfile | None) ->
             report = f"sesshud: {args.config}: OK ({len(settings.specs)} plugin(s) load"
             if args.aws:
                 report += "; " + startup.open_bus(config).describe()
-            print(report + ")")
             print(f"sesshud: {daemon.containment(config)}")
             for problem in daemon.exposed(config):
                 print(f"sesshud: warning: {problem}")
+            print(report + ")")
             return 0
         return daemon.run(config, ctx, settings, pidfile)
     except startup.BusUnreachable as exc:
