@@ -89,3 +89,11 @@ def test_require_containment_makes_that_a_start_up_error(tmp_path: Path) -> None
         "sesshud: config error: workers.require_containment: this host lacks Landlock (the kernel has none): "
         "plugins can read every file their account can, and write outside their scratch directory"]
     assert check(tmp_path, require_containment=True).returncode == 0
+
+
+def test_check_warns_when_plugins_may_read_the_config(tmp_path: Path) -> None:
+    done = check(tmp_path, filesystem={"read": [str(tmp_path)]})
+    assert done.returncode == 0, done.stderr
+    assert (f"sesshud: warning: the config file {tmp_path}/sesshu.yaml lies below {tmp_path}, which plugins may "
+            "read") in done.stdout
+    assert "warning" not in check(tmp_path).stdout

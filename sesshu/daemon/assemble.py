@@ -122,7 +122,7 @@ def containment(config: Config) -> str:
 
 def exposed(config: Config) -> list[str]:
     """The daemon's own files that its plugins can read all the same, each with the grant that exposes it."""
-    read = config.plugin_path + config.read_paths
+    read = config.plugin_path + config.read_paths + config.write_paths  # what a worker may write, it may read
     out = []
     for what, path in (("config file", config.path), ("log file", config.log_path)):
         grant = confine.readable_by_plugins(path, read) if path else None
