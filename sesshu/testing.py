@@ -22,10 +22,12 @@ import json
 import os
 import time
 from dataclasses import dataclass, replace
+from collections.abc import Sequence
 from multiprocessing.connection import wait
 from typing import Any
 
 from sesshu.config.schema import Config, ConfigError, PluginConfig, from_mapping, valid_plugin_name
+from sesshu.plugin import addresses
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent
 from sesshu.pool.pool import Pool
 from sesshu.pool.protocol import Job
@@ -57,19 +59,23 @@ class JobRun:
 
 def run_plugin(plugin: str, target: str, *, options: dict[str, Any] | None = None,
                plugin_path: list[str] | None = None, timeout: float = 30.0,
-               config: Config | None = None) -> JobRun:
+               config: Config | None = None, allow: Sequence[str] = ()) -> JobRun:
     """Run ``validate`` then ``fetch`` of ``plugin`` on ``target`` in a fresh worker; never raises for the plugin.
 
-    ``config`` supplies the workers' settings (account, environment, limits);
-    its plugin entry of that name, if any, its options. Raises
-    :class:`UnknownPlugin` or :class:`PluginBroken` when no job can start.
+    ``config`` supplies the workers' settings (account, environment, limits,
+    ``workers.network.allow``); its plugin entry of that name, if any, its
+    options. ``allow`` adds address ranges the worker's HTTP may reach, such
+    as ``["127.0.0.0/8"]`` for a test site on loopback (ValueError if one is
+    not a range). Raises :class:`UnknownPlugin` or :class:`PluginBroken` when
+    no job can start.
     """
-    return run_job(job_config(plugin, options, plugin_path, timeout, config), target)
+    return run_job(job_config(plugin, options, plugin_path, timeout, config, allow=allow), target)
 
 
 def job_config(plugin: str, options: dict[str, Any] | None, plugin_path: list[str] | None, timeout: float,
-               config: Config | None) -> Config:
-    """The config of a one-worker pool for ``plugin``: ``config``'s workers, or the defaults."""
+               config: Config | None, *, allow: Sequence[str] = ()) -> Config:
+    """The config of a one-worker pool for ``plugin``: ``config``'s workers, or the defaults; ``allow`` added."""
+    extra = tuple(str(addresses.network(cidr)) for cidr in allow)
     if not valid_plugin_name(plugin):
         raise UnknownPlugin(f"plugin {plugin!r}: not a plugin name (a Python identifier)")
     if config is None:
@@ -81,7 +87,8 @@ def job_config(plugin: str, options: dict[str, Any] | None, plugin_path: list[st
     entry = config.plugin(plugin)
     merged = {**(entry.options if entry else {}), **(options or {})}
     return replace(config, plugins=(PluginConfig(plugin, timeout, merged),), worker_count=1, max_jobs=None,
-                   plugin_path=(*(os.path.abspath(d) for d in plugin_path or ()), *config.plugin_path))
+                   plugin_path=(*(os.path.abspath(d) for d in plugin_path or ()), *config.plugin_path),
+                   network_allow=(*config.network_allow, *extra))
 
 
 def run_job(config: Config, target: str, *, reap_orphans: bool = False) -> JobRun:

@@ -16,6 +16,7 @@ from typing import Any
 from cerberus import Validator
 
 from sesshu.config import file as configfile
+from sesshu.plugin import addresses
 
 # A Python identifier of at most 128 characters (messages.MAX_PLUGIN_CHARS);
 # \Z, not $, which would let a trailing newline through.
@@ -32,6 +33,13 @@ MAX_NODES = 100_000  # values in a config, aliases expanded; a real one holds a 
 
 class ConfigError(Exception):
     """A configuration problem, phrased as ``key: what is wrong``."""
+
+
+def _cidr(field: str, value: str, error: Any) -> None:
+    try:
+        addresses.network(value)
+    except ValueError as exc:
+        error(field, f"{value!r} is not an address range such as 10.0.0.0/8 or fd00::/8 ({exc})")
 
 
 _PLUGIN_MAPPING: dict[str, Any] = {
@@ -100,6 +108,13 @@ SCHEMA: dict[str, Any] = {
                     "delay": {"type": "number", "min": 0, "max": 43200, "default": 5},
                     "max_delay": {"type": "number", "min": 0, "max": 43200, "default": 900},
                 },
+            },
+            "network": {
+                "type": "dict",
+                "default": {},
+                # Ranges the outbound address guard lets plugins' HTTP reach (sesshu.plugin.addresses).
+                "schema": {"allow": {"type": "list", "default": [],
+                                     "schema": {"type": "string", "check_with": _cidr}}},
             },
             "polling": {
                 "type": "dict",
@@ -220,6 +235,7 @@ class Config:
     senders: int = 4
     receivers: int = 2
     failures_topic: str | None = None  # SNS topic ARN for failure records (sesshu.jobs.failures)
+    network_allow: tuple[str, ...] = ()  # CIDR ranges plugins' HTTP may reach despite the address guard
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -305,6 +321,7 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         senders=_lanes(bus["senders"], "bus.senders", AUTO_SENDERS, workers["count"]),
         receivers=_lanes(bus["receivers"], "bus.receivers", AUTO_RECEIVERS, workers["count"]),
         failures_topic=bus["output"]["failures_topic"],
+        network_allow=tuple(str(addresses.network(c)) for c in workers["network"]["allow"]),
     )
 
 

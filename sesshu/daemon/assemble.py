@@ -63,7 +63,7 @@ def plugin_specs(config: Config) -> list[PluginSpec]:
 
 
 def worker_setup(config: Config, specs: list[PluginSpec]) -> WorkerSetup:
-    """What every worker applies to itself: account, environment, limits, files it must read."""
+    """What every worker applies to itself: account, environment, limits, files it must read, allowed ranges."""
     identity: Identity | None = None
     if config.worker_user is not None:
         try:
@@ -88,7 +88,7 @@ def worker_setup(config: Config, specs: list[PluginSpec]) -> WorkerSetup:
             raise ConfigError(str(exc)) from None
     return WorkerSetup(identity, env, limits, must_read, scratch_root=scratch.root(identity),
                        read=_plugin_dirs(config, specs) + config.read_paths, write=config.write_paths,
-                       require_containment=config.require_containment)
+                       require_containment=config.require_containment, network_allow=config.network_allow)
 
 
 def _plugin_dirs(config: Config, specs: list[PluginSpec]) -> tuple[str, ...]:

@@ -30,6 +30,10 @@ def add_command(sub: Any) -> None:
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
                    help="an option for the plugin's configure(); VALUE is read as a YAML scalar "
                    "(repeatable; overrides the config's)")
+    c.add_argument("--allow", action="append", default=[], metavar="CIDR", type=_cidr,
+                   help="let the plugin's HTTP reach this address range, which the address guard refuses "
+                   "by default, e.g. 127.0.0.0/8 for a site on loopback (repeatable; adds to the config's "
+                   "workers.network.allow)")
     c.add_argument("--timeout", type=_seconds, metavar="SECONDS",
                    help="kill the job after this long (default: the config's, or 30)")
     c.set_defaults(func=cmd_run)
@@ -50,7 +54,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         entry = config.plugin(args.plugin) if config else None
         timeout = entry.timeout if entry else (config.timeout if config else 30.0)
     try:
-        job = job_config(args.plugin, dict(args.option), args.plugin_path, timeout, config)
+        job = job_config(args.plugin, dict(args.option), args.plugin_path, timeout, config, allow=args.allow)
         # Whatever the plugin leaves behind, even past its keeper, comes to us to be killed.
         sandbox.set_subreaper()
         run = run_job(job, args.target, reap_orphans=True)
@@ -92,3 +96,12 @@ def _seconds(text: str) -> float:
     if not 0.1 <= value <= 43200:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.1 to 43200")
     return value
+
+
+def _cidr(text: str) -> str:
+    from sesshu.plugin import addresses
+
+    try:
+        return str(addresses.network(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an address range: {exc}") from None

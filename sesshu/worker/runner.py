@@ -32,7 +32,7 @@ from typing import Any
 
 from setproctitle import setproctitle
 
-from sesshu.plugin import Reject, RetryLater, retry_seconds
+from sesshu.plugin import Reject, RetryLater, addresses, retry_seconds
 from sesshu.pool.protocol import BootFailed, Job, Ready, Result, decode_job, encode_child
 from sesshu.text import clip, loggable
 from sesshu.worker import confine, sandbox, scratch
@@ -64,6 +64,7 @@ def runner_main(job_conn: Connection, output: socket, specs: list[PluginSpec], s
             conn.send_bytes(encode_child(BootFailed("-", str(exc))))
             slot, plugins = None, None
         else:
+            addresses.allow(setup.network_allow)  # the outbound address guard's policy, before any plugin
             plugins = _load_all(conn, specs, setup)
         starts = ProcessStarts()
         starts.install()

@@ -228,6 +228,7 @@ class WorkerSetup:
     read: tuple[str, ...] = ()  # more to read than the system's and the interpreter's files (Landlock)
     write: tuple[str, ...] = ()  # more to write than the scratch directory (Landlock)
     require_containment: bool = False  # no Landlock or no seccomp is then a boot failure
+    network_allow: tuple[str, ...] = ()  # ranges the address guard lets through (workers.network.allow)
 
 
 def worker_environment(allow: tuple[str, ...], identity: Identity | None,
