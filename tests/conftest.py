@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from sesshu.plugin import addresses
 from tests.harness.aws import BusServer, Deployment, listening_sockets, provision, start_server
 from tests.harness.daemon import Daemon
 from tests.harness.site import FixtureSite
@@ -88,7 +89,15 @@ def cfg_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def site() -> Iterator[FixtureSite]:
-    """A fresh loopback fixture web site."""
+def loopback_allowed() -> Iterator[None]:
+    """This process's outbound address guard lets plugins' HTTP reach loopback, as the tests' configs do."""
+    addresses.allow(["127.0.0.0/8", "::1/128"])
+    yield
+    addresses.allow([])
+
+
+@pytest.fixture
+def site(loopback_allowed: None) -> Iterator[FixtureSite]:
+    """A fresh loopback fixture web site, which this process may fetch from (loopback_allowed)."""
     with FixtureSite() as s:
         yield s

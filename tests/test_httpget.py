@@ -12,6 +12,7 @@ import pytest
 
 from sesshu import httpget
 from sesshu.httpget import USER_AGENT, Page, check_http_target, get
+from sesshu.plugin import addresses
 from tests.harness.site import FixtureSite, Route, refused_url
 
 
@@ -19,6 +20,14 @@ from tests.harness.site import FixtureSite, Route, refused_url
 def site() -> Iterator[FixtureSite]:
     with FixtureSite() as s:
         yield s
+
+
+@pytest.fixture(autouse=True)
+def loopback_allowed() -> Iterator[None]:
+    """The fixture sites are on loopback, which the address guard refuses unless allowed."""
+    addresses.allow(["127.0.0.0/8", "::1/128"])
+    yield
+    addresses.allow([])
 
 
 # --- Page.text -------------------------------------------------------------
@@ -386,3 +395,104 @@ def test_retry_after_reads_seconds_and_http_dates() -> None:
     assert retry_after("Tue, 14 Nov 2023 22:00:00 GMT", now) == 0.0  # already past
     for unusable in (None, "", "-5", "1.5", "soon", "Tue, 14 Nov 2023 22:15:20", "٣", "9" * 65):
         assert retry_after(unusable, now) is None, unusable
+
+
+# -- the outbound address guard --------------------------------------------------------------
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "sesshu.httpget" and r.levelno >= logging.WARNING]
+
+
+def test_loopback_is_refused_unless_allowed_and_never_connected_to(
+        site: FixtureSite, caplog: pytest.LogCaptureFixture) -> None:
+    site.route("/", Route(body=b"secret"))
+    addresses.allow([])
+    with caplog.at_level(logging.DEBUG, logger="sesshu.httpget"):
+        assert get(site.url + "/") is None
+    assert site.connections == 0 and site.hits == []
+    assert _refusals(caplog) == ["GET refused: 127.0.0.1, loopback (not in workers.network.allow); "
+                                 "no connection made"]
+    addresses.allow(["127.0.0.1/32"])
+    page = get(site.url + "/")
+    assert page is not None and page.content == b"secret"
+
+
+def test_a_name_that_resolves_to_loopback_is_refused(site: FixtureSite, caplog: pytest.LogCaptureFixture) -> None:
+    site.route("/", Route(body=b"secret"))
+    addresses.allow([])
+    with caplog.at_level(logging.WARNING, logger="sesshu.httpget"):
+        assert get(f"http://localhost:{site.port}/") is None
+    assert site.connections == 0
+    (line,) = _refusals(caplog)
+    assert line.startswith("GET refused: localhost is ") and "loopback" in line
+    addresses.allow(["127.0.0.0/8", "::1/128"])
+    assert get(f"http://localhost:{site.port}/") is not None
+
+
+def test_a_redirect_to_a_refused_address_is_refused_before_it_connects(
+        site: FixtureSite, caplog: pytest.LogCaptureFixture) -> None:
+    addresses.allow(["127.0.0.1/32"])
+    with FixtureSite({"/inside": Route(body=b"secret")}, host="127.0.0.2") as inside:
+        site.route("/", Route(status=302, headers={"Location": inside.url + "/inside"}))
+        with caplog.at_level(logging.WARNING, logger="sesshu.httpget"):
+            assert get(site.url + "/") is None
+        assert site.hits == [("/", USER_AGENT)]
+        assert inside.connections == 0
+        assert _refusals(caplog) == ["GET refused: 127.0.0.2, loopback (not in workers.network.allow); "
+                                     "no connection made"]
+        addresses.allow(["127.0.0.0/8"])  # the same hop, allowed: the site is really there
+        page = get(site.url + "/")
+        assert page is not None and page.content == b"secret"
+
+
+def test_every_hop_of_a_chain_is_checked(site: FixtureSite) -> None:
+    addresses.allow(["127.0.0.1/32"])
+    with FixtureSite({"/": Route(body=b"secret")}, host="127.0.0.3") as inside:
+        site.route("/0", Route(status=301, headers={"Location": "/1"}))
+        site.route("/1", Route(status=307, headers={"Location": f"http://0x7f.3:{inside.port}/"}))
+        assert get(site.url + "/0") is None
+        assert [path for path, _ in site.hits] == ["/0", "/1"]
+        assert inside.connections == 0
+
+
+def test_proxies_from_the_environment_are_not_used(site: FixtureSite, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy would connect for us, to addresses the guard never sees.
+    site.route("/", Route(body=b"direct"))
+    with FixtureSite({}) as proxy:
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy.url)
+        page = get(site.url + "/")
+        assert page is not None and page.content == b"direct"
+        assert proxy.connections == 0
+
+
+@pytest.mark.parametrize("target", [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://127.0.0.1:8080/",
+    "http://[::1]/",
+    "http://[::ffff:127.0.0.1]/",
+    "http://[fe80::1%25eth0]/",
+    "https://10.0.0.1/",
+    "http://100.64.0.1/",
+    "http://0.0.0.0/",
+    "http://2852039166/",
+    "http://0xa9.0xfe.0xa9.0xfe/",
+    "http://127.1/",
+    "http://017700000001/",
+    "http://user:pw@192.168.1.1:81/x",
+])
+def test_check_http_target_rejects_refused_literal_addresses(target: str) -> None:
+    addresses.allow([])
+    with pytest.raises(ValueError, match="refused address"):
+        check_http_target(target)
+
+
+def test_check_http_target_takes_allowed_addresses_and_host_names() -> None:
+    addresses.allow(["127.0.0.0/8", "169.254.169.254/32"])
+    for target in ("http://127.1/", "http://169.254.169.254/", "http://localhost/", "http://93.184.215.14/"):
+        check_http_target(target)
+    with pytest.raises(ValueError, match="refused address: 10.0.0.1, private"):
+        check_http_target("http://10.0.0.1/")

@@ -40,7 +40,11 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, site: FixtureSite) -> None:
         self.site = site
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__((site.host, 0), _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.site.count_connection()
+        super().process_request(request, client_address)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients hanging up mid-response is what timeout tests provoke.
@@ -89,12 +93,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FixtureSite:
-    """A threaded HTTP server on 127.0.0.1 serving a mutable route table."""
+    """A threaded HTTP server on 127.0.0.1 (or another loopback address) serving a mutable route table."""
 
-    def __init__(self, routes: dict[str, Route] | None = None) -> None:
+    def __init__(self, routes: dict[str, Route] | None = None, host: str = "127.0.0.1") -> None:
+        self.host = host
         self._routes: dict[str, Route] = dict(routes or {})
         self._lock = threading.Lock()
         self.hits: list[tuple[str, str]] = []
+        self.connections = 0  # accepted, whether or not a request followed
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -108,7 +114,11 @@ class FixtureSite:
     @property
     def url(self) -> str:
         """Base URL without a trailing slash, e.g. http://127.0.0.1:4321."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
+
+    def count_connection(self) -> None:
+        with self._lock:
+            self.connections += 1
 
     def route(self, path: str, route: Route) -> None:
         """Add or replace the route for path (matched with or without its query)."""
