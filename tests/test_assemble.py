@@ -129,6 +129,12 @@ def test_worker_environment_passes_no_credentials(monkeypatch: pytest.MonkeyPatc
     assert setup.identity is None and setup.must_read == ()
 
 
+def test_the_workers_get_the_network_allow_list() -> None:
+    assert worker_setup(make_config(), []).network_allow == ()
+    setup = worker_setup(make_config(network={"allow": ["127.0.0.0/8", "fd00::/8"]}), [])
+    assert setup.network_allow == ("127.0.0.0/8", "fd00::/8")
+
+
 def test_the_allow_list_cannot_name_aws_variables() -> None:
     with pytest.raises(ConfigError, match=r"^workers\.environment\[0\]"):
         make_config(environment=["AWS_SECRET_ACCESS_KEY"])

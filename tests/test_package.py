@@ -113,7 +113,8 @@ def operator_config(moto: MotoServer, deployment: Deployment, workers: int) -> s
     """/etc/sesshu.yaml as the operator fills it in, for the local server's deployment."""
     doc = yaml.safe_load((ROOT / "etc" / "sesshu.dist.yaml").read_text())
     doc["plugin"] = ["http_robots"]
-    doc["workers"].update({"count": workers, "shutdown_timeout": 10, "polling": {"interval": 1}})
+    doc["workers"].update({"count": workers, "shutdown_timeout": 10, "polling": {"interval": 1},
+                           "network": {"allow": ["127.0.0.0/8"]}})  # the test site is on loopback
     doc["bus"] = {"region": REGION, "input": {"queue": deployment.queue_url},
                   "output": {"topic": deployment.results_topic}}
     return yaml.safe_dump(doc)

@@ -118,6 +118,14 @@ def test_from_mapping_does_not_change_its_input() -> None:
     ({"logging": {"format": "xml"}}, "logging.format: unallowed value xml"),
     ({"logging": {"name": "a/b"}}, "logging.name: value does not match regex"),
     ({"plugin_path": "/opt/plugins"}, "plugin_path: must be of list type"),
+    ({"workers": {"network": {"allow": "127.0.0.0/8"}}}, "workers.network.allow: must be of list type"),
+    ({"workers": {"network": {"allow": [8]}}}, "workers.network.allow[0]: must be of string type"),
+    ({"workers": {"network": {"allow": ["::1", "10.0.0.1/8"]}}},
+     "workers.network.allow[1]: '10.0.0.1/8' is not an address range such as 10.0.0.0/8 or fd00::/8 "
+     "(10.0.0.1/8 has host bits set)"),
+    ({"workers": {"network": {"allow": ["localhost"]}}}, "workers.network.allow[0]: 'localhost' is not an address"),
+    ({"workers": {"network": {"allow": ["10.0.0.0/33"]}}}, "workers.network.allow[0]: '10.0.0.0/33' is not"),
+    ({"workers": {"network": {"deny": []}}}, "workers.network.deny: unknown field"),
 ])
 def test_schema_errors_name_their_key(changes: dict[str, Any], expected: str) -> None:
     assert error_of(with_changes(**changes)).startswith(expected)
@@ -247,3 +255,10 @@ def test_failures_topic_is_optional_and_never_empty() -> None:
     output["failures_topic"] = ""
     assert error_of(with_changes(bus={"input": {"queue": "q"}, "output": output})).startswith(
         "bus.output.failures_topic: empty values not allowed")
+
+
+def test_network_allow_is_empty_by_default_and_normalised_when_given() -> None:
+    assert from_mapping(MINIMAL).network_allow == ()
+    cfg = from_mapping(with_changes(workers={"network": {"allow": ["127.0.0.0/8", "::1", " 10.0.0.0/8", "FD00::/8"]}}))
+    assert cfg.network_allow == ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "fd00::/8")
+    assert "network_allow" not in config.RESTART_ONLY  # a reload gives the new list to the workers it starts

@@ -20,13 +20,21 @@ TEST_PLUGINS = ROOT / "tests" / "plugins"
 SESSHUD = Path(sys.executable).parent / "sesshud"
 
 
+# The test sites are on loopback, which the workers' address guard refuses unless allowed.
+LOOPBACK = ["127.0.0.0/8", "::1/128"]
+
+
 def write_config(path: Path, server: MotoServer, deployment: Deployment, **overrides: Any) -> Path:
-    """A config for ``deployment``; ``overrides`` replace top-level keys or workers.* keys."""
+    """A config for ``deployment``; ``overrides`` replace top-level keys or workers.* keys.
+
+    Loopback is allowed (``workers.network.allow``) unless ``workers={"network": ...}`` says otherwise.
+    """
     workers: dict[str, Any] = {"count": 2, "timeout": 5, "polling": {"interval": 1},
                                "retry": {"delay": 1, "max_delay": 2}, "shutdown_timeout": 10,
                                # Test plugins leave proof beside the config (a grandchild's pid):
                                # outside the scratch directories, so it must be granted.
-                               "filesystem": {"write": [str(path.parent)]}}
+                               "filesystem": {"write": [str(path.parent)]},
+                               "network": {"allow": LOOPBACK}}
     workers.update(overrides.pop("workers", {}))
     doc: dict[str, Any] = {
         "plugin": ["chaos", "http_robots", "http_javascript", "http_stylesheet"],

@@ -52,7 +52,9 @@ def main() -> int:
         config = WORKDIR / "sesshu.yaml"
         config.write_text(yaml.safe_dump({
             "plugin": ["http_robots", "http_javascript", "http_stylesheet"],
-            "workers": {"count": 2, "timeout": 10, "polling": {"interval": 5}},
+            # The fixture site is on loopback, which the workers' address guard refuses unless allowed.
+            "workers": {"count": 2, "timeout": 10, "polling": {"interval": 5},
+                        "network": {"allow": ["127.0.0.0/8"]}},
             "bus": {"region": "us-east-1", "endpoint_url": server.url,
                     "input": {"queue": "demo-requests"}, "output": {"topic": dep.results_topic}},
         }))
