@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -38,12 +38,15 @@ from requests.adapters import HTTPAdapter
 from requests.utils import requote_uri
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
+from urllib3.exceptions import HTTPError as Urllib3Error
 from urllib3.util.connection import allowed_gai_family, create_connection
 
 from sesshu.plugin import RetryLater, addresses
 from sesshu.text import loggable
+
+if TYPE_CHECKING:
+    from requests.sessions import _Settings
 
 __all__ = ["USER_AGENT", "AddressRefused", "Page", "check_http_target", "get"]
 
@@ -209,7 +212,7 @@ class _CheckedSession(requests.Session):
         return None
 
     def merge_environment_settings(self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any,
-                                   cert: Any) -> dict[str, Any]:
+                                   cert: Any) -> _Settings:
         # The environment may still name a CA bundle; it may not name a proxy.
         settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
         settings["proxies"] = {}

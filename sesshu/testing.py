@@ -21,8 +21,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from typing import Any
 
