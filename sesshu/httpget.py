@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import codecs
 import email.utils
+import ipaddress
 import logging
 import os
 import socket
@@ -103,8 +104,17 @@ def check_http_target(target: str) -> None:
     literal = addresses.literal_address(parts.hostname)
     why = addresses.refused(literal) if literal is not None else None
     if why is not None:
-        named = parts.hostname if parts.hostname == str(literal) else f"{parts.hostname} is {literal}"
+        # A legacy spelling (2852039166, 0x7f.1) is named with the address it spells.
+        named = f"{parts.hostname} is {literal}" if _legacy(parts.hostname) else parts.hostname
         raise ValueError(f"refused address: {named}, {why} (not in workers.network.allow)")
+
+
+def _legacy(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return True
+    return False
 
 
 _session: requests.Session | None = None
