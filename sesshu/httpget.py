@@ -49,7 +49,7 @@ from sesshu.text import loggable
 if TYPE_CHECKING:
     from requests.sessions import _Settings
 
-__all__ = ["USER_AGENT", "AddressRefused", "Page", "check_http_target", "get"]
+__all__ = ["USER_AGENT", "Page", "check_http_target", "get"]
 
 USER_AGENT = "Panorama/sesshu"
 

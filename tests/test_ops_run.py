@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from tests.harness.aws import poll
 from tests.harness.daemon import TEST_PLUGINS, pid_alive
+from tests.harness.site import FixtureSite, Route
 
 
 def sesshu_run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -95,3 +97,23 @@ def test_no_process_outlives_the_command(tmp_path: Path, target: str) -> None:
     left = int(pidfile.read_text())
     # The detached one left the session; the rest of the tree stayed in it. Neither may live on.
     poll(lambda: not pid_alive(left) and not session_members(proc.pid), 30, what="every process of the run gone")
+
+
+def test_the_address_guard_refuses_loopback_unless_allow_names_it(site: FixtureSite, tmp_path: Path) -> None:
+    site.route("/robots.txt", Route(body=b"Disallow: /x\n"))
+    target = f"http://localhost:{site.port}/"
+    refused = sesshu_run("http_robots", target)
+    assert (refused.returncode, refused.stdout) == (0, "") and refused.stderr.endswith("empty\n")
+    assert re.search(r"WARNING .*GET refused: localhost is \S+, loopback", refused.stderr), refused.stderr
+    assert site.connections == 0
+    rejected = sesshu_run("http_robots", site.url + "/")
+    assert rejected.returncode == 65 and "refused address: 127.0.0.1, loopback" in rejected.stderr
+    done = sesshu_run("http_robots", target, "--allow", "127.0.0.0/8", "--allow", "::1")
+    assert done.returncode == 0 and json.loads(done.stdout)["result"] == ["/x"], done.stderr
+    config = tmp_path / "sesshu.yaml"
+    config.write_text(yaml.safe_dump({"plugin": ["http_robots"], "workers": {"network": {"allow": ["127.0.0.0/8"]}},
+                                      "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}}))
+    from_config = sesshu_run("http_robots", site.url + "/", "-c", str(config))
+    assert from_config.returncode == 0 and json.loads(from_config.stdout)["result"] == ["/x"], from_config.stderr
+    bad = sesshu_run("http_robots", target, "--allow", "localhost")
+    assert bad.returncode == 2 and "'localhost' is not an address range" in bad.stderr
