@@ -78,6 +78,9 @@ def _run(server: MotoServer, dep, site_url: str, daemon: subprocess.Popen[bytes]
         print(f"== submitted {plugin} {target}")
     sqs.send_message(QueueUrl=dep.queue_url, MessageBody='{"plugin": "no_such_plugin", "target": "x"}')
     print("== submitted a request for a plugin that does not exist (it must be rejected)")
+    metadata = "http://169.254.169.254/latest/meta-data/"
+    sns.publish(TopicArn=dep.requests_topic, Message=json.dumps({"plugin": "http_robots", "target": metadata}))
+    print(f"== submitted http_robots {metadata} (the address guard must reject it)")
     # Three results expected; the unreachable target yields no data ("empty").
     results: list[dict[str, object]] = []
     deadline = time.monotonic() + 60
@@ -87,10 +90,10 @@ def _run(server: MotoServer, dep, site_url: str, daemon: subprocess.Popen[bytes]
             results.append(doc)
             print(f"== RESULT {json.dumps(doc)}")
     dead: list[dict[str, object]] = []
-    while not dead and time.monotonic() < deadline:
-        dead = drain(server, dep.dlq_url, wait=1)
+    while len(dead) < 2 and time.monotonic() < deadline:
+        dead += drain(server, dep.dlq_url, wait=1)
     print(f"== dead-letter queue holds {len(dead)} message(s): {[m['Body'] for m in dead]}")
-    ok = len(results) == 3 and len(dead) == 1
+    ok = len(results) == 3 and len(dead) == 2
     print("== demo OK" if ok else "== demo FAILED: not every expected result arrived")
     return 0 if ok else 1
 
