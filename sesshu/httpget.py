@@ -2,20 +2,20 @@
 
 Plugins run in forked children that must stay light, so this module
 imports only the standard library and requests (plus the urllib3 that
-requests already loads, whose connections it checks), the plugin API with
-its address policy, and ``sesshu.text``.
+requests already loads), the plugin API with its address policy, and
+``sesshu.httpguard`` and ``sesshu.text``.
 
 A site that answers 429 or 503 with a ``Retry-After`` header is asking to be
 asked again later: :func:`get` raises :class:`sesshu.plugin.RetryLater` with
 that delay, so the job is retried then and not before.
 
-The outbound address guard: every connection is made here, to an address
-resolved here and checked against :mod:`sesshu.plugin.addresses` first, so
-no packet goes to a refused address (loopback, private, link-local with the
-metadata service, ...), whether the target names it, a host name resolves
-to it, or a redirect leads there. TLS still checks the host name. Proxies
-from the environment are ignored: a proxy would connect to addresses the
-guard never sees.
+The outbound address guard: every connection goes through
+:class:`sesshu.httpguard.GuardedSession`, which checks each address against
+:mod:`sesshu.plugin.addresses` before it connects, so no packet goes to a
+refused address (loopback, private, link-local with the metadata service,
+...), whether the target names it, a host name resolves to it, or a redirect
+leads there. :func:`check_http_target` rejects a refused literal address
+before any fetch.
 """
 
 from __future__ import annotations
@@ -25,29 +25,19 @@ import email.utils
 import ipaddress
 import logging
 import os
-import socket
-import sys
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 from requests.utils import requote_uri
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
-from urllib3.util.connection import allowed_gai_family, create_connection
 
+from sesshu.httpguard import GuardedSession, refused_in
 from sesshu.plugin import RetryLater, addresses
 from sesshu.text import loggable
-
-if TYPE_CHECKING:
-    from requests.sessions import _Settings
 
 __all__ = ["USER_AGENT", "Page", "check_http_target", "get"]
 
@@ -132,124 +122,25 @@ def _forget_session_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_session_after_fork)
 
 
-class AddressRefused(NewConnectionError):
-    """No connection was made: every address of the host is one the guard refuses."""
-
-    def __init__(self, conn: HTTPConnection, host: str, address: str, why: str) -> None:
-        super().__init__(conn, f"{host}: refused address {address}, {why}")
-        self.host = host
-        self.address = address
-        self.why = why
-
-
-def _connect_checked(conn: HTTPConnection) -> socket.socket:
-    """A socket connected to an allowed address of conn's host, or AddressRefused.
-
-    urllib3's own _new_conn, except that the name is resolved here and each
-    address is checked before it is connected to, so a name that resolves to
-    a refused address (``localhost``, DNS rebinding) never gets a packet.
-    """
-    host = conn._dns_host
-    try:
-        infos = socket.getaddrinfo(host, conn.port, allowed_gai_family(), socket.SOCK_STREAM)
-    except socket.gaierror as e:
-        raise NameResolutionError(conn.host, conn, e) from e
-    refusal: tuple[str, str] | None = None
-    error: OSError | None = None
-    for *_, sockaddr in infos:
-        address = str(sockaddr[0])
-        why = addresses.refused(address)
-        if why is not None:
-            refusal = refusal or (address, why)
-            continue
-        try:
-            sock = create_connection((address, conn.port), conn.timeout, source_address=conn.source_address,
-                                     socket_options=conn.socket_options)
-        except TimeoutError as e:
-            raise ConnectTimeoutError(conn, f"Connection to {conn.host} timed out. "
-                                      f"(connect timeout={conn.timeout})") from e
-        except OSError as e:
-            error = e
-            continue
-        sys.audit("http.client.connect", conn, conn.host, conn.port)
-        return sock
-    if error is None and refusal is not None:
-        raise AddressRefused(conn, conn.host, *refusal)
-    raise NewConnectionError(conn, f"Failed to establish a new connection: {error or 'no address'}") from error
-
-
-class _CheckedHTTPConnection(HTTPConnection):
-    def _new_conn(self) -> socket.socket:
-        return _connect_checked(self)
-
-
-class _CheckedHTTPSConnection(HTTPSConnection):
-    # Only the socket changes: TLS still sends and verifies the host name.
-    def _new_conn(self) -> socket.socket:
-        return _connect_checked(self)
-
-
-class _CheckedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _CheckedHTTPConnection
-
-
-class _CheckedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _CheckedHTTPSConnection
-
-
-class _CheckedAdapter(HTTPAdapter):
-    """An adapter whose every connection goes through _connect_checked."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _CheckedHTTPPool, "https": _CheckedHTTPSPool}
-
-
-class _CheckedSession(requests.Session):
-    """A Session that connects only to allowed addresses, through no proxy, and leaves every redirect to get().
+class _ManualRedirectSession(GuardedSession):
+    """A guarded Session that leaves every redirect to get().
 
     requests reads a redirect's whole body, with no size or time limit,
     even when told not to follow it; reporting no target prevents that.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.headers["User-Agent"] = USER_AGENT
-        for scheme in ("http://", "https://"):
-            self.mount(scheme, _CheckedAdapter())
-
     def get_redirect_target(self, resp: requests.Response) -> str | None:
         return None
-
-    def merge_environment_settings(self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any,
-                                   cert: Any) -> _Settings:
-        # The environment may still name a CA bundle; it may not name a proxy.
-        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
-        settings["proxies"] = {}
-        return settings
 
 
 def _shared_session() -> requests.Session:
     global _session
     with _session_lock:
         if _session is None:
-            _session = _CheckedSession()
+            session = _ManualRedirectSession()
+            session.headers["User-Agent"] = USER_AGENT
+            _session = session
         return _session
-
-
-def _refusal(exc: BaseException) -> AddressRefused | None:
-    """The AddressRefused under what requests raised (a ConnectionError around a MaxRetryError), if any."""
-    seen: list[BaseException] = []
-    todo: list[object] = [exc]
-    while todo and len(seen) < 16:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or any(item is s for s in seen):
-            continue
-        if isinstance(item, AddressRefused):
-            return item
-        seen.append(item)
-        todo.extend([item.__cause__, item.__context__, getattr(item, "reason", None), *item.args])
-    return None
 
 
 def _charset(content_type: str | None) -> str | None:
@@ -383,7 +274,7 @@ def get(
         _log.debug("GET %s: exceeded the overall read deadline", url)
         return None
     except (requests.RequestException, Urllib3Error, OSError, ValueError) as exc:
-        refusal = _refusal(exc)
+        refusal = refused_in(exc)
         if refusal is not None:
             host = loggable(refusal.host, 200)
             named = host if host == refusal.address else f"{host} is {refusal.address}"
