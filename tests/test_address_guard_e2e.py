@@ -58,6 +58,8 @@ def test_only_the_allowed_range_is_reached_whatever_the_target_or_redirect_says(
         # A redirect from the allowed site to the refused one: no data, one line naming the address.
         publish(moto, deployment, "http_javascript", f"{site.url}/away")
         d.wait_log(rf"empty: http_javascript {re.escape(site.url)}/away: no data")
+        # The worker's line travels apart from its result: wait for it too, then count.
+        d.wait_log(r"GET refused: 127\.0\.0\.2, loopback")
         assert len(guarded(d, "127.0.0.2")) == 1, d.log()
         assert inside.connections == 0 and inside.hits == []
         # Nothing lost, nothing left, and the master is the one that started.
@@ -66,6 +68,7 @@ def test_only_the_allowed_range_is_reached_whatever_the_target_or_redirect_says(
         assert d.pid == master and d.proc is not None and d.proc.poll() is None
         assert d.stop() == 0
         assert "outcomes: done=4, empty=1, rejected=4, retried=0" in d.log()
+        assert len(guarded(d, "127.0.0.2")) == 1  # still one, with every worker's output in
         assert drain(moto, deployment.queue_url) == []
 
 
@@ -78,6 +81,7 @@ def test_a_name_that_resolves_to_loopback_gets_no_connection_when_loopback_is_no
         target = f"http://localhost:{site.port}/page"
         publish(moto, deployment, "http_stylesheet", target)
         d.wait_log(rf"empty: http_stylesheet {re.escape(target)}: no data .* deleted")
+        d.wait_log(r"GET refused: localhost is ")  # the worker's line travels apart from its result
         lines = re.findall(r"GET refused: localhost is \S+, loopback .*", d.log())
         assert len(lines) == 1 and re.search(r"is (127\.0\.0\.1|::1), loopback", lines[0]), d.log()
         assert site.connections == 0 and site.hits == []
@@ -90,4 +94,5 @@ def test_a_name_that_resolves_to_loopback_gets_no_connection_when_loopback_is_no
         poll(lambda: len(d.workers()) == 2, 30, what="both workers still there")
         assert d.pid == master and d.stop() == 0
         assert "outcomes: done=1, empty=1, rejected=1, retried=0" in d.log()
+        assert len(re.findall(r"GET refused: ", d.log())) == 1  # still one, with every worker's output in
         assert drain(moto, deployment.queue_url) == []
