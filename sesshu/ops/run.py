@@ -23,8 +23,8 @@ def add_command(sub: Any) -> None:
                        "70 the plugin does not load.")
     c.add_argument("plugin")
     c.add_argument("target")
-    c.add_argument("-c", "--config", help="take the workers' account, environment, limits and the plugin's "
-                   "options and timeout from this config (default: the defaults)")
+    c.add_argument("-c", "--config", help="take the workers' account, environment, limits, network allow list "
+                   "and the plugin's options and timeout from this config (default: the defaults)")
     c.add_argument("--plugin-path", action="append", default=[], metavar="DIR",
                    help="search DIR for NAME.py plugins first (repeatable)")
     c.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", type=_option,
