@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish, queue_depth
-from tests.harness.daemon import Daemon, pid_alive, write_config
+from tests.harness.daemon import Daemon, pid_alive, shared_dir, write_config
 from tests.harness.site import FixtureSite, Route
 
 
@@ -135,7 +135,7 @@ def test_crashes_lose_nothing_and_leave_no_orphans(moto: MotoServer, cfg_path: P
     d = Daemon(write_config(cfg_path, moto, dep, workers={"count": 3, "timeout": 2}), moto)
     daemons.append(d.start())
     poll(lambda: len(d.workers()) == 3, 30, what="3 workers")
-    pidfile = tmp_path / "grandchild.pid"
+    pidfile = shared_dir(cfg_path) / "grandchild.pid"
     targets = [*CRASHES, f"chaos:grandchild:{pidfile}"]
     for t in targets:
         publish(moto, dep, "chaos", t)

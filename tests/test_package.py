@@ -202,7 +202,8 @@ def test_install_run_remove_purge(sandbox: Sandbox, deb: Path, moto: MotoServer,
     assert box.exists("/etc/systemd/system/multi-user.target.wants/sesshud.service")
     assert box.sh("ls /etc/rc2.d/S*sesshud").returncode == 0
     service(box, "status", expect=3)
-    assert box.run(*AS_SESSHU, "sesshud", "--check").check().stdout.startswith("sesshud: /etc")
+    checked = box.run(*AS_SESSHU, "sesshud", "--check").check().stdout.splitlines()
+    assert checked[-1].startswith("sesshud: /etc") and checked[0].startswith("sesshud: containment: "), checked
     say("installed: accounts sesshu and sesshu-worker, /var/log/sesshu, service enabled and not running")
 
     # -- configure as the operator: the config, the service account's credentials, the defaults file

@@ -24,6 +24,13 @@ SESSHUD = Path(sys.executable).parent / "sesshud"
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 
 
+def shared_dir(config: Path) -> Path:
+    """Where the workers of a write_config daemon may write, beside its config."""
+    shared = config.parent / "shared"
+    shared.mkdir(exist_ok=True)
+    return shared
+
+
 def write_config(path: Path, server: MotoServer, deployment: Deployment, **overrides: Any) -> Path:
     """A config for ``deployment``; ``overrides`` replace top-level keys or workers.* keys.
 
@@ -31,9 +38,10 @@ def write_config(path: Path, server: MotoServer, deployment: Deployment, **overr
     """
     workers: dict[str, Any] = {"count": 2, "timeout": 5, "polling": {"interval": 1},
                                "retry": {"delay": 1, "max_delay": 2}, "shutdown_timeout": 10,
-                               # Test plugins leave proof beside the config (a grandchild's pid):
-                               # outside the scratch directories, so it must be granted.
-                               "filesystem": {"write": [str(path.parent)]},
+                               # Test plugins leave proof (a grandchild's pid) in shared_dir(path):
+                               # outside the scratch directories, so it must be granted, and apart
+                               # from the config, which no plugin may read.
+                               "filesystem": {"write": [str(shared_dir(path))]},
                                "network": {"allow": LOOPBACK}}
     workers.update(overrides.pop("workers", {}))
     doc: dict[str, Any] = {
