@@ -96,5 +96,4 @@ def test_a_plugin_name_that_is_no_name_never_becomes_an_attribute() -> None:
 def test_attributes_of_results_and_pointers() -> None:
     assert attributes("http_robots", "done") == {
         "plugin": "http_robots", "outcome": "done", "sesshu_version": sesshu.__version__}
-    assert attributes("http_robots", "done", location="s3")["result_location"] == "s3"
     assert attributes(None, "rejected")["plugin"] == "-"

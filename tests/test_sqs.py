@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from sesshu.bus.api import BusError, Fault, Message, Publish, Visibility, message_size, string_attributes
+from sesshu.bus.api import BusError, Fault, Message, Publish, Visibility, message_size, wire_attributes
 from sesshu.bus.sqs import SqsSnsBus, batch_failures
 from sesshu.config.schema import from_mapping
 from sesshu.jobs.settle import Settler
@@ -142,11 +142,11 @@ def test_a_lone_document_refused_says_whether_a_retry_may_pass(bus: SqsSnsBus, c
 
 
 def test_a_batch_goes_with_each_entry_s_attributes(bus: SqsSnsBus) -> None:
-    pointer = {**ATTRS, "result_location": "s3"}
+    pointer = {**ATTRS, "ExtendedPayloadSize": "300000"}
     params = {"TopicArn": RESULTS, "PublishBatchRequestEntries": [
         {"Id": "0", "Message": "a", "MessageAttributes": WIRE},
         {"Id": "1", "Message": "b", "MessageAttributes": {
-            **WIRE, "result_location": {"DataType": "String", "StringValue": "s3"}}},
+            **WIRE, "ExtendedPayloadSize": {"DataType": "Number", "StringValue": "300000"}}},
     ]}
     with expect(bus._sns, "publish_batch", {"Successful": [], "Failed": []}, params) as stub:
         assert bus.publish([Publish("0", "a", ATTRS), Publish("1", "b", pointer)]) == {}
@@ -187,7 +187,7 @@ def test_without_a_failures_topic_no_record_can_go_anywhere(bus: SqsSnsBus) -> N
 def test_attributes_count_toward_the_size_sns_checks() -> None:
     entry = Publish("0", "x" * 100, ATTRS)
     assert entry.size() == 100 + sum(len(n) + len("String") + len(v) for n, v in ATTRS.items())
-    assert entry.size() == message_size("x" * 100, string_attributes(ATTRS))
+    assert entry.size() == message_size("x" * 100, wire_attributes(ATTRS))
 
 
 def test_a_batch_entry_may_pass_on_a_retry_only_when_the_service_was_at_fault() -> None:

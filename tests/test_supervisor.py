@@ -165,7 +165,7 @@ def test_done_is_published_then_deleted(rigs: Callable[..., Rig]) -> None:
     raw = bus.published[0]
     result = {"echo": "hello", "pid": document(raw)["result"]["pid"], "options": {"colour": "blue"}}
     # The exact document, key order and compact result bytes included.
-    assert raw == ('{"target":"chaos:echo:hello","plugin":"chaos","result":'
+    assert raw == ('{"target":"chaos:echo:hello","plugin":"chaos","message_id":"m-1","result":'
                    + json.dumps(result, separators=(",", ":")) + "}")
     assert result["pid"] in {c.pid for c in rig.pool.children}
     assert bus.releases == []

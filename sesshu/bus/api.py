@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from typing import Self
 
+from sesshu.bus.payloads import SIZE_ATTRIBUTE
+
 BATCH_MAX = 10
+# SNS takes 10 message attributes, and the extended clients 9 besides their own.
+MAX_ATTRIBUTES = 9
+NUMBER_ATTRIBUTES = frozenset({SIZE_ATTRIBUTE})  # every other attribute Sesshu sends is a String
 # SNS caps one message, and all the messages of one PublishBatch together, at
 # 256 KiB. SQS has allowed 1 MiB since 2025, but 256 KiB is what every
 # SQS-compatible server accepts, so Sesshu keeps SendMessageBatch under it too.
@@ -134,18 +139,19 @@ class QueueInfo:
 class Publish:
     entry_id: str
     document: str
-    # SNS message attributes, all of data type String: what subscription
-    # filter policies match on (``sesshu.jobs.failures.attributes``).
+    # SNS message attributes, by name (``wire_attributes`` gives their data
+    # types): what subscription filter policies match on (``sesshu.jobs.failures.attributes``).
     attributes: Mapping[str, str] = field(default_factory=dict)
 
     def size(self) -> int:
         """The bytes SNS counts for this message, its attributes included."""
-        return message_size(self.document, string_attributes(self.attributes))
+        return message_size(self.document, wire_attributes(self.attributes))
 
 
-def string_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """Message attributes as SNS and SQS take them: each one a String."""
-    return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
+def wire_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Message attributes as SNS and SQS take them: each a String, but ExtendedPayloadSize a Number."""
+    return {name: {"DataType": "Number" if name in NUMBER_ATTRIBUTES else "String", "StringValue": value}
+            for name, value in attributes.items()}
 
 
 @dataclass(frozen=True)

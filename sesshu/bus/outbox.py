@@ -50,7 +50,7 @@ from typing import Any, Generic
 
 from sesshu.backoff import Backoff
 from sesshu.bus import sending
-from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes, transient
+from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, transient, wire_attributes
 from sesshu.bus.sending import (
     Attributes,
     Change,
@@ -382,7 +382,7 @@ class Outbox(Generic[T]):
 def post(ticket: T, document: str, attributes: Attributes, size: int | None = None) -> Post[T]:
     """A document to publish, measured as SNS counts it unless ``size`` is known."""
     if size is None:
-        size = message_size(document, string_attributes(attributes))
+        size = message_size(document, wire_attributes(attributes))
     return Post(ticket, document, attributes, size)
 
 

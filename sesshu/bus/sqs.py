@@ -30,7 +30,7 @@ from sesshu.bus.api import (
     Visibility,
     is_denied,
     is_permanent,
-    string_attributes,
+    wire_attributes,
 )
 
 CONNECT_TIMEOUT = 5
@@ -230,7 +230,7 @@ def publish_entries(caller: Callable[..., Any], sns: Any, topic: str, entries: l
 
 
 def _attributes(entry: Publish) -> dict[str, Any]:
-    return {"MessageAttributes": string_attributes(entry.attributes)} if entry.attributes else {}
+    return {"MessageAttributes": wire_attributes(entry.attributes)} if entry.attributes else {}
 
 
 def batch_failures(reply: dict[str, Any]) -> dict[str, str]:

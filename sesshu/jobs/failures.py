@@ -13,8 +13,10 @@ and ``"body"``: its first KiB. Whatever came from the sender is masked as in
 the logs and bounded, so a record always fits SNS.
 
 Every published result and failure record carries the String attributes
-``plugin``, ``outcome`` and ``sesshu_version``, and an S3 pointer also
-``result_location`` = ``s3``: what subscription filter policies match on.
+``plugin``, ``outcome`` and ``sesshu_version``: what subscription filter
+policies match on. A result stored in S3 is announced by the extended
+clients' pointer, with ``ExtendedPayloadSize`` besides
+(``sesshu.bus.payloads``).
 """
 
 from __future__ import annotations
@@ -44,20 +46,17 @@ def last_receive(receive_count: int, info: QueueInfo) -> bool:
     return info.max_receive_count is not None and receive_count >= info.max_receive_count
 
 
-def attributes(plugin: str | None, outcome: str, *, location: str | None = None) -> dict[str, str]:
+def attributes(plugin: str | None, outcome: str) -> dict[str, str]:
     """The message attributes of a result (outcome ``done``) or a failure record.
 
     A plugin name that is not a valid one (a rejected request can name
     anything) becomes ``-``: a sender must not be able to write attributes.
     """
-    attrs = {
+    return {
         "plugin": plugin if plugin is not None and valid_plugin_name(plugin) else UNKNOWN_PLUGIN,
         "outcome": outcome,
         "sesshu_version": sesshu.__version__,
     }
-    if location is not None:
-        attrs["result_location"] = location
-    return attrs
 
 
 def record(ticket: Ticket, outcome: str, reason: str, detail: str, *,

@@ -15,7 +15,8 @@ import time
 from collections.abc import Callable
 
 from sesshu.backoff import exponential
-from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, string_attributes, transient
+from sesshu.bus import payloads
+from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, transient, wire_attributes
 from sesshu.bus.outbox import Outbox
 from sesshu.bus.sending import Completion, Deleted, Unsent
 from sesshu.config.schema import Config
@@ -58,25 +59,7 @@ class Settler:
         ticket.pid = event.pid
         result = event.result
         if result.status == "done":
-            job = event.running.job
-            # The child's payload is already JSON: splice it in rather than decode it again.
-            head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
-            document = f'{head}"result":{result.payload.decode("ascii")}}}'
-            attrs = failures.attributes(job.plugin, "done")
-            size = message_size(document, string_attributes(attrs))  # what SNS counts
-            # Above the threshold, S3 even where SNS would take it: botocore
-            # encodes a big SNS body twice, while PutObject sends it as it is.
-            if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
-                self.outbox.publish(ticket, document, attrs, size=size)
-            elif self.config.s3_bucket:
-                key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
-                where = json.dumps({"bucket": self.config.s3_bucket, "key": key})
-                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}',
-                                   failures.attributes(job.plugin, "done", location="s3"))
-            else:
-                self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
-                            f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
-                            pid=event.pid)
+            self._publish_result(ticket, event)
         elif result.status == "empty":
             self.outbox.delete(ticket, "empty")
         elif result.status == "rejected":
@@ -84,6 +67,28 @@ class Settler:
         else:
             # A plugin's RetryLater sets the delay; the protocol bounded it to 12 hours.
             self.retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid, delay=result.delay)
+
+    def _publish_result(self, ticket: Ticket, event: JobFinished) -> None:
+        """Queue a result's publish: the document itself, or where it does not fit, its S3 pointer."""
+        job = event.running.job
+        # The child's payload is already JSON: splice it in rather than decode it again.
+        document = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+                    f'"message_id":{json.dumps(ticket.message_id)},"result":{event.result.payload.decode("ascii")}}}')
+        attrs = failures.attributes(job.plugin, "done")
+        size = message_size(document, wire_attributes(attrs))  # what SNS counts
+        # Above the threshold, S3 even where SNS would take it: botocore
+        # encodes a big SNS body twice, while PutObject sends it as it is.
+        if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
+            self.outbox.publish(ticket, document, attrs, size=size)
+        elif self.config.s3_bucket:
+            # As AWS's extended clients store a payload: any of them reads it back.
+            key = f"{self.config.s3_prefix}{ticket.message_id}.json"
+            pointer = payloads.pointer_body(self.config.s3_bucket, key)
+            self.outbox.upload(ticket, document, key, pointer,
+                               {**attrs, payloads.SIZE_ATTRIBUTE: payloads.size_attribute(document)})
+        else:
+            self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
+                       f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)", pid=event.pid)
 
     def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
                 pid: int | None = None) -> None:
