@@ -2,19 +2,24 @@
 
 Results too large for SNS are read back by the SQS Extended Client Library
 (``amazon-sqs-extended-client``) from a raw subscription; every result names
-the MessageId of its request.
+the MessageId of its request. Requests that producers stored in S3 with the
+SNS or SQS extended client are processed; pointers that cannot or must not
+be followed end *rejected*, with a failure record, and the daemon goes on.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
+from sesshu.bus.payloads import pointer_body
 from sesshu.ops.provision import Deployment
-from tests.harness.aws import BusServer, Inbox, extended_sqs, poll, provision, publish
+from tests.harness.aws import BusServer, Inbox, extended_sns, extended_sqs, poll, provision, publish
 from tests.harness.daemon import Daemon, write_config
+from tests.test_failures_e2e import failures_topic
 
 
 def fresh(server: BusServer, prefix: str, **kwargs: Any) -> Deployment:
@@ -27,8 +32,10 @@ def bucket(server: BusServer) -> str:
     return name
 
 
-def configure(path: Path, server: BusServer, dep: Deployment, **output: Any) -> Path:
-    bus = {"region": "us-east-1", "endpoint_url": server.url, "input": {"queue": dep.queue_url},
+def configure(path: Path, server: BusServer, dep: Deployment, *, buckets: tuple[str, ...] = (),
+              **output: Any) -> Path:
+    bus = {"region": "us-east-1", "endpoint_url": server.url,
+           "input": {"queue": dep.queue_url, "s3_buckets": list(buckets)},
            "output": {"topic": dep.results_topic, **output}}
     return write_config(path, server, dep, bus=bus)
 
@@ -92,3 +99,85 @@ def test_an_oversized_result_s_pointer_is_what_the_extended_clients_send(moto: B
     assert json.loads(stored)["result"] == "x" * 5000
     assert Inbox(moto, dep.results_queue_url).bodies() == []
     assert d.stop() == 0
+
+
+def test_requests_sent_through_the_extended_clients_are_processed(moto: BusServer, cfg_path: Path,
+                                                                  daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "req")  # the requests topic delivers in SNS envelopes
+    store = bucket(moto)
+    d = Daemon(configure(cfg_path, moto, dep, buckets=(store,)), moto)
+    daemons.append(d.start())
+    # Extra keys, as Panorama may add: 200 KiB of them, stored in S3 all the same.
+    request = {"plugin": "chaos", "target": "chaos:echo:via-sns", "context": "c" * 200_000}
+    extended_sns(moto, store).publish(TopicArn=dep.requests_topic, Message=json.dumps(request))
+    extended_sqs(moto, store).send_message(QueueUrl=dep.queue_url, MessageBody=json.dumps(
+        {"plugin": "chaos", "target": "chaos:echo:via-sqs"}))
+    results = Inbox(moto, dep.results_queue_url)
+    results.wait_for(["chaos:echo:via-sns", "chaos:echo:via-sqs"])
+    assert d.stop() == 0
+    assert "outcomes: done=2, empty=0, rejected=0, retried=0" in d.log()
+    assert "get_object=2" in d.log() and "head_object=2" in d.log()
+
+
+def send_pointer(server: BusServer, dep: Deployment, body: str, size: int) -> str:
+    """A pointer sent as the SQS extended client sends one; its MessageId."""
+    return str(server.client("sqs").send_message(QueueUrl=dep.queue_url, MessageBody=body, MessageAttributes={
+        "ExtendedPayloadSize": {"DataType": "Number", "StringValue": str(size)}})["MessageId"])
+
+
+def records_of(server: BusServer, url: str, ids: set[str]) -> dict[str, dict[str, Any]]:
+    """The failure records that arrived on ``url`` for these messages, by message id, once all are there."""
+    inbox = Inbox(server, url)
+    poll(lambda: ids <= {json.loads(b)["failure"]["message_id"] for b in inbox.bodies()}, 60,
+         interval=0.2, what=f"failure records of {sorted(ids)}")
+    return {doc["failure"]["message_id"]: doc for doc in map(json.loads, inbox.raw)}
+
+
+def test_hostile_pointers_are_rejected_and_the_daemon_goes_on(moto: BusServer, cfg_path: Path,
+                                                             daemons: list[Daemon]) -> None:
+    dep = fresh(moto, "bad", max_receive=1)  # the first receive is the last: a record at once
+    topic, records_url = failures_topic(moto, dep)
+    store, other = bucket(moto), bucket(moto)
+    request = json.dumps({"plugin": "chaos", "target": "chaos:echo:hidden"}).encode()
+    moto.client("s3").put_object(Bucket=other, Key="k", Body=request)  # readable by S3's rules, not by ours
+    d = Daemon(configure(cfg_path, moto, dep, buckets=(store,), failures_topic=topic), moto)
+    daemons.append(d.start())
+    sent = {
+        send_pointer(moto, dep, pointer_body(store, "missing"), 60): "cannot be read",
+        send_pointer(moto, dep, pointer_body(other, "k"), len(request)):
+            f"bucket {other} is not one of bus.input.s3_buckets",
+        send_pointer(moto, dep, "junk" + pointer_body(store, "k") + "junk", 60): "not a JSON S3 pointer",
+        send_pointer(moto, dep, pointer_body(store, "k"), 2 * 1024**3): "2147483648 bytes (ExtendedPayloadSize)",
+    }
+    records = records_of(moto, records_url, set(sent))
+    for message_id, why in sent.items():
+        failure = records[message_id]["failure"]
+        assert failure["outcome"] == "rejected" and failure["reason"] == "invalid" and why in failure["detail"]
+        d.wait_log(rf"WARNING sesshu\.jobs\.outcomes: rejected: .*{re.escape(why)}.*message {message_id} ")
+    # The daemon went on as if nothing happened.
+    publish(moto, dep, "chaos", "chaos:echo:after")
+    Inbox(moto, dep.results_queue_url).wait_for(["chaos:echo:after"])
+    assert d.stop() == 0
+    assert "outcomes: done=1, empty=0, rejected=4, retried=0" in d.log()
+
+
+def test_a_2_gb_object_is_refused_by_its_size_before_it_is_read(moto: BusServer, cfg_path: Path, tmp_path: Path,
+                                                                daemons: list[Daemon]) -> None:
+    """Whatever ExtendedPayloadSize says: the object's own size (HEAD) is checked before a byte is read."""
+    dep = fresh(moto, "huge", max_receive=1)
+    store = bucket(moto)
+    s3 = moto.client("s3")
+    sparse = tmp_path / "sparse"
+    with sparse.open("wb") as f:
+        f.truncate(2 * 1024**3)  # 2 GiB that take no disk here (the server stores them as it likes)
+    with sparse.open("rb") as f:
+        s3.put_object(Bucket=store, Key="huge", Body=f)
+    try:
+        d = Daemon(configure(cfg_path, moto, dep, buckets=(store,)), moto)
+        daemons.append(d.start())
+        message_id = send_pointer(moto, dep, pointer_body(store, "huge"), 60)  # it lies about the size
+        d.wait_log(rf"rejected: request: .* is 2147483648 bytes, over 262144.*message {message_id} ", timeout=60)
+        assert d.stop() == 0
+        assert "head_object=1" in d.log() and "get_object" not in d.log()
+    finally:
+        s3.delete_object(Bucket=store, Key="huge")

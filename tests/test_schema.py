@@ -247,3 +247,11 @@ def test_failures_topic_is_optional_and_never_empty() -> None:
     output["failures_topic"] = ""
     assert error_of(with_changes(bus={"input": {"queue": "q"}, "output": output})).startswith(
         "bus.output.failures_topic: empty values not allowed")
+
+
+def test_input_s3_buckets_are_bucket_names() -> None:
+    assert from_mapping(with_changes(bus={**BUS, "input": {"queue": "q", "s3_buckets": ["a-b.c"]}})
+                        ).input_s3_buckets == ("a-b.c",)
+    assert from_mapping(with_changes(bus=BUS)).input_s3_buckets == ()
+    error = error_of(with_changes(bus={**BUS, "input": {"queue": "q", "s3_buckets": ["Not_A_Bucket"]}}))
+    assert error.startswith("bus.input.s3_buckets"), error

@@ -48,7 +48,7 @@ NO_CREDENTIALS_CODES = frozenset({"NoCredentialsError", "PartialCredentialsError
 PERMANENT_CODES = frozenset({
     "BatchRequestTooLong", "TooManyEntriesInBatchRequest", "BatchEntryIdsNotDistinct", "InvalidBatchEntryId",
     "EmptyBatchRequest", "InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid",
-    "ValidationError", "InvalidMessageContents", "NoSuchBucket",
+    "ValidationError", "InvalidMessageContents", "NoSuchBucket", "NoSuchKey", "EntityTooLarge",
 }) | DENIED_CODES | MISSING_QUEUE_CODES | MISSING_TOPIC_CODES
 # The permanent errors a batch earns as a whole although its entries, sent one
 # by one, may pass: the batch is too long or too big, or one entry is bad.
@@ -127,6 +127,13 @@ class Message:
     receipt_handle: str
     body: str
     receive_count: int
+    # Its message attributes of data type String or Number, by name (Binary ones are left out).
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    trace_header: str | None = None  # the AWSTraceHeader system attribute (X-Ray's trace context)
+    group_id: str | None = None  # the MessageGroupId, on a FIFO queue
+    # Why its payload, stored in S3 by an extended client, could not be read
+    # (a Fault where S3 gave a code); the body is then still the pointer.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -240,4 +247,12 @@ class Bus(Protocol):
 
     def put_object(self, bucket: str, key: str, body: str) -> None:
         """Store an oversized result document (S3); raise BusError on failure."""
+        ...
+
+    def get_object(self, bucket: str, key: str, max_bytes: int) -> str:
+        """Read a payload stored in S3 (UTF-8 text) of at most ``max_bytes``; raise BusError on failure.
+
+        An object over ``max_bytes`` is refused before it is read (code
+        ``EntityTooLarge``), one that is no UTF-8 text after it (``InvalidMessageContents``).
+        """
         ...

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sesshu.bus.api import Bus, QueueInfo
+from sesshu.bus.api import Bus, QueueInfo, transient
 from sesshu.bus.intake import Intake
 from sesshu.bus.lanes import BusHealth, Received
+from sesshu.bus.offloaded import Offload
 from sesshu.bus.sender import Sender
 from sesshu.bus.sending import S3Target
 from sesshu.config.schema import Config
@@ -24,7 +25,7 @@ from sesshu.daemon.notify import Notifier
 from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
 from sesshu.jobs.outcomes import Outcomes
-from sesshu.jobs.requests import Rejected, RequestParser
+from sesshu.jobs.requests import MAX_BODY_BYTES, Rejected, RequestParser
 from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
@@ -103,7 +104,8 @@ class Supervisor:
         self.running: dict[int, Ticket] = {}
         self.stopping = False
         self.received = 0
-        self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock)
+        self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock,
+                             Offload(frozenset(config.input_s3_buckets), MAX_BODY_BYTES))
         self._next_heartbeat = 0.0
         # The pool is one fd however many slots it has: it keeps its own selector current.
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
@@ -305,6 +307,15 @@ class Supervisor:
             self._guarded(ticket, partial(self._accept, ticket))
 
     def _accept(self, ticket: Ticket) -> None:
+        unreadable = ticket.message.unreadable
+        if unreadable is not None:
+            # A request stored in S3 that could not be read: S3 failing now is
+            # worth a retry, a pointer to nothing (or to too much) never is.
+            if transient(unreadable):
+                self.settler.retry(ticket, "payload_error", unreadable)
+            else:
+                self.settler.reject(ticket, unreadable)
+            return
         try:
             ticket.request = self.parser.parse(ticket.message.body)
         except Rejected as exc:
