@@ -15,6 +15,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from sesshu.bus.payloads import pointer_body
 from sesshu.ops.provision import Deployment
 from tests.harness.aws import BusServer, Inbox, extended_sns, extended_sqs, poll, provision, publish
@@ -181,3 +183,48 @@ def test_a_2_gb_object_is_refused_by_its_size_before_it_is_read(moto: BusServer,
         assert "head_object=1" in d.log() and "get_object" not in d.log()
     finally:
         s3.delete_object(Bucket=store, Key="huge")
+
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT = "00f067aa0ba902b7"
+
+
+def test_trace_context_crosses_the_daemon(moto: BusServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    """traceparent raw or enveloped, or AWSTraceHeader: the result continues the trace; junk is ignored."""
+    dep = fresh(moto, "trace")
+    config = configure(cfg_path, moto, dep)
+    doc = yaml.safe_load(config.read_text())
+    doc["logging"] = {"format": "json"}
+    config.write_text(yaml.safe_dump(doc))
+    d = Daemon(config, moto)
+    daemons.append(d.start(wait_ready=False))  # JSON lines: the text "started" line never comes
+    sqs, sns = moto.client("sqs"), moto.client("sns")
+
+    def request(target: str) -> str:
+        return json.dumps({"plugin": "chaos", "target": target})
+
+    string = "String"
+    sqs.send_message(QueueUrl=dep.queue_url, MessageBody=request("chaos:echo:raw"), MessageAttributes={
+        "traceparent": {"DataType": string, "StringValue": f"00-{TRACE}-{PARENT}-01"}})
+    sns.publish(TopicArn=dep.requests_topic, Message=request("chaos:echo:enveloped"), MessageAttributes={
+        "traceparent": {"DataType": string, "StringValue": f"00-{TRACE[::-1]}-{PARENT}-00"}})
+    sqs.send_message(QueueUrl=dep.queue_url, MessageBody=request("chaos:echo:xray"), MessageSystemAttributes={
+        "AWSTraceHeader": {"DataType": string, "StringValue": f"Root=1-{TRACE[:8]}-{TRACE[8:]};Parent={PARENT};"
+                                                               "Sampled=1"}})
+    sqs.send_message(QueueUrl=dep.queue_url, MessageBody=request("chaos:echo:junk"), MessageAttributes={
+        "traceparent": {"DataType": string, "StringValue": "00-not-a-trace"}})
+    messages = receive_all(sqs, dep.results_queue_url, 4)
+    traces = {json.loads(m["Body"])["target"]: m["MessageAttributes"].get("traceparent", {}).get("StringValue")
+              for m in messages}
+    assert traces["chaos:echo:junk"] is None
+    expected = {"chaos:echo:raw": (TRACE, "01"), "chaos:echo:enveloped": (TRACE[::-1], "00"),
+                "chaos:echo:xray": (TRACE, "01")}
+    for target, (trace_id, flags) in expected.items():
+        m = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})", traces[target] or "")
+        assert m is not None and (m.group(1), m.group(3)) == (trace_id, flags), (target, traces[target])
+        assert m.group(2) != PARENT
+    assert d.stop() == 0
+    lines = [json.loads(line) for line in d.log().splitlines() if line.startswith("{")]
+    done = {line["target"]: line.get("trace_id") for line in lines if line.get("outcome") == "done"}
+    assert done == {"chaos:echo:raw": TRACE, "chaos:echo:enveloped": TRACE[::-1], "chaos:echo:xray": TRACE,
+                    "chaos:echo:junk": None}

@@ -24,9 +24,11 @@ from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier
 from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
+from sesshu.jobs import trace
 from sesshu.jobs.outcomes import Outcomes
 from sesshu.jobs.requests import MAX_BODY_BYTES, Rejected, RequestParser
 from sesshu.jobs.settle import Settler
+from sesshu.jobs.spans import JobSpans
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.pool import Pool, PoolSettings
@@ -97,7 +99,8 @@ class Supervisor:
         self.sender: Sender[Ticket] = Sender(bus, s3, config.senders, self.health, self.signals.wake, clock)
         metrics = self.hooks.metrics
         self.settler = Settler(lambda: self.config, queue_info, outbox=self.sender, heartbeat=heartbeat,
-                               observer=metrics.outcome if metrics is not None else None, clock=clock)
+                               observer=metrics.outcome if metrics is not None else None, clock=clock,
+                               spans=JobSpans(config.queue))
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
         # The ticket of each job a slot runs, by job id: the pool knows jobs, not messages.
@@ -302,12 +305,15 @@ class Supervisor:
     def _on_received(self, received: Received) -> None:
         self.received += len(received.messages)
         visible_until = received.started + self.settler.visibility()
+        received_ns = time.time_ns() - int((self.clock() - received.started) * 1e9)
         for message in received.messages:
-            ticket = Ticket(message, visible_until=visible_until)
+            ticket = Ticket(message, visible_until=visible_until, received_ns=received_ns)
             self._guarded(ticket, partial(self._accept, ticket))
 
     def _accept(self, ticket: Ticket) -> None:
-        unreadable = ticket.message.unreadable
+        message = ticket.message
+        ticket.trace = trace.of_request(message.attributes, message.trace_header)
+        unreadable = message.unreadable
         if unreadable is not None:
             # A request stored in S3 that could not be read: S3 failing now is
             # worth a retry, a pointer to nothing (or to too much) never is.
@@ -323,6 +329,9 @@ class Supervisor:
             ticket.named_plugin, ticket.named_target = exc.plugin, exc.target
             self.settler.reject(ticket, str(exc))
             return
+        if ticket.request.traceparent is not None:  # it came in the SNS envelope
+            envelope = {trace.ATTRIBUTE: ticket.request.traceparent}
+            ticket.trace = trace.of_request(envelope, None) or ticket.trace
         if self.stopping:
             self.settler.retry(ticket, "shutdown", "received while stopping", delay=0)
         else:

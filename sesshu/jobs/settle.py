@@ -22,6 +22,7 @@ from sesshu.bus.sending import Completion, Deleted, Unsent
 from sesshu.config.schema import Config
 from sesshu.jobs import failures
 from sesshu.jobs.outcomes import OutcomeObserver, Outcomes
+from sesshu.jobs.spans import JobSpans
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import JobFinished
 from sesshu.text import loggable
@@ -41,13 +42,15 @@ class Settler:
 
     def __init__(self, config: Callable[[], Config], queue_info: QueueInfo | None = None, *,
                  outbox: Outbox[Ticket] | None = None, heartbeat: bool = True,
-                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic,
+                 spans: JobSpans | None = None) -> None:
         self._config = config  # the running config is the supervisor's: a reload replaces it there only
         self.queue_info = queue_info or QueueInfo(None, None)
         self.outcomes = Outcomes(observer)
         self.outbox: Outbox[Ticket] = outbox if outbox is not None else Outbox(clock, senders=config().senders)
         self.heartbeat = heartbeat  # extend visibility of held and running messages
         self.clock = clock
+        self.spans = spans  # an OpenTelemetry span per outcome, where the host has OpenTelemetry
 
     @property
     def config(self) -> Config:
@@ -74,7 +77,7 @@ class Settler:
         # The child's payload is already JSON: splice it in rather than decode it again.
         document = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
                     f'"message_id":{json.dumps(ticket.message_id)},"result":{event.result.payload.decode("ascii")}}}')
-        attrs = failures.attributes(job.plugin, "done")
+        attrs = failures.attributes(job.plugin, "done", ticket.trace)
         size = message_size(document, wire_attributes(attrs))  # what SNS counts
         # Above the threshold, S3 even where SNS would take it: botocore
         # encodes a big SNS body twice, while PutObject sends it as it is.
@@ -97,7 +100,10 @@ class Settler:
                              req.target if req else None, reason=reason, detail=detail,
                              duration=ticket.duration, pid=pid or ticket.pid,
                              receive=(ticket.message.receive_count, self.queue_info.max_receive_count),
-                             named=(ticket.named_plugin, ticket.named_target))
+                             named=(ticket.named_plugin, ticket.named_target),
+                             trace_id=ticket.trace.trace_id if ticket.trace is not None else None)
+        if self.spans is not None:
+            self.spans.record(ticket, outcome, reason, time.time_ns())
 
     def reject(self, ticket: Ticket, detail: str) -> None:
         self._record("rejected", ticket, reason="invalid", detail=detail)
