@@ -9,6 +9,7 @@ be followed end *rejected*, with a failure record, and the daemon goes on.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 import yaml
 
 from sesshu.bus.payloads import pointer_body
-from sesshu.ops.provision import Deployment
+from sesshu.ops.provision import Deployment, queue_policy
 from tests.harness.aws import BusServer, Inbox, extended_sns, extended_sqs, poll, provision, publish
 from tests.harness.daemon import Daemon, write_config
 from tests.test_failures_e2e import failures_topic
@@ -35,11 +36,11 @@ def bucket(server: BusServer) -> str:
 
 
 def configure(path: Path, server: BusServer, dep: Deployment, *, buckets: tuple[str, ...] = (),
-              **output: Any) -> Path:
+              workers: dict[str, Any] | None = None, **output: Any) -> Path:
     bus = {"region": "us-east-1", "endpoint_url": server.url,
            "input": {"queue": dep.queue_url, "s3_buckets": list(buckets)},
            "output": {"topic": dep.results_topic, **output}}
-    return write_config(path, server, dep, bus=bus)
+    return write_config(path, server, dep, bus=bus, workers=workers or {})
 
 
 def receive_all(sqs: Any, queue_url: str, n: int, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -228,3 +229,66 @@ def test_trace_context_crosses_the_daemon(moto: BusServer, cfg_path: Path, daemo
     done = {line["target"]: line.get("trace_id") for line in lines if line.get("outcome") == "done"}
     assert done == {"chaos:echo:raw": TRACE, "chaos:echo:enveloped": TRACE[::-1], "chaos:echo:xray": TRACE,
                     "chaos:echo:junk": None}
+
+
+def fifo(server: BusServer, prefix: str) -> tuple[str, str, str]:
+    """A FIFO requests queue, a FIFO results topic and a FIFO queue subscribed to it raw: their URL, ARN, URL."""
+    sqs, sns = server.client("sqs"), server.client("sns")
+    name = f"{prefix}{uuid.uuid4().hex[:8]}"
+    fifo_queue = {"FifoQueue": "true"}
+    requests = str(sqs.create_queue(QueueName=f"{name}-requests.fifo", Attributes=fifo_queue)["QueueUrl"])
+    topic = str(sns.create_topic(Name=f"{name}-results.fifo", Attributes={"FifoTopic": "true"})["TopicArn"])
+    results = str(sqs.create_queue(QueueName=f"{name}-results.fifo", Attributes=fifo_queue)["QueueUrl"])
+    arn = sqs.get_queue_attributes(QueueUrl=results, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sqs.set_queue_attributes(QueueUrl=results, Attributes={"Policy": queue_policy(arn, topic)})
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn, Attributes={"RawMessageDelivery": "true"})
+    return requests, topic, results
+
+
+def test_fifo_groups_run_in_order_one_at_a_time_and_results_carry_their_ids(
+        moto: BusServer, cfg_path: Path, daemons: list[Daemon]) -> None:
+    requests, topic, results = fifo(moto, "fifo")
+    dep = Deployment(requests, requests, "", topic, results)
+    # More workers than groups: one receive brings several messages of a group, and workers are idle for them.
+    d = Daemon(configure(cfg_path, moto, dep, workers={"count": 4}), moto)
+    daemons.append(d.start())
+    sqs = moto.client("sqs")
+    order = {group: [f"chaos:interval:0.2:{group}-{i}" for i in range(5)] for group in ("g1", "g2")}
+    # Interleaved, in batches: one receive brings several messages of a group.
+    entries = [{"Id": f"{group}{i}", "MessageBody": json.dumps({"plugin": "chaos", "target": target}),
+                "MessageGroupId": group, "MessageDeduplicationId": f"{group}-{i}"}
+               for i in range(5) for group, targets in order.items() for target in [targets[i]]]
+    ids = {}
+    for chunk in (entries[:6], entries[6:]):
+        reply = sqs.send_message_batch(QueueUrl=requests, Entries=chunk)
+        assert not reply.get("Failed"), reply["Failed"]
+        ids.update({e["Id"]: e["MessageId"] for e in reply["Successful"]})
+    got = receive_fifo(sqs, results, 10)
+    assert d.stop() == 0
+    for group, targets in order.items():
+        mine = [(json.loads(m["Body"]), m) for m in got if m["Attributes"]["MessageGroupId"] == group]
+        assert [doc["target"] for doc, _ in mine] == targets  # in order
+        for i, (doc, m) in enumerate(mine):
+            # The request's MessageId: deduplication on the wire, and message_id in the document.
+            assert doc["message_id"] == ids[f"{group}{i}"] == m["Attributes"]["MessageDeduplicationId"]
+        runs = [doc["result"] for doc, _ in mine]
+        for earlier, later in itertools.pairwise(runs):
+            assert later["started"] >= earlier["ended"]  # never two at once
+    assert "outcomes: done=10, empty=0, rejected=0, retried=0" in d.log()
+
+
+def receive_fifo(sqs: Any, url: str, n: int) -> list[dict[str, Any]]:
+    got: list[dict[str, Any]] = []
+
+    def more() -> bool:
+        reply = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                                    MessageSystemAttributeNames=["All"])
+        messages = reply.get("Messages", [])
+        got.extend(messages)
+        if messages:
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)])
+        return len(got) >= n
+
+    poll(more, 90, interval=0.1, what=f"{n} results on {url}")
+    return got

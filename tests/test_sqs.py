@@ -200,3 +200,18 @@ def test_a_batch_entry_may_pass_on_a_retry_only_when_the_service_was_at_fault() 
     assert {k: (v.code, v.transient) for k, v in failed.items() if isinstance(v, Fault)} == {
         "0": ("InternalError", True), "1": ("ReceiptHandleIsInvalid", False), "2": ("AccessDenied", False),
         "3": ("error", False)}
+
+
+def test_a_fifo_topic_gets_group_and_deduplication_ids_and_a_standard_one_neither(bus: SqsSnsBus) -> None:
+    fifo = "arn:aws:sns:us-east-1:000000000000:results.fifo"
+    bus.topic = fifo
+    params = {"TopicArn": fifo, "PublishBatchRequestEntries": [
+        {"Id": "0", "Message": "a", "MessageGroupId": "g", "MessageDeduplicationId": "m-1"},
+        {"Id": "1", "Message": "b", "MessageGroupId": "sesshu", "MessageDeduplicationId": "m-2"},
+    ]}
+    with expect(bus._sns, "publish_batch", {"Successful": [], "Failed": []}, params) as stub:
+        assert bus.publish([Publish("0", "a", {}, "g", "m-1"), Publish("1", "b", {}, None, "m-2")]) == {}
+    stub.assert_no_pending_responses()
+    bus.topic = RESULTS
+    with expect(bus._sns, "publish", {"MessageId": "1"}, {"TopicArn": RESULTS, "Message": "a"}):
+        assert bus.publish([Publish("0", "a", {}, "g", "m-1")]) == {}

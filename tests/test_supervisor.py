@@ -515,3 +515,14 @@ def test_requests_stored_in_s3_are_read_in_the_lane_and_what_cannot_be_read_is_s
     flaky.send(pointer_body("requests", "k"), size)
     rig.tick_until(lambda: sum(rig.sup.outcomes.counts.values()) == 1, "an outcome")
     assert set(rig.sup.outcomes.reasons) == {"retried:payload_error"}
+
+
+def test_a_released_fifo_message_takes_the_held_rest_of_its_group_with_it(rigs: Callable[..., Rig]) -> None:
+    """a1 fails and is released: a2, received with it and held behind it, must not overtake it."""
+    bus = RecordingBus()
+    rig = rigs(bus, make_config(count=1, prefetch=1))  # one worker: a2 waits, held, while a1 runs
+    first = bus.send(request("chaos:raise"), group_id="a")
+    second = bus.send(request("chaos:echo:a2"), group_id="a")
+    rig.tick_until(lambda: rig.sup.outcomes.reasons["retried:group_order"] >= 1, "a2 released behind a1")
+    assert rig.sup.outcomes.reasons["retried:fetch_error"] >= 1
+    assert first != second

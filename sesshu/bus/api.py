@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 from sesshu.bus.payloads import SIZE_ATTRIBUTE
 
 BATCH_MAX = 10
+FIFO_SUFFIX = ".fifo"  # what the name of every FIFO queue and topic ends with
+DEFAULT_GROUP = "sesshu"  # the MessageGroupId of a publish to a FIFO topic for a request that had none
 # SNS takes 10 message attributes, and the extended clients 9 besides their own.
 MAX_ATTRIBUTES = 9
 NUMBER_ATTRIBUTES = frozenset({SIZE_ATTRIBUTE})  # every other attribute Sesshu sends is a String
@@ -149,6 +151,10 @@ class Publish:
     # SNS message attributes, by name (``wire_attributes`` gives their data
     # types): what subscription filter policies match on (``sesshu.jobs.failures.attributes``).
     attributes: Mapping[str, str] = field(default_factory=dict)
+    # For a FIFO topic only (a standard topic refuses both): the request's
+    # MessageGroupId, and its SQS MessageId, so that SNS drops a republished copy.
+    group_id: str | None = None
+    deduplication_id: str | None = None
 
     def size(self) -> int:
         """The bytes SNS counts for this message, its attributes included."""

@@ -22,6 +22,7 @@ class _Stored:
     message_id: str
     body: str
     attributes: dict[str, str] = field(default_factory=dict)
+    group_id: str | None = None
     visible_at: float = 0.0
     receives: int = 0
     receipt: str = ""
@@ -43,10 +44,11 @@ class MemoryBus:
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
 
-    def send(self, body: str, attributes: dict[str, str] | None = None) -> str:
+    def send(self, body: str, attributes: dict[str, str] | None = None, group_id: str | None = None) -> str:
+        """Queue a message; ``group_id`` only labels it (this bus keeps no FIFO order of its own)."""
         with self._cond:
             mid = f"m-{next(self._ids)}"
-            self._messages[mid] = _Stored(mid, body, dict(attributes or {}))
+            self._messages[mid] = _Stored(mid, body, dict(attributes or {}), group_id)
             self._cond.notify_all()
             return mid
 
@@ -80,7 +82,8 @@ class MemoryBus:
             stored.receives += 1
             stored.visible_at = now + self.visibility_timeout
             stored.receipt = f"{stored.message_id}#{stored.receives}"
-            out.append(Message(stored.message_id, stored.receipt, stored.body, stored.receives, stored.attributes))
+            out.append(Message(stored.message_id, stored.receipt, stored.body, stored.receives, stored.attributes,
+                               group_id=stored.group_id))
         return out
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:

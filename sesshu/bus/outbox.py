@@ -181,6 +181,14 @@ class Outbox(Generic[T]):
         """An extension is queued or a visibility change or delete is in flight: queue none now."""
         return ticket in self.extensions or ticket in self._in_sqs
 
+    def publishing(self) -> list[T]:
+        """Tickets whose result is queued, or being stored or published."""
+        return [*(e.ticket for e in self.publishes), *(e.ticket for e in self.uploads), *self._in_flight]
+
+    def releasing(self, ticket: T) -> bool:
+        """A release of this ticket's message is queued."""
+        return any(c.ticket is ticket for c in self.releases)
+
     def waiting(self) -> list[T]:
         """Tickets whose result is on its way out: still to keep locked."""
         return [*(e.ticket for e in self.publishes), *(e.ticket for e in self.uploads),

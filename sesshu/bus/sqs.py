@@ -21,6 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sesshu.bus import formbody
 from sesshu.bus.api import (
     BATCH_MAX,
+    DEFAULT_GROUP,
+    FIFO_SUFFIX,
     BusError,
     Delete,
     Fault,
@@ -256,19 +258,26 @@ def publish_entries(caller: Callable[..., Any], sns: Any, topic: str, entries: l
     PublishBatch still work. Message attributes go only where an entry has
     some, so a request without them is what it always was.
     """
+    fifo = topic.endswith(FIFO_SUFFIX)
     if len(entries) == 1:
         try:
-            caller(sns, "publish", TopicArn=topic, Message=entries[0].document, **_attributes(entries[0]))
+            caller(sns, "publish", TopicArn=topic, Message=entries[0].document, **_attributes(entries[0], fifo))
         except BusError as exc:
             return {entries[0].entry_id: Fault(str(exc), exc.code)}  # the code says whether a retry may pass
         return {}
     reply = caller(sns, "publish_batch", TopicArn=topic, PublishBatchRequestEntries=[
-        {"Id": e.entry_id, "Message": e.document, **_attributes(e)} for e in entries])
+        {"Id": e.entry_id, "Message": e.document, **_attributes(e, fifo)} for e in entries])
     return batch_failures(reply)
 
 
-def _attributes(entry: Publish) -> dict[str, Any]:
-    return {"MessageAttributes": wire_attributes(entry.attributes)} if entry.attributes else {}
+def _attributes(entry: Publish, fifo: bool) -> dict[str, Any]:
+    """An entry's message attributes, if any; and on a FIFO topic its group and deduplication ids."""
+    extra: dict[str, Any] = {"MessageAttributes": wire_attributes(entry.attributes)} if entry.attributes else {}
+    if fifo:
+        extra["MessageGroupId"] = entry.group_id or DEFAULT_GROUP
+        if entry.deduplication_id is not None:
+            extra["MessageDeduplicationId"] = entry.deduplication_id
+    return extra
 
 
 def batch_failures(reply: dict[str, Any]) -> dict[str, str]:

@@ -24,7 +24,7 @@ from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier
 from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
-from sesshu.jobs import trace
+from sesshu.jobs import groups, trace
 from sesshu.jobs.outcomes import Outcomes
 from sesshu.jobs.requests import MAX_BODY_BYTES, Rejected, RequestParser
 from sesshu.jobs.settle import Settler
@@ -356,12 +356,29 @@ class Supervisor:
             return
         idle = self.pool.idle()
         started = 0
-        while idle and self.held:
-            ticket = self.held.popleft()
+        busy = self._busy_groups()
+        while idle and (ticket := groups.take_startable(self.held, busy)) is not None:
             started += 1
             self._guarded(ticket, partial(self._start, ticket, idle))
+            if ticket.message.group_id is not None:
+                busy.add(ticket.message.group_id)  # running now, or held again first in line
         if started:
             self.intake.started(started)
+
+    def _busy_groups(self) -> set[str]:
+        """FIFO message groups with a message running or a result on its way out: none of theirs may start."""
+        if not self.held:
+            return set()
+        return {g for t in [*self.running.values(), *self.sender.publishing()] if (g := t.message.group_id)}
+
+    def _release_group(self, ticket: Ticket) -> None:
+        """A FIFO message was released: its group's later messages, held, must not overtake it."""
+        group = ticket.message.group_id
+        if group is None or not self.sender.releasing(ticket):
+            return
+        for later in groups.take_group(self.held, group):
+            self.settler.retry(later, "group_order", f"message {ticket.message_id} of its message group "
+                               f"{loggable(group, 128)} was released before it, and goes first", delay=0)
 
     def _start(self, ticket: Ticket, idle: list[Any]) -> None:
         request = ticket.request
@@ -398,6 +415,7 @@ class Supervisor:
     def _on_job_ended(self, ticket: Ticket, event: JobFinished | JobLost) -> None:
         if isinstance(event, JobFinished):
             self.settler.on_job_finished(ticket, event)
+            self._release_group(ticket)
             return
         job = event.running.job
         detail = event.detail
@@ -405,6 +423,7 @@ class Supervisor:
             detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
         self.settler.retry(ticket, event.reason, detail, pid=event.pid,
                            delay=0 if event.reason == "killed" else None)
+        self._release_group(ticket)
 
     def _requests(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.bus.requests.items())) or "none"
