@@ -216,10 +216,14 @@ def _targets(arguments: list[str], stdin: Iterable[str]) -> Iterator[str]:
 
 
 def _send_topic(sns: Any, topic: str, chunk: list[str]) -> dict[int, str]:
+    import uuid
+
     from sesshu.bus.api import Publish
     from sesshu.bus.sqs import call, publish_entries
 
-    failed = publish_entries(call, sns, topic, [Publish(str(i), doc) for i, doc in enumerate(chunk)])
+    # A FIFO topic wants a deduplication id: each submitted request is a new one (a standard topic gets none).
+    failed = publish_entries(call, sns, topic, [Publish(str(i), doc, deduplication_id=uuid.uuid4().hex)
+                                                for i, doc in enumerate(chunk)])
     return {int(k): v for k, v in failed.items()}
 
 
