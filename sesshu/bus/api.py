@@ -20,8 +20,6 @@ from sesshu.bus.payloads import SIZE_ATTRIBUTE
 BATCH_MAX = 10
 FIFO_SUFFIX = ".fifo"  # what the name of every FIFO queue and topic ends with
 DEFAULT_GROUP = "sesshu"  # the MessageGroupId of a publish to a FIFO topic for a request that had none
-# SNS takes 10 message attributes, and the extended clients 9 besides their own.
-MAX_ATTRIBUTES = 9
 NUMBER_ATTRIBUTES = frozenset({SIZE_ATTRIBUTE})  # every other attribute Sesshu sends is a String
 # SNS caps one message, and all the messages of one PublishBatch together, at
 # 256 KiB. SQS has allowed 1 MiB since 2025, but 256 KiB is what every

@@ -55,6 +55,8 @@ def attributes(plugin: str | None, outcome: str, context: TraceContext | None = 
     A plugin name that is not a valid one (a rejected request can name
     anything) becomes ``-``: a sender must not be able to write attributes.
     With the request's trace ``context``, a ``traceparent`` that continues it.
+    At most four, and five with a stored result's ``ExtendedPayloadSize``:
+    within SNS's limit of ten, and the extended clients' nine.
     """
     attrs = {
         "plugin": plugin if plugin is not None and valid_plugin_name(plugin) else UNKNOWN_PLUGIN,
