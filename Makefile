@@ -55,7 +55,8 @@ test: $(STAMP) host-packages
 LS_VENV  := .venv-localstack
 LS_STAMP := $(LS_VENV)/.installed-stamp
 LS_TESTS := tests/test_bus_server.py tests/test_daemon_e2e.py tests/test_faults.py \
-            tests/test_operations.py tests/test_ops_cli.py tests/test_dlq.py tests/test_failures_e2e.py
+            tests/test_operations.py tests/test_ops_cli.py tests/test_dlq.py tests/test_failures_e2e.py \
+            tests/test_extended_e2e.py
 
 localstack: $(LS_STAMP)
 

@@ -3,7 +3,8 @@
 The broker is the bench's SQS server at ``BENCH_SQS_ENDPOINT`` (moto, or the
 bench proxy in front of it), through kombu's SQS transport; the queue is
 ``BENCH_CELERY_QUEUE``. Like sesshud, every task publishes its result
-(``{"target", "plugin", "result"}``) as one SNS message to
+(``{"target", "plugin", "message_id", "result"}``, the task's id for the
+message's) as one SNS message to
 ``BENCH_SNS_TOPIC``, with boto3 through the same endpoint; each pool process
 makes its client once, on its first task (a client made before the fork
 would share connections between processes). Celery's own result backend is
@@ -57,8 +58,9 @@ def _client() -> Any:
     return _sns[1]
 
 
-@app.task(name="noop")  # type: ignore[untyped-decorator]
-def noop(target: str) -> None:
+@app.task(name="noop", bind=True)  # type: ignore[untyped-decorator]
+def noop(self: Any, target: str) -> None:
     result = _noop.fetch(target)
-    doc = json.dumps({"target": target, "plugin": "noop", "result": result}, separators=(",", ":"))
+    doc = json.dumps({"target": target, "plugin": "noop", "message_id": self.request.id, "result": result},
+                     separators=(",", ":"))
     _client().publish(TopicArn=os.environ["BENCH_SNS_TOPIC"], Message=doc)

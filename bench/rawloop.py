@@ -64,8 +64,8 @@ def main() -> None:
         for m in messages:
             req = json.loads(m["Body"])
             result = noop.fetch(req["target"])
-            docs.append(json.dumps({"target": req["target"], "plugin": req["plugin"], "result": result},
-                                   separators=(",", ":")))
+            docs.append(json.dumps({"target": req["target"], "plugin": req["plugin"], "message_id": m["MessageId"],
+                                    "result": result}, separators=(",", ":")))
         for group in batches(docs):
             if len(group) == 1:
                 sns.publish(TopicArn=args.topic, Message=group[0])

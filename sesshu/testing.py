@@ -54,7 +54,8 @@ class JobRun:
     result: Any = None  # the plugin's data, for done
     reason: str = ""  # why, for rejected and retried
     retry_after: int | None = None  # seconds, when the plugin raised RetryLater
-    document: str | None = None  # for done: the {"target", "plugin", "result"} document the daemon publishes
+    # for done: the document the daemon publishes, less its message_id (there is no message)
+    document: str | None = None
 
 
 def run_plugin(plugin: str, target: str, *, options: dict[str, Any] | None = None,

@@ -70,7 +70,8 @@ CHANGES: dict[str, Any] = {
     "workers.filesystem.write": ["/var/cache/x"], "workers.require_containment": True,
     "metrics.address": "0.0.0.0", "metrics.port": 9200,
     "bus.region": "eu-west-1", "bus.endpoint_url": "http://127.0.0.1:1", "bus.senders": 9, "bus.receivers": 3,
-    "bus.input.queue": "other", "bus.output.topic": "t2", "bus.output.s3_bucket": "b2",
+    "bus.input.queue": "other", "bus.input.s3_buckets": ["requests"], "bus.output.topic": "t2",
+    "bus.output.s3_bucket": "b2",
     "bus.output.s3_prefix": "p/", "bus.output.s3_threshold": 1000, "bus.output.failures_topic": "f",
 }
 RUNNING: dict[str, Any] = {"plugin": ["chaos"], "metrics": {"port": 9100},

@@ -34,7 +34,7 @@ def test_outcomes_done_empty_rejected(moto: MotoServer, deployment: Deployment, 
     publish(moto, deployment, "chaos", "chaos:modules")
     got = docs(results.wait(2))
     assert got["chaos:echo:hello"]["plugin"] == "chaos"
-    assert set(got["chaos:echo:hello"]) == {"target", "plugin", "result"}
+    assert set(got["chaos:echo:hello"]) == {"target", "plugin", "message_id", "result"}
     assert got["chaos:echo:hello"]["result"]["echo"] == "hello"
     # Children never import boto3.
     assert got["chaos:modules"]["result"] == {"boto3": False, "botocore": False}
@@ -232,7 +232,8 @@ def test_entry_point_plugin(moto: MotoServer, deployment: Deployment, cfg_path: 
     daemons.append(d.start())
     publish(moto, deployment, "ep_echo", "anything")
     got = json.loads(Inbox(moto, deployment.results_queue_url).wait(1)[0])
-    assert got == {"target": "anything", "plugin": "ep_echo", "result": {"ep": "anything"}}
+    assert got == {"target": "anything", "plugin": "ep_echo", "message_id": got["message_id"],
+                   "result": {"ep": "anything"}}
 
 
 @pytest.mark.parametrize("mutate, key", [

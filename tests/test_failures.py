@@ -96,5 +96,21 @@ def test_a_plugin_name_that_is_no_name_never_becomes_an_attribute() -> None:
 def test_attributes_of_results_and_pointers() -> None:
     assert attributes("http_robots", "done") == {
         "plugin": "http_robots", "outcome": "done", "sesshu_version": sesshu.__version__}
-    assert attributes("http_robots", "done", location="s3")["result_location"] == "s3"
     assert attributes(None, "rejected")["plugin"] == "-"
+
+
+def test_a_traced_request_s_record_continues_its_trace() -> None:
+    from sesshu.jobs.trace import TraceContext, parse_traceparent
+
+    t = ticket()
+    t.trace = TraceContext("a" * 32, "b" * 16, "01")
+    _, attrs = record(t, "rejected", "invalid", "no")
+    given = parse_traceparent(attrs["traceparent"])
+    assert given is not None and given.trace_id == "a" * 32 and given.flags == "01" and given.parent_id != "b" * 16
+    assert "traceparent" not in record(ticket(), "rejected", "invalid", "no")[1]
+
+
+def test_an_enveloped_request_brings_its_traceparent() -> None:
+    envelope = json.dumps({"Type": "Notification", "Message": json.dumps({"plugin": "chaos", "target": "t"}),
+                           "MessageAttributes": {"traceparent": {"Type": "String", "Value": "00-x"}}})
+    assert RequestParser(["chaos"]).parse(envelope) == Request("chaos", "t", "00-x")

@@ -144,7 +144,7 @@ def test_results_carry_attributes_and_a_filter_policy_picks_one_plugin(
     for given in attrs.values():
         assert given["outcome"] == {"Type": "String", "Value": "done"}
         assert given["sesshu_version"]["Type"] == "String" and given["sesshu_version"]["Value"]
-        assert "result_location" not in given
+        assert "ExtendedPayloadSize" not in given
 
     # The filtered queue was delivered to when the others were: it holds only hog's result.
     filtered = [json.loads(b)["target"] for b in Inbox(moto, only_hog).bodies()]

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from sesshu.bus.api import SNS_MAX_BYTES, message_size, string_attributes
+from sesshu.bus.api import SNS_MAX_BYTES, message_size, wire_attributes
 from sesshu.jobs.failures import attributes
 from tests.harness.aws import Deployment, Inbox, MotoServer, drain, poll, provision, publish, queue_depth
 from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
@@ -249,15 +249,20 @@ def test_large_result_goes_to_s3(moto: MotoServer, cfg_path: Path, daemons: list
     results = Inbox(moto, dep.results_queue_url)
     results.wait_for(["chaos:big:400000", "chaos:echo:small"], timeout=60)
     docs = {doc["target"]: doc for doc in results.docs}
-    pointer = docs["chaos:big:400000"]
-    assert set(pointer) == {"target", "plugin", "result_s3"}
-    assert pointer["plugin"] == "chaos" and pointer["result_s3"]["bucket"] == bucket
-    stored = json.loads(s3.get_object(Bucket=bucket, Key=pointer["result_s3"]["key"])["Body"].read())
-    assert stored == {"target": "chaos:big:400000", "plugin": "chaos", "result": "x" * 400000}
+    # The big one as AWS's extended clients store a payload: a pointer to the whole document.
+    (pointer,) = results.pointers()
+    assert pointer[1]["s3BucketName"] == bucket
+    stored = s3.get_object(Bucket=bucket, Key=pointer[1]["s3Key"])["Body"].read()
+    assert json.loads(stored) == docs["chaos:big:400000"]
+    assert set(docs["chaos:big:400000"]) == {"target", "plugin", "message_id", "result"}
+    assert docs["chaos:big:400000"]["result"] == "x" * 400000
     # Small results still go out inline.
-    assert set(docs["chaos:echo:small"]) == {"target", "plugin", "result"}
+    assert set(docs["chaos:echo:small"]) == {"target", "plugin", "message_id", "result"}
     assert d.stop() == 0
     assert "outcomes: done=2, empty=0, rejected=0, retried=0" in d.log()
+
+
+MESSAGE_ID = "00000000-0000-0000-0000-000000000000"  # as long as every SQS MessageId
 
 
 def exact_document_target(size: int, pause: float) -> str:
@@ -265,7 +270,8 @@ def exact_document_target(size: int, pause: float) -> str:
     n = size
     while True:
         target = f"chaos:big:{n}:{pause:g}"
-        length = len(json.dumps({"target": target, "plugin": "chaos", "result": "x" * n}, separators=(",", ":")))
+        doc = {"target": target, "plugin": "chaos", "message_id": MESSAGE_ID, "result": "x" * n}
+        length = len(json.dumps(doc, separators=(",", ":")))
         if length == size:
             return target
         n -= length - size
@@ -294,7 +300,7 @@ def test_two_big_results_finishing_together(moto: MotoServer, cfg_path: Path, da
     d = Daemon(configure(cfg_path, moto, dep, s3_bucket=bucket, workers={"count": 2, "timeout": 30}), moto)
     daemons.append(d.start())
     # What fits one message: 256 KiB, less the attributes that go with it.
-    fits = SNS_MAX_BYTES - message_size("", string_attributes(attributes("chaos", "done")))
+    fits = SNS_MAX_BYTES - message_size("", wire_attributes(attributes("chaos", "done")))
     exact, oversized = exact_document_target(fits, 3), "chaos:big:400000:3"
     publish(moto, dep, "chaos", exact, oversized)
     poll(lambda: sum("chaos:big:" in t for t in d.worker_titles()) == 2, 30, what="both jobs running")
@@ -312,11 +318,11 @@ def test_two_big_results_finishing_together(moto: MotoServer, cfg_path: Path, da
     results.wait_for([exact, oversized], timeout=60)
     assert d.stop() == 0
     by_target = {doc["target"]: doc for doc in results.docs}
-    inline = [body for body in results.raw if json.loads(body)["target"] == exact]
+    inline = [body for body in results.raw if isinstance(doc := json.loads(body), dict) and doc["target"] == exact]
     assert [len(body.encode()) for body in inline] == [fits]
-    pointer = by_target[oversized]["result_s3"]
-    stored = json.loads(s3.get_object(Bucket=bucket, Key=pointer["key"])["Body"].read())
-    assert stored["result"] == "x" * 400000
+    (pointer,) = results.pointers()
+    stored = json.loads(s3.get_object(Bucket=bucket, Key=pointer[1]["s3Key"])["Body"].read())
+    assert stored["result"] == "x" * 400000 == by_target[oversized]["result"]
     log = d.log()
     assert "outcomes: done=2, empty=0, rejected=0, retried=0" in log
     assert "put_object=1" in log  # stored once

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sesshu.bus.payloads import pointer_body
 from sesshu.config.schema import from_mapping
 from sesshu.jobs.requests import RequestParser
 from sesshu.ops.provision import Deployment
@@ -21,6 +22,7 @@ from tests.harness.aws import (
     MotoServer,
     aws_env,
     drain,
+    extended_sns,
     poll,
     provision,
     queue_depth,
@@ -340,3 +342,31 @@ def test_submit_and_results_take_queue_names(server: MotoServer, name: str) -> N
     assert printed(sesshu("results", "--queue", f"{name}-results", "--endpoint-url", server.url)) == docs
     one_line_error(sesshu("results", "--queue", f"{name}-absent", "--endpoint-url", server.url),
                    f"no queue named '{name}-absent'")
+
+
+def test_results_prints_documents_stored_in_s3_raw_or_enveloped(server: MotoServer, name: str) -> None:
+    """A pointer in the extended clients' format is followed to S3, whether it came raw or in an envelope."""
+    d = provision(server, name)
+    bucket = f"{name.lower()}-results"
+    server.client("s3").create_bucket(Bucket=bucket)
+    docs = [{"plugin": "chaos", "target": f"t{i}", "message_id": f"m{i}", "result": i} for i in range(3)]
+    # Raw: what the results subscription of `sesshu provision` delivers.
+    extended_sns(server, bucket).publish(TopicArn=d.results_topic, Message=json.dumps(docs[0]))
+    server.client("sns").publish(TopicArn=d.results_topic, Message=json.dumps(docs[1]))  # inline
+    # In an envelope, as a subscription without raw delivery has it: the attribute is inside.
+    server.client("s3").put_object(Bucket=bucket, Key="k2", Body=json.dumps(docs[2]).encode())
+    envelope = {"Type": "Notification", "MessageId": "x", "Message": pointer_body(bucket, "k2"),
+                "MessageAttributes": {"ExtendedPayloadSize": {"Type": "Number", "Value": "60"}}}
+    server.client("sqs").send_message(QueueUrl=d.results_queue_url, MessageBody=json.dumps(envelope))
+    poll(lambda: queue_depth(server, d.results_queue_url) == 3, what="results in the queue")
+    assert printed(sesshu("results", "--queue", d.results_queue_url, "--endpoint-url", server.url)) == docs
+
+
+def test_results_prints_a_pointer_it_cannot_follow_with_a_warning(server: MotoServer, name: str) -> None:
+    d = provision(server, name)
+    body = pointer_body("no-such-bucket-of-sesshu", "k")
+    server.client("sqs").send_message(QueueUrl=d.results_queue_url, MessageBody=body, MessageAttributes={
+        "ExtendedPayloadSize": {"DataType": "Number", "StringValue": "10"}})
+    result = sesshu("results", "--queue", d.results_queue_url, "--endpoint-url", server.url)
+    assert result.returncode == 0 and result.stdout == body + "\n"
+    assert "cannot read s3://no-such-bucket-of-sesshu/k" in result.stderr

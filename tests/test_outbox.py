@@ -18,6 +18,7 @@ from sesshu.bus import sending
 from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, BusError, Fault, Publish, Visibility, message_size
 from sesshu.bus.memory import MemoryBus
 from sesshu.bus.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Target, Sent
+from sesshu.bus.payloads import pointer_body
 from sesshu.bus.sending import Completion, Deleted, Unchanged, Unsent
 from sesshu.jobs.ticket import Ticket
 from tests.test_lanes import StrictBus, ticket
@@ -196,7 +197,7 @@ def test_a_full_document_and_a_pointer_never_exceed_256_kib_together() -> None:
     full, big = ticket("full"), ticket("big")
     assert message_size(document(SNS_MAX_BYTES)) == 262144
     outbox.publish(full, document(SNS_MAX_BYTES, "full"))
-    outbox.upload(big, document(400_000, "big"), "sesshu/id-big.json", '{"result_s3":{"key":"sesshu/id-big.json"}}')
+    outbox.upload(big, document(400_000, "big"), "sesshu/id-big.json", pointer_body("b", "sesshu/id-big.json"))
     sent = drain(outbox, bus)
     assert published(sent) == [big, full]  # the pointer first, though its upload came second
     assert all(s.error is None and not s.failed for s in sent)
@@ -379,7 +380,8 @@ def test_queuing_an_outcome_drops_the_pending_extension() -> None:
 
 def test_a_stored_result_is_not_uploaded_again_when_its_message_comes_back() -> None:
     outbox = box()
-    key, pointer = "sesshu/id-big.json", '{"result_s3":"sesshu/id-big.json"}'
+    key = "sesshu/id-big.json"
+    pointer = pointer_body("b", key)
     down = StrictBus(refuse={"publish": BusError("publish: timeout", "ReadTimeoutError")})
     outbox.upload(ticket("big"), "first run", key, pointer)
     first = drain(outbox, down)
@@ -523,10 +525,10 @@ def test_results_are_cut_at_256_kib_counting_their_attributes() -> None:
 def test_a_pointer_goes_with_its_own_attributes() -> None:
     bus = MemoryBus()
     outbox = box()
-    pointer = {"plugin": "chaos", "outcome": "done", "sesshu_version": "0.1.0", "result_location": "s3"}
-    outbox.upload(ticket("1"), "huge", "k", '{"result_s3":{}}', pointer)
+    pointer = {"plugin": "chaos", "outcome": "done", "sesshu_version": "0.1.0", "ExtendedPayloadSize": "4"}
+    outbox.upload(ticket("1"), "huge", "k", pointer_body("b", "k"), pointer)
     drain(outbox, bus)
-    assert bus.published == ['{"result_s3":{}}'] and bus.attributes == [pointer]
+    assert bus.published == [pointer_body("b", "k")] and bus.attributes == [pointer]
 
 
 def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:

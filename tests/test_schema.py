@@ -262,3 +262,11 @@ def test_network_allow_is_empty_by_default_and_normalised_when_given() -> None:
     cfg = from_mapping(with_changes(workers={"network": {"allow": ["127.0.0.0/8", "::1", " 10.0.0.0/8", "FD00::/8"]}}))
     assert cfg.network_allow == ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "fd00::/8")
     assert "network_allow" not in config.RESTART_ONLY  # a reload gives the new list to the workers it starts
+
+
+def test_input_s3_buckets_are_bucket_names() -> None:
+    assert from_mapping(with_changes(bus={**BUS, "input": {"queue": "q", "s3_buckets": ["a-b.c"]}})
+                        ).input_s3_buckets == ("a-b.c",)
+    assert from_mapping(with_changes(bus=BUS)).input_s3_buckets == ()
+    error = error_of(with_changes(bus={**BUS, "input": {"queue": "q", "s3_buckets": ["Not_A_Bucket"]}}))
+    assert error.startswith("bus.input.s3_buckets"), error

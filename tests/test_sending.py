@@ -79,7 +79,8 @@ def test_a_failed_publish_entry_fails_alone() -> None:
     assert sent.kind == sending.PUBLISH and sent.succeeded() == [entries[0], entries[2]]
     assert sent.failures() == [(entries[1], "InternalError")]
     assert sent.error is None and [name for name, _ in bus.calls] == ["publish"]  # the delete is not its job
-    assert bus.calls[0][1] == [Publish("0", "doc-a", {}), Publish("1", "doc-b", {}), Publish("2", "doc-c", {})]
+    assert bus.calls[0][1] == [Publish("0", "doc-a", {}, "sesshu", "id-a"), Publish("1", "doc-b", {}, "sesshu", "id-b"),
+                               Publish("2", "doc-c", {}, "sesshu", "id-c")]
 
 
 def test_a_publish_call_failing_as_a_whole_fails_every_entry() -> None:
@@ -164,6 +165,7 @@ def test_failure_records_go_to_the_failures_topic() -> None:
     attrs = {"plugin": "chaos", "outcome": "rejected"}
     entries = [Post(a, "record-a", attrs, 10), Post(b, "record-b", attrs, 10)]
     sent = sending.publish(bus, entries, kind=sending.FAILURE)
-    assert bus.calls == [("publish_failures", [Publish("0", "record-a", attrs), Publish("1", "record-b", attrs)])]
+    assert bus.calls == [("publish_failures", [Publish("0", "record-a", attrs, "sesshu", "id-a"),
+                                               Publish("1", "record-b", attrs, "sesshu", "id-b")])]
     assert sent.kind == sending.FAILURE
     assert sent.succeeded() == [entries[0]] and sent.failures() == [(entries[1], "InternalError")]

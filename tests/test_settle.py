@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import sesshu
-from sesshu.bus.api import SNS_MAX_BYTES, Message, QueueInfo, message_size, string_attributes
+from sesshu.bus import payloads
+from sesshu.bus.api import SNS_MAX_BYTES, Message, QueueInfo, message_size, wire_attributes
 from sesshu.bus.sending import Sent
 from sesshu.config.schema import Config, from_mapping
 from sesshu.jobs import failures
@@ -188,13 +189,14 @@ def test_results_carry_their_attributes() -> None:
     settler.on_job_finished(*finished(t, b'{"echo":"x"}'))
     (result,) = settler.outbox.publishes
     document, attrs = result.document, result.attributes
-    assert json.loads(document) == {"target": "chaos:echo:x", "plugin": "chaos", "result": {"echo": "x"}}
+    assert json.loads(document) == {"target": "chaos:echo:x", "plugin": "chaos", "message_id": "m-1",
+                                     "result": {"echo": "x"}}
     assert attrs == {"plugin": "chaos", "outcome": "done", "sesshu_version": sesshu.__version__}
 
 
 def result_of_size(size: int) -> bytes:
     """A payload that makes the document of ``parsed(...)`` with target chaos:big exactly ``size`` bytes."""
-    head = len('{"target":"chaos:big","plugin":"chaos","result":""}')
+    head = len('{"target":"chaos:big","plugin":"chaos","message_id":"m-1","result":""}')
     return json.dumps("x" * (size - head)).encode()
 
 
@@ -210,11 +212,13 @@ def test_the_fits_in_sns_check_counts_the_attributes() -> None:
     s3.on_job_finished(*finished(parsed(2, 1, "chaos:big"), result_of_size(SNS_MAX_BYTES)))
     (upload,) = s3.outbox.uploads
     document, pointer, attrs = upload.document, upload.pointer.document, upload.pointer.attributes
-    assert len(document) == SNS_MAX_BYTES and json.loads(pointer)["result_s3"]["bucket"] == "b"
-    assert attrs["result_location"] == "s3" and attrs["outcome"] == "done"
+    assert len(document) == SNS_MAX_BYTES
+    assert json.loads(pointer) == [payloads.POINTER_CLASS, {"s3BucketName": "b", "s3Key": "sesshu/m-2.json"}]
+    assert attrs == {"plugin": "chaos", "outcome": "done", "sesshu_version": sesshu.__version__,
+                     "ExtendedPayloadSize": str(SNS_MAX_BYTES)}
 
     fits = Settler(fixed(config()), QueueInfo(30, 2))
-    room = SNS_MAX_BYTES - message_size("", string_attributes(failures.attributes("chaos", "done")))
+    room = SNS_MAX_BYTES - message_size("", wire_attributes(failures.attributes("chaos", "done")))
     fits.on_job_finished(*finished(parsed(3, 1, "chaos:big"), result_of_size(room)))
     assert len(fits.outbox.publishes) == 1
 
@@ -230,7 +234,8 @@ def test_results_over_the_s3_threshold_go_to_s3_even_when_sns_would_take_them() 
     (upload,) = settler.outbox.uploads
     t, document, key, pointer = upload.ticket, upload.document, upload.key, upload.pointer.document
     assert t is big and key == "p/m-2.json" and len(document) > 1000
-    assert '"result_s3":{"bucket": "b", "key": "p/m-2.json"}' in pointer
+    assert pointer == '["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":"b","s3Key":"p/m-2.json"}]'
+    assert upload.pointer.attributes["ExtendedPayloadSize"] == str(len(document.encode()))
 
 
 def test_a_publish_refused_for_good_is_retried_and_never_deleted() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from sesshu.bus.api import BusError, Fault, Message, Publish, Visibility, message_size, string_attributes
+from sesshu.bus.api import BusError, Fault, Message, Publish, Visibility, message_size, wire_attributes
 from sesshu.bus.sqs import SqsSnsBus, batch_failures
 from sesshu.config.schema import from_mapping
 from sesshu.jobs.settle import Settler
@@ -142,11 +142,11 @@ def test_a_lone_document_refused_says_whether_a_retry_may_pass(bus: SqsSnsBus, c
 
 
 def test_a_batch_goes_with_each_entry_s_attributes(bus: SqsSnsBus) -> None:
-    pointer = {**ATTRS, "result_location": "s3"}
+    pointer = {**ATTRS, "ExtendedPayloadSize": "300000"}
     params = {"TopicArn": RESULTS, "PublishBatchRequestEntries": [
         {"Id": "0", "Message": "a", "MessageAttributes": WIRE},
         {"Id": "1", "Message": "b", "MessageAttributes": {
-            **WIRE, "result_location": {"DataType": "String", "StringValue": "s3"}}},
+            **WIRE, "ExtendedPayloadSize": {"DataType": "Number", "StringValue": "300000"}}},
     ]}
     with expect(bus._sns, "publish_batch", {"Successful": [], "Failed": []}, params) as stub:
         assert bus.publish([Publish("0", "a", ATTRS), Publish("1", "b", pointer)]) == {}
@@ -187,7 +187,7 @@ def test_without_a_failures_topic_no_record_can_go_anywhere(bus: SqsSnsBus) -> N
 def test_attributes_count_toward_the_size_sns_checks() -> None:
     entry = Publish("0", "x" * 100, ATTRS)
     assert entry.size() == 100 + sum(len(n) + len("String") + len(v) for n, v in ATTRS.items())
-    assert entry.size() == message_size("x" * 100, string_attributes(ATTRS))
+    assert entry.size() == message_size("x" * 100, wire_attributes(ATTRS))
 
 
 def test_a_batch_entry_may_pass_on_a_retry_only_when_the_service_was_at_fault() -> None:
@@ -200,3 +200,18 @@ def test_a_batch_entry_may_pass_on_a_retry_only_when_the_service_was_at_fault() 
     assert {k: (v.code, v.transient) for k, v in failed.items() if isinstance(v, Fault)} == {
         "0": ("InternalError", True), "1": ("ReceiptHandleIsInvalid", False), "2": ("AccessDenied", False),
         "3": ("error", False)}
+
+
+def test_a_fifo_topic_gets_group_and_deduplication_ids_and_a_standard_one_neither(bus: SqsSnsBus) -> None:
+    fifo = "arn:aws:sns:us-east-1:000000000000:results.fifo"
+    bus.topic = fifo
+    params = {"TopicArn": fifo, "PublishBatchRequestEntries": [
+        {"Id": "0", "Message": "a", "MessageGroupId": "g", "MessageDeduplicationId": "m-1"},
+        {"Id": "1", "Message": "b", "MessageGroupId": "sesshu", "MessageDeduplicationId": "m-2"},
+    ]}
+    with expect(bus._sns, "publish_batch", {"Successful": [], "Failed": []}, params) as stub:
+        assert bus.publish([Publish("0", "a", {}, "g", "m-1"), Publish("1", "b", {}, None, "m-2")]) == {}
+    stub.assert_no_pending_responses()
+    bus.topic = RESULTS
+    with expect(bus._sns, "publish", {"MessageId": "1"}, {"TopicArn": RESULTS, "Message": "a"}):
+        assert bus.publish([Publish("0", "a", {}, "g", "m-1")]) == {}

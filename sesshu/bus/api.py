@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from typing import Self
 
+from sesshu.bus.payloads import SIZE_ATTRIBUTE
+
 BATCH_MAX = 10
+FIFO_SUFFIX = ".fifo"  # what the name of every FIFO queue and topic ends with
+DEFAULT_GROUP = "sesshu"  # the MessageGroupId of a publish to a FIFO topic for a request that had none
+NUMBER_ATTRIBUTES = frozenset({SIZE_ATTRIBUTE})  # every other attribute Sesshu sends is a String
 # SNS caps one message, and all the messages of one PublishBatch together, at
 # 256 KiB. SQS has allowed 1 MiB since 2025, but 256 KiB is what every
 # SQS-compatible server accepts, so Sesshu keeps SendMessageBatch under it too.
@@ -43,7 +48,7 @@ NO_CREDENTIALS_CODES = frozenset({"NoCredentialsError", "PartialCredentialsError
 PERMANENT_CODES = frozenset({
     "BatchRequestTooLong", "TooManyEntriesInBatchRequest", "BatchEntryIdsNotDistinct", "InvalidBatchEntryId",
     "EmptyBatchRequest", "InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid",
-    "ValidationError", "InvalidMessageContents", "NoSuchBucket",
+    "ValidationError", "InvalidMessageContents", "NoSuchBucket", "NoSuchKey", "EntityTooLarge",
 }) | DENIED_CODES | MISSING_QUEUE_CODES | MISSING_TOPIC_CODES
 # The permanent errors a batch earns as a whole although its entries, sent one
 # by one, may pass: the batch is too long or too big, or one entry is bad.
@@ -122,6 +127,13 @@ class Message:
     receipt_handle: str
     body: str
     receive_count: int
+    # Its message attributes of data type String or Number, by name (Binary ones are left out).
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    trace_header: str | None = None  # the AWSTraceHeader system attribute (X-Ray's trace context)
+    group_id: str | None = None  # the MessageGroupId, on a FIFO queue
+    # Why its payload, stored in S3 by an extended client, could not be read
+    # (a Fault where S3 gave a code); the body is then still the pointer.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,18 +146,23 @@ class QueueInfo:
 class Publish:
     entry_id: str
     document: str
-    # SNS message attributes, all of data type String: what subscription
-    # filter policies match on (``sesshu.jobs.failures.attributes``).
+    # SNS message attributes, by name (``wire_attributes`` gives their data
+    # types): what subscription filter policies match on (``sesshu.jobs.failures.attributes``).
     attributes: Mapping[str, str] = field(default_factory=dict)
+    # For a FIFO topic only (a standard topic refuses both): the request's
+    # MessageGroupId, and its SQS MessageId, so that SNS drops a republished copy.
+    group_id: str | None = None
+    deduplication_id: str | None = None
 
     def size(self) -> int:
         """The bytes SNS counts for this message, its attributes included."""
-        return message_size(self.document, string_attributes(self.attributes))
+        return message_size(self.document, wire_attributes(self.attributes))
 
 
-def string_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    """Message attributes as SNS and SQS take them: each one a String."""
-    return {name: {"DataType": "String", "StringValue": value} for name, value in attributes.items()}
+def wire_attributes(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """Message attributes as SNS and SQS take them: each a String, but ExtendedPayloadSize a Number."""
+    return {name: {"DataType": "Number" if name in NUMBER_ATTRIBUTES else "String", "StringValue": value}
+            for name, value in attributes.items()}
 
 
 @dataclass(frozen=True)
@@ -234,4 +251,12 @@ class Bus(Protocol):
 
     def put_object(self, bucket: str, key: str, body: str) -> None:
         """Store an oversized result document (S3); raise BusError on failure."""
+        ...
+
+    def get_object(self, bucket: str, key: str, max_bytes: int) -> str:
+        """Read a payload stored in S3 (UTF-8 text) of at most ``max_bytes``; raise BusError on failure.
+
+        An object over ``max_bytes`` is refused before it is read (code
+        ``EntityTooLarge``), one that is no UTF-8 text after it (``InvalidMessageContents``).
+        """
         ...

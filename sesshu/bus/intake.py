@@ -15,6 +15,7 @@ from functools import partial
 
 from sesshu.bus.api import BATCH_MAX, Bus
 from sesshu.bus.lanes import BusHealth, Lane, Lanes, Received, receive
+from sesshu.bus.offloaded import Offload
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,9 @@ SPLIT_PAUSE = (1.0, 60.0)
 
 class Intake:
     def __init__(self, bus: Bus, count: int, poll_seconds: int, health: BusHealth,
-                 wake: Callable[[], None], clock: Callable[[], float]) -> None:
+                 wake: Callable[[], None], clock: Callable[[], float], offload: Offload | None = None) -> None:
         self._bus = bus
+        self._offload = offload  # where requests stored in S3 may be read from
         self._poll_seconds = poll_seconds
         self._health = health
         self._clock = clock
@@ -105,7 +107,7 @@ class Intake:
             self._asked[id(lane)] = n
             if self.deep:
                 self._timed.add(id(lane))
-            lane.submit(partial(receive, self._bus, n, self._poll_seconds, self._clock))
+            lane.submit(partial(receive, self._bus, n, self._poll_seconds, self._clock, self._offload))
 
     def take(self) -> list[Received]:
         """Receives that came back with messages; a failure only sets the backoff (and logs once)."""

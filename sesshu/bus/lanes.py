@@ -22,6 +22,7 @@ from typing import Any, TypeGuard
 
 from sesshu.backoff import Backoff
 from sesshu.bus.api import Bus, BusError, Fault, Message, error_name
+from sesshu.bus.offloaded import Offload, resolve
 from sesshu.text import loggable
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,15 @@ class Lane:
             self._wake()
 
 
-def receive(bus: Bus, n: int, wait: int, clock: Callable[[], float] = time.monotonic) -> Received:
+def receive(bus: Bus, n: int, wait: int, clock: Callable[[], float] = time.monotonic,
+            offload: Offload | None = None) -> Received:
+    """One receive; with ``offload``, requests stored in S3 are read too, here in the lane."""
     started = clock()
     try:
-        return Received(bus.receive(n, wait), None, started, n)
+        messages = bus.receive(n, wait)
+        if offload is not None:
+            messages = [resolve(bus, m, offload) for m in messages]
+        return Received(messages, None, started, n)
     except BusError as exc:
         return Received([], Fault(str(exc), exc.code), started, n)
     except Exception as exc:  # noqa: BLE001

@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sesshu.bus.api import BATCH_MAX, Delete, Message, Publish, QueueInfo, Visibility
+from sesshu.bus.api import BATCH_MAX, BusError, Delete, Message, Publish, QueueInfo, Visibility
 
 
 @dataclass
 class _Stored:
     message_id: str
     body: str
+    attributes: dict[str, str] = field(default_factory=dict)
+    group_id: str | None = None
     visible_at: float = 0.0
     receives: int = 0
     receipt: str = ""
@@ -42,10 +44,11 @@ class MemoryBus:
         self._ids = itertools.count(1)
         self._cond = threading.Condition()
 
-    def send(self, body: str) -> str:
+    def send(self, body: str, attributes: dict[str, str] | None = None, group_id: str | None = None) -> str:
+        """Queue a message; ``group_id`` only labels it (this bus keeps no FIFO order of its own)."""
         with self._cond:
             mid = f"m-{next(self._ids)}"
-            self._messages[mid] = _Stored(mid, body)
+            self._messages[mid] = _Stored(mid, body, dict(attributes or {}), group_id)
             self._cond.notify_all()
             return mid
 
@@ -79,7 +82,8 @@ class MemoryBus:
             stored.receives += 1
             stored.visible_at = now + self.visibility_timeout
             stored.receipt = f"{stored.message_id}#{stored.receives}"
-            out.append(Message(stored.message_id, stored.receipt, stored.body, stored.receives))
+            out.append(Message(stored.message_id, stored.receipt, stored.body, stored.receives, stored.attributes,
+                               group_id=stored.group_id))
         return out
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:
@@ -123,6 +127,15 @@ class MemoryBus:
     def put_object(self, bucket: str, key: str, body: str) -> None:
         self.requests["put_object"] += 1
         self.objects[(bucket, key)] = body
+
+    def get_object(self, bucket: str, key: str, max_bytes: int) -> str:
+        self.requests["get_object"] += 1
+        body = self.objects.get((bucket, key))
+        if body is None:
+            raise BusError(f"get_object: no object {key} in {bucket}", "NoSuchKey")
+        if len(body.encode()) > max_bytes:
+            raise BusError(f"s3://{bucket}/{key} is {len(body.encode())} bytes, over {max_bytes}", "EntityTooLarge")
+        return body
 
     def queue_info(self) -> QueueInfo:
         return QueueInfo(self.visibility_timeout, self.max_receive_count)

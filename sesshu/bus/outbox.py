@@ -50,7 +50,7 @@ from typing import Any, Generic
 
 from sesshu.backoff import Backoff
 from sesshu.bus import sending
-from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, string_attributes, transient
+from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, transient, wire_attributes
 from sesshu.bus.sending import (
     Attributes,
     Change,
@@ -180,6 +180,14 @@ class Outbox(Generic[T]):
     def extending(self, ticket: T) -> bool:
         """An extension is queued or a visibility change or delete is in flight: queue none now."""
         return ticket in self.extensions or ticket in self._in_sqs
+
+    def publishing(self) -> list[T]:
+        """Tickets whose result is queued, or being stored or published."""
+        return [*(e.ticket for e in self.publishes), *(e.ticket for e in self.uploads), *self._in_flight]
+
+    def releasing(self, ticket: T) -> bool:
+        """A release of this ticket's message is queued."""
+        return any(c.ticket is ticket for c in self.releases)
 
     def waiting(self) -> list[T]:
         """Tickets whose result is on its way out: still to keep locked."""
@@ -382,7 +390,7 @@ class Outbox(Generic[T]):
 def post(ticket: T, document: str, attributes: Attributes, size: int | None = None) -> Post[T]:
     """A document to publish, measured as SNS counts it unless ``size`` is known."""
     if size is None:
-        size = message_size(document, string_attributes(attributes))
+        size = message_size(document, wire_attributes(attributes))
     return Post(ticket, document, attributes, size)
 
 

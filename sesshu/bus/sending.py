@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from sesshu.bus.api import Bus, BusError, Delete, Fault, Message, Publish, Visibility
+from sesshu.bus.api import DEFAULT_GROUP, Bus, BusError, Delete, Fault, Message, Publish, Visibility
 
 Attributes = Mapping[str, str]  # a message's SNS attributes (sesshu.jobs.failures.attributes)
 
@@ -158,7 +158,8 @@ def publish(bus: Bus, entries: list[Post[T]], kind: str = PUBLISH) -> Sent[T]:
     """Publish results (``kind`` PUBLISH) or failure records (FAILURE), each to its topic."""
     sent: Sent[T] = Sent(kind, entries)
     call = bus.publish if kind == PUBLISH else bus.publish_failures
-    posts = [Publish(str(i), e.document, e.attributes) for i, e in enumerate(entries)]
+    posts = [Publish(str(i), e.document, e.attributes, e.ticket.message.group_id or DEFAULT_GROUP,
+                     e.ticket.message.message_id) for i, e in enumerate(entries)]
     sent.failed = _ids(_guard(sent, call, posts))
     return sent
 

@@ -21,6 +21,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sesshu.bus import formbody
 from sesshu.bus.api import (
     BATCH_MAX,
+    DEFAULT_GROUP,
+    FIFO_SUFFIX,
     BusError,
     Delete,
     Fault,
@@ -30,7 +32,7 @@ from sesshu.bus.api import (
     Visibility,
     is_denied,
     is_permanent,
-    string_attributes,
+    wire_attributes,
 )
 
 CONNECT_TIMEOUT = 5
@@ -100,17 +102,10 @@ class SqsSnsBus:
             QueueUrl=self.queue_url,
             MaxNumberOfMessages=max(1, min(max_messages, BATCH_MAX)),
             WaitTimeSeconds=min(wait_seconds, self.max_wait),
-            MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            MessageSystemAttributeNames=["ApproximateReceiveCount", "AWSTraceHeader", "MessageGroupId"],
+            MessageAttributeNames=["All"],
         )
-        return [
-            Message(
-                m["MessageId"],
-                m["ReceiptHandle"],
-                m.get("Body", ""),
-                int(m.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
-            )
-            for m in reply.get("Messages", [])
-        ]
+        return [_message(m) for m in reply.get("Messages", [])]
 
     def publish(self, entries: list[Publish]) -> dict[str, str]:
         return publish_entries(self._call, self._sns, self.topic, entries)
@@ -162,12 +157,44 @@ class SqsSnsBus:
         return QueueInfo(int(visibility) if visibility is not None else None, max_receive)
 
     def put_object(self, bucket: str, key: str, body: str) -> None:
-        if self._s3 is None:
-            self._s3 = self._session.client("s3", endpoint_url=self._endpoint_url, config=BotoConfig(
+        self._call(self._s3_client(), "put_object", Bucket=bucket, Key=key, Body=body.encode(),
+                   ContentType="application/json")
+
+    def get_object(self, bucket: str, key: str, max_bytes: int) -> str:
+        s3 = self._s3_client()
+        where = f"s3://{bucket}/{key}"
+        try:
+            # The size first: a 2 GB object is refused without reading a byte of it.
+            head = self._call(s3, "head_object", Bucket=bucket, Key=key)
+            size = int(head.get("ContentLength", 0))
+            if size > max_bytes:
+                raise BusError(f"{where} is {size} bytes, over {max_bytes}", "EntityTooLarge")
+            reply = self._call(s3, "get_object", Bucket=bucket, Key=key)
+            with reply["Body"] as stream:
+                data = stream.read(max_bytes + 1)  # it may have grown since the HEAD
+        except BusError as exc:
+            # HEAD answers carry no body, so botocore knows only the status.
+            code, said = _HEAD_CODES.get(exc.code, (exc.code, str(exc)))
+            raise BusError(said, code, exc.status) from exc
+        except (BotoCoreError, OSError) as exc:  # the stream broke while it was read
+            raise BusError(f"get_object {where}: {exc}", type(exc).__name__) from exc
+        if len(data) > max_bytes:
+            raise BusError(f"{where} is over {max_bytes} bytes", "EntityTooLarge")
+        try:
+            return bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise BusError(f"{where} is not UTF-8 text", "InvalidMessageContents") from None
+
+    def _s3_client(self) -> Any:
+        with self._lock:  # pollers read requests' payloads while senders store results
+            if self._s3 is None:
+                self._s3 = self._make_s3()
+        return self._s3
+
+    def _make_s3(self) -> Any:
+        return self._session.client("s3", endpoint_url=self._endpoint_url, config=BotoConfig(
                 connect_timeout=CONNECT_TIMEOUT, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
                 s3={"addressing_style": "path"} if self._endpoint_url else None))
-        self._call(self._s3, "put_object", Bucket=bucket, Key=key, Body=body.encode(),
-                   ContentType="application/json")
 
     def visibility_permitted(self) -> bool:
         """Probe sqs:ChangeMessageVisibility with a receipt that cannot exist."""
@@ -179,6 +206,19 @@ class SqsSnsBus:
 
     def check_topic(self, topic: str | None = None) -> None:
         self._call(self._sns, "get_topic_attributes", TopicArn=topic or self.topic)
+
+
+# What a HEAD answer's bare status means.
+_HEAD_CODES = {"404": ("NoSuchKey", "no such object (or bucket)"), "403": ("AccessDenied", "access denied")}
+
+
+def _message(m: dict[str, Any]) -> Message:
+    system = m.get("Attributes", {})
+    attributes = {name: str(a["StringValue"]) for name, a in m.get("MessageAttributes", {}).items()
+                  if "StringValue" in a}
+    return Message(m["MessageId"], m["ReceiptHandle"], m.get("Body", ""),
+                   int(system.get("ApproximateReceiveCount", 1)), attributes,
+                   system.get("AWSTraceHeader"), system.get("MessageGroupId"))
 
 
 def _error_code(exc: Exception) -> str:
@@ -218,19 +258,26 @@ def publish_entries(caller: Callable[..., Any], sns: Any, topic: str, entries: l
     PublishBatch still work. Message attributes go only where an entry has
     some, so a request without them is what it always was.
     """
+    fifo = topic.endswith(FIFO_SUFFIX)
     if len(entries) == 1:
         try:
-            caller(sns, "publish", TopicArn=topic, Message=entries[0].document, **_attributes(entries[0]))
+            caller(sns, "publish", TopicArn=topic, Message=entries[0].document, **_attributes(entries[0], fifo))
         except BusError as exc:
             return {entries[0].entry_id: Fault(str(exc), exc.code)}  # the code says whether a retry may pass
         return {}
     reply = caller(sns, "publish_batch", TopicArn=topic, PublishBatchRequestEntries=[
-        {"Id": e.entry_id, "Message": e.document, **_attributes(e)} for e in entries])
+        {"Id": e.entry_id, "Message": e.document, **_attributes(e, fifo)} for e in entries])
     return batch_failures(reply)
 
 
-def _attributes(entry: Publish) -> dict[str, Any]:
-    return {"MessageAttributes": string_attributes(entry.attributes)} if entry.attributes else {}
+def _attributes(entry: Publish, fifo: bool) -> dict[str, Any]:
+    """An entry's message attributes, if any; and on a FIFO topic its group and deduplication ids."""
+    extra: dict[str, Any] = {"MessageAttributes": wire_attributes(entry.attributes)} if entry.attributes else {}
+    if fifo:
+        extra["MessageGroupId"] = entry.group_id or DEFAULT_GROUP
+        if entry.deduplication_id is not None:
+            extra["MessageDeduplicationId"] = entry.deduplication_id
+    return extra
 
 
 def batch_failures(reply: dict[str, Any]) -> dict[str, str]:

@@ -25,6 +25,7 @@ ACCOUNT_NAME = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}\Z"
 # AWS_* never reaches a worker, whatever the allow-list says: the master alone holds credentials.
 ENV_NAME = r"^(?!AWS_)[A-Za-z_][A-Za-z0-9_]{0,127}\Z"
 ABSOLUTE_PATH = r"^/[^\x00-\x1f\x7f]{0,4095}\Z"
+S3_BUCKET = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z"  # what S3 allows a bucket name
 _PLUGIN_NAME_RE = re.compile(PLUGIN_NAME)
 
 
@@ -152,7 +153,11 @@ SCHEMA: dict[str, Any] = {
                 "type": "dict",
                 "required": True,
                 "schema": {"queue": {"type": "string", "required": True, "empty": False,
-                                     "meta": {"restart": "queue"}}},
+                                     "meta": {"restart": "queue"}},
+                           # Buckets that producers' extended clients store requests in:
+                           # a pointer to any other bucket is rejected unread.
+                           "s3_buckets": {"type": "list", "default": [], "meta": {"restart": "input_s3_buckets"},
+                                          "schema": {"type": "string", "regex": S3_BUCKET}}},
             },
             "output": {
                 "type": "dict",
@@ -236,6 +241,7 @@ class Config:
     receivers: int = 2
     failures_topic: str | None = None  # SNS topic ARN for failure records (sesshu.jobs.failures)
     network_allow: tuple[str, ...] = ()  # CIDR ranges plugins' HTTP may reach despite the address guard
+    input_s3_buckets: tuple[str, ...] = ()  # where requests stored in S3 may be read from (sesshu.bus.offloaded)
 
     def plugin(self, name: str) -> PluginConfig | None:
         for p in self.plugins:
@@ -322,6 +328,7 @@ def from_mapping(raw: Any, path: str = "<config>", base_dir: str | None = None) 
         receivers=_lanes(bus["receivers"], "bus.receivers", AUTO_RECEIVERS, workers["count"]),
         failures_topic=bus["output"]["failures_topic"],
         network_allow=tuple(str(addresses.network(c)) for c in workers["network"]["allow"]),
+        input_s3_buckets=tuple(bus["input"]["s3_buckets"]),
     )
 
 

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sesshu.bus.api import Bus, QueueInfo
+from sesshu.bus.api import Bus, QueueInfo, transient
 from sesshu.bus.intake import Intake
 from sesshu.bus.lanes import BusHealth, Received
+from sesshu.bus.offloaded import Offload
 from sesshu.bus.sender import Sender
 from sesshu.bus.sending import S3Target
 from sesshu.config.schema import Config
@@ -23,9 +24,11 @@ from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier
 from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
+from sesshu.jobs import groups, trace
 from sesshu.jobs.outcomes import Outcomes
-from sesshu.jobs.requests import Rejected, RequestParser
+from sesshu.jobs.requests import MAX_BODY_BYTES, Rejected, RequestParser
 from sesshu.jobs.settle import Settler
+from sesshu.jobs.spans import JobSpans
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.pool import Pool, PoolSettings
@@ -96,14 +99,16 @@ class Supervisor:
         self.sender: Sender[Ticket] = Sender(bus, s3, config.senders, self.health, self.signals.wake, clock)
         metrics = self.hooks.metrics
         self.settler = Settler(lambda: self.config, queue_info, outbox=self.sender, heartbeat=heartbeat,
-                               observer=metrics.outcome if metrics is not None else None, clock=clock)
+                               observer=metrics.outcome if metrics is not None else None, clock=clock,
+                               spans=JobSpans(config.queue))
         self.parser = RequestParser(config.plugin_names)
         self.held: deque[Ticket] = deque()
         # The ticket of each job a slot runs, by job id: the pool knows jobs, not messages.
         self.running: dict[int, Ticket] = {}
         self.stopping = False
         self.received = 0
-        self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock)
+        self.intake = Intake(bus, config.receivers, config.poll_interval, self.health, self.signals.wake, clock,
+                             Offload(frozenset(config.input_s3_buckets), MAX_BODY_BYTES))
         self._next_heartbeat = 0.0
         # The pool is one fd however many slots it has: it keeps its own selector current.
         self._selector: selectors.BaseSelector = selectors.DefaultSelector()
@@ -300,11 +305,23 @@ class Supervisor:
     def _on_received(self, received: Received) -> None:
         self.received += len(received.messages)
         visible_until = received.started + self.settler.visibility()
+        received_ns = time.time_ns() - int((self.clock() - received.started) * 1e9)
         for message in received.messages:
-            ticket = Ticket(message, visible_until=visible_until)
+            ticket = Ticket(message, visible_until=visible_until, received_ns=received_ns)
             self._guarded(ticket, partial(self._accept, ticket))
 
     def _accept(self, ticket: Ticket) -> None:
+        message = ticket.message
+        ticket.trace = trace.of_request(message.attributes, message.trace_header)
+        unreadable = message.unreadable
+        if unreadable is not None:
+            # A request stored in S3 that could not be read: S3 failing now is
+            # worth a retry, a pointer to nothing (or to too much) never is.
+            if transient(unreadable):
+                self.settler.retry(ticket, "payload_error", unreadable)
+            else:
+                self.settler.reject(ticket, unreadable)
+            return
         try:
             ticket.request = self.parser.parse(ticket.message.body)
         except Rejected as exc:
@@ -312,6 +329,9 @@ class Supervisor:
             ticket.named_plugin, ticket.named_target = exc.plugin, exc.target
             self.settler.reject(ticket, str(exc))
             return
+        if ticket.request.traceparent is not None:  # it came in the SNS envelope
+            envelope = {trace.ATTRIBUTE: ticket.request.traceparent}
+            ticket.trace = trace.of_request(envelope, None) or ticket.trace
         if self.stopping:
             self.settler.retry(ticket, "shutdown", "received while stopping", delay=0)
         else:
@@ -336,12 +356,29 @@ class Supervisor:
             return
         idle = self.pool.idle()
         started = 0
-        while idle and self.held:
-            ticket = self.held.popleft()
+        busy = self._busy_groups()
+        while idle and (ticket := groups.take_startable(self.held, busy)) is not None:
             started += 1
             self._guarded(ticket, partial(self._start, ticket, idle))
+            if ticket.message.group_id is not None:
+                busy.add(ticket.message.group_id)  # running now, or held again first in line
         if started:
             self.intake.started(started)
+
+    def _busy_groups(self) -> set[str]:
+        """FIFO message groups with a message running or a result on its way out: none of theirs may start."""
+        if not self.held:
+            return set()
+        return {g for t in [*self.running.values(), *self.sender.publishing()] if (g := t.message.group_id)}
+
+    def _release_group(self, ticket: Ticket) -> None:
+        """A FIFO message was released: its group's later messages, held, must not overtake it."""
+        group = ticket.message.group_id
+        if group is None or not self.sender.releasing(ticket):
+            return
+        for later in groups.take_group(self.held, group):
+            self.settler.retry(later, "group_order", f"message {ticket.message_id} of its message group "
+                               f"{loggable(group, 128)} was released before it, and goes first", delay=0)
 
     def _start(self, ticket: Ticket, idle: list[Any]) -> None:
         request = ticket.request
@@ -378,6 +415,7 @@ class Supervisor:
     def _on_job_ended(self, ticket: Ticket, event: JobFinished | JobLost) -> None:
         if isinstance(event, JobFinished):
             self.settler.on_job_finished(ticket, event)
+            self._release_group(ticket)
             return
         job = event.running.job
         detail = event.detail
@@ -385,6 +423,7 @@ class Supervisor:
             detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
         self.settler.retry(ticket, event.reason, detail, pid=event.pid,
                            delay=0 if event.reason == "killed" else None)
+        self._release_group(ticket)
 
     def _requests(self) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(self.bus.requests.items())) or "none"

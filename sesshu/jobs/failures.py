@@ -13,8 +13,11 @@ and ``"body"``: its first KiB. Whatever came from the sender is masked as in
 the logs and bounded, so a record always fits SNS.
 
 Every published result and failure record carries the String attributes
-``plugin``, ``outcome`` and ``sesshu_version``, and an S3 pointer also
-``result_location`` = ``s3``: what subscription filter policies match on.
+``plugin``, ``outcome`` and ``sesshu_version``: what subscription filter
+policies match on; and ``traceparent`` where the request carried a trace
+context (``sesshu.jobs.trace``). A result stored in S3 is announced by the extended
+clients' pointer, with ``ExtendedPayloadSize`` besides
+(``sesshu.bus.payloads``).
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ from datetime import UTC, datetime
 import sesshu
 from sesshu.bus.api import QueueInfo
 from sesshu.config.schema import valid_plugin_name
+from sesshu.jobs import trace
 from sesshu.jobs.outcomes import DETAIL_CHARS
 from sesshu.jobs.requests import MAX_PLUGIN_CHARS, MAX_TARGET_CHARS
 from sesshu.jobs.ticket import Ticket
+from sesshu.jobs.trace import TraceContext
 from sesshu.text import clip, loggable, mask
 
 BODY_BYTES = 1024  # of a body that never parsed, quoted in its record
@@ -44,19 +49,22 @@ def last_receive(receive_count: int, info: QueueInfo) -> bool:
     return info.max_receive_count is not None and receive_count >= info.max_receive_count
 
 
-def attributes(plugin: str | None, outcome: str, *, location: str | None = None) -> dict[str, str]:
+def attributes(plugin: str | None, outcome: str, context: TraceContext | None = None) -> dict[str, str]:
     """The message attributes of a result (outcome ``done``) or a failure record.
 
     A plugin name that is not a valid one (a rejected request can name
     anything) becomes ``-``: a sender must not be able to write attributes.
+    With the request's trace ``context``, a ``traceparent`` that continues it.
+    At most four, and five with a stored result's ``ExtendedPayloadSize``:
+    within SNS's limit of ten, and the extended clients' nine.
     """
     attrs = {
         "plugin": plugin if plugin is not None and valid_plugin_name(plugin) else UNKNOWN_PLUGIN,
         "outcome": outcome,
         "sesshu_version": sesshu.__version__,
     }
-    if location is not None:
-        attrs["result_location"] = location
+    if context is not None:
+        attrs[trace.ATTRIBUTE] = context.child()
     return attrs
 
 
@@ -87,7 +95,7 @@ def record(ticket: Ticket, outcome: str, reason: str, detail: str, *,
     }
     if plugin is None and target is None:
         doc["body"] = _head(ticket.message.body)
-    return json.dumps(doc), attributes(plugin, outcome)
+    return json.dumps(doc), attributes(plugin, outcome, ticket.trace)
 
 
 def _head(body: str) -> str:

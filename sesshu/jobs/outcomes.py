@@ -66,6 +66,7 @@ class Outcomes:
         pid: int | None = None,
         receive: tuple[int, int | None] = (1, None),
         named: tuple[str | None, str | None] = (None, None),
+        trace_id: str | None = None,
     ) -> None:
         """``receive``: this receive of the message, and how many the redrive policy allows.
 
@@ -96,6 +97,8 @@ class Outcomes:
             "worker_pid": pid,
             "receive": receive[0],
         }
+        if trace_id is not None:  # the request's trace (sesshu.jobs.trace): JSON lines name it
+            fields["trace_id"] = trace_id
         what = f"{plugin} {fields['target']}" if plugin else "request"
         took = f" in {duration:.3f} s" if duration is not None else ""
         nth, allowed = receive

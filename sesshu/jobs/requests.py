@@ -54,6 +54,7 @@ class Rejected(Exception):
 class Request:
     plugin: str
     target: str
+    traceparent: str | None = None  # the SNS envelope's traceparent attribute, unchecked (sesshu.jobs.trace)
 
 
 class RequestParser:
@@ -76,9 +77,11 @@ class RequestParser:
         doc = _json_object(body, "body")
         # normalize=False: these schemas set no defaults or coercions, and
         # cerberus' normalisation pass costs nine tenths of its time.
+        traceparent = None
         if "Type" in doc and "Message" in doc:
             if not self._envelope.validate(_scalars(doc, _ENVELOPE), normalize=False):
                 raise Rejected(f"bad SNS envelope: {_errors(self._envelope.errors)}")
+            traceparent = _envelope_attribute(doc, "traceparent")
             doc = _json_object(doc["Message"], "SNS Message")
         named = {k: v for k in ("plugin", "target") if isinstance(v := doc.get(k), str)}
         try:
@@ -89,7 +92,15 @@ class RequestParser:
             _check_text(target, "target")
         except Rejected as exc:
             raise Rejected(str(exc), named.get("plugin"), named.get("target")) from None
-        return Request(plugin, target)
+        return Request(plugin, target, traceparent)
+
+
+def _envelope_attribute(envelope: dict[str, Any], name: str) -> str | None:
+    """A String attribute from an SNS envelope's ``MessageAttributes``, if it has one."""
+    attributes = envelope.get("MessageAttributes")
+    attribute = attributes.get(name) if isinstance(attributes, dict) else None
+    value = attribute.get("Value") if isinstance(attribute, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def _json_object(text: str, what: str) -> dict[str, Any]:

@@ -15,12 +15,14 @@ import time
 from collections.abc import Callable
 
 from sesshu.backoff import exponential
-from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, string_attributes, transient
+from sesshu.bus import payloads
+from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, transient, wire_attributes
 from sesshu.bus.outbox import Outbox
 from sesshu.bus.sending import Completion, Deleted, Unsent
 from sesshu.config.schema import Config
 from sesshu.jobs import failures
 from sesshu.jobs.outcomes import OutcomeObserver, Outcomes
+from sesshu.jobs.spans import JobSpans
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import JobFinished
 from sesshu.text import loggable
@@ -40,13 +42,15 @@ class Settler:
 
     def __init__(self, config: Callable[[], Config], queue_info: QueueInfo | None = None, *,
                  outbox: Outbox[Ticket] | None = None, heartbeat: bool = True,
-                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+                 observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic,
+                 spans: JobSpans | None = None) -> None:
         self._config = config  # the running config is the supervisor's: a reload replaces it there only
         self.queue_info = queue_info or QueueInfo(None, None)
         self.outcomes = Outcomes(observer)
         self.outbox: Outbox[Ticket] = outbox if outbox is not None else Outbox(clock, senders=config().senders)
         self.heartbeat = heartbeat  # extend visibility of held and running messages
         self.clock = clock
+        self.spans = spans  # an OpenTelemetry span per outcome, where the host has OpenTelemetry
 
     @property
     def config(self) -> Config:
@@ -58,25 +62,7 @@ class Settler:
         ticket.pid = event.pid
         result = event.result
         if result.status == "done":
-            job = event.running.job
-            # The child's payload is already JSON: splice it in rather than decode it again.
-            head = f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
-            document = f'{head}"result":{result.payload.decode("ascii")}}}'
-            attrs = failures.attributes(job.plugin, "done")
-            size = message_size(document, string_attributes(attrs))  # what SNS counts
-            # Above the threshold, S3 even where SNS would take it: botocore
-            # encodes a big SNS body twice, while PutObject sends it as it is.
-            if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
-                self.outbox.publish(ticket, document, attrs, size=size)
-            elif self.config.s3_bucket:
-                key = f"{self.config.s3_prefix}{ticket.message.message_id}.json"
-                where = json.dumps({"bucket": self.config.s3_bucket, "key": key})
-                self.outbox.upload(ticket, document, key, f'{head}"result_s3":{where}}}',
-                                   failures.attributes(job.plugin, "done", location="s3"))
-            else:
-                self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
-                            f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)",
-                            pid=event.pid)
+            self._publish_result(ticket, event)
         elif result.status == "empty":
             self.outbox.delete(ticket, "empty")
         elif result.status == "rejected":
@@ -85,6 +71,28 @@ class Settler:
             # A plugin's RetryLater sets the delay; the protocol bounded it to 12 hours.
             self.retry(ticket, result.reason or "fetch_error", result.error, pid=event.pid, delay=result.delay)
 
+    def _publish_result(self, ticket: Ticket, event: JobFinished) -> None:
+        """Queue a result's publish: the document itself, or where it does not fit, its S3 pointer."""
+        job = event.running.job
+        # The child's payload is already JSON: splice it in rather than decode it again.
+        document = (f'{{"target":{json.dumps(job.target)},"plugin":{json.dumps(job.plugin)},'
+                    f'"message_id":{json.dumps(ticket.message_id)},"result":{event.result.payload.decode("ascii")}}}')
+        attrs = failures.attributes(job.plugin, "done", ticket.trace)
+        size = message_size(document, wire_attributes(attrs))  # what SNS counts
+        # Above the threshold, S3 even where SNS would take it: botocore
+        # encodes a big SNS body twice, while PutObject sends it as it is.
+        if size <= (self.config.s3_threshold or SNS_MAX_BYTES):
+            self.outbox.publish(ticket, document, attrs, size=size)
+        elif self.config.s3_bucket:
+            # As AWS's extended clients store a payload: any of them reads it back.
+            key = f"{self.config.s3_prefix}{ticket.message_id}.json"
+            pointer = payloads.pointer_body(self.config.s3_bucket, key)
+            self.outbox.upload(ticket, document, key, pointer,
+                               {**attrs, payloads.SIZE_ATTRIBUTE: payloads.size_attribute(document)})
+        else:
+            self.retry(ticket, "too_large", f"result document and its attributes are {size} bytes, over "
+                       f"the topic's {SNS_MAX_BYTES} (set bus.output.s3_bucket to store it in S3)", pid=event.pid)
+
     def _record(self, outcome: str, ticket: Ticket, *, reason: str = "", detail: str = "",
                 pid: int | None = None) -> None:
         req = ticket.request
@@ -92,7 +100,10 @@ class Settler:
                              req.target if req else None, reason=reason, detail=detail,
                              duration=ticket.duration, pid=pid or ticket.pid,
                              receive=(ticket.message.receive_count, self.queue_info.max_receive_count),
-                             named=(ticket.named_plugin, ticket.named_target))
+                             named=(ticket.named_plugin, ticket.named_target),
+                             trace_id=ticket.trace.trace_id if ticket.trace is not None else None)
+        if self.spans is not None:
+            self.spans.record(ticket, outcome, reason, time.time_ns())
 
     def reject(self, ticket: Ticket, detail: str) -> None:
         self._record("rejected", ticket, reason="invalid", detail=detail)

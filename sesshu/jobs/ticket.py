@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from sesshu.bus.api import Message
 from sesshu.jobs.requests import Request
+from sesshu.jobs.trace import TraceContext
 
 
 @dataclass(eq=False)
@@ -20,6 +21,8 @@ class Ticket:
     # What a rejected request named, for its log line (never trusted for anything else).
     named_plugin: str | None = None
     named_target: str | None = None
+    trace: TraceContext | None = None  # the request's trace context, if it carried a valid one
+    received_ns: int = 0  # wall clock (time.time_ns) of the receive: where its OpenTelemetry span starts
 
     @property
     def message_id(self) -> str:

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 DEFAULT_CONFIG = "/etc/sesshu.yaml"
+MAX_STORED_BYTES = 64 * 1024 * 1024  # of a result stored in S3 (the daemon stores at most 32 MiB of result)
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,71}$")  # 80-character SQS limit minus "-requests"
 
 
@@ -215,10 +216,14 @@ def _targets(arguments: list[str], stdin: Iterable[str]) -> Iterator[str]:
 
 
 def _send_topic(sns: Any, topic: str, chunk: list[str]) -> dict[int, str]:
+    import uuid
+
     from sesshu.bus.api import Publish
     from sesshu.bus.sqs import call, publish_entries
 
-    failed = publish_entries(call, sns, topic, [Publish(str(i), doc) for i, doc in enumerate(chunk)])
+    # A FIFO topic wants a deduplication id: each submitted request is a new one (a standard topic gets none).
+    failed = publish_entries(call, sns, topic, [Publish(str(i), doc, deduplication_id=uuid.uuid4().hex)
+                                                for i, doc in enumerate(chunk)])
     return {int(k): v for k, v in failed.items()}
 
 
@@ -232,9 +237,11 @@ def _send_queue(sqs: Any, queue: str, chunk: list[str]) -> dict[int, str]:
 
 def cmd_results(args: argparse.Namespace) -> int:
     from sesshu.bus.api import BATCH_MAX
+    from sesshu.bus.payloads import SIZE_ATTRIBUTES
     from sesshu.ops import aws as opaws
 
     sqs, args.queue = opaws.open_queue(args, args.queue)
+    s3: list[Any] = []  # made on the first result stored in S3
     seen: set[str] = set()
     kept: list[str] = []  # receipt handles to make visible again, under --keep
     empty = 0
@@ -246,7 +253,8 @@ def cmd_results(args: argparse.Namespace) -> int:
                     if stop.requested:
                         break
                     reply = sqs.receive_message(QueueUrl=args.queue, MaxNumberOfMessages=BATCH_MAX,
-                                                WaitTimeSeconds=opaws.LONG_POLL if args.follow else 0)
+                                                WaitTimeSeconds=opaws.LONG_POLL if args.follow else 0,
+                                                MessageAttributeNames=list(SIZE_ATTRIBUTES))
                 except opaws.Stop:
                     break
                 finally:
@@ -259,7 +267,7 @@ def cmd_results(args: argparse.Namespace) -> int:
                     break  # only messages already printed came back: --keep has seen everything
                 empty = 0
                 for m in messages:
-                    print(_result_line(m.get("Body", "")))
+                    print(_result_line(_stored(args, s3, m)))
                 sys.stdout.flush()
                 handles = [m["ReceiptHandle"] for m in messages]
                 seen.update(m["MessageId"] for m in messages)
@@ -273,6 +281,44 @@ def cmd_results(args: argparse.Namespace) -> int:
             if failed := opaws.release(sqs, args.queue, kept):
                 raise _Failure(f"{len(failed)} kept message(s) not made visible again: {next(iter(failed.values()))}")
     return 0
+
+
+def _stored(args: argparse.Namespace, s3: list[Any], message: dict[str, Any]) -> str:
+    """A result message's body; for a result stored in S3 (an extended-client pointer), the stored document."""
+    from sesshu.bus import payloads
+    from sesshu.ops import aws as opaws
+
+    body = str(message.get("Body", ""))
+    attributes = {name: str(a.get("StringValue", "")) for name, a in message.get("MessageAttributes", {}).items()}
+    size = payloads.declared(attributes)
+    if size is None:  # maybe an SNS envelope, whose attributes are inside
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            return body
+        found = payloads.in_envelope(doc) if isinstance(doc, dict) else None
+        if found is None:
+            return body
+        body, size = found
+    # What cannot be read is printed as it came (the pointer), with a warning.
+    try:
+        pointer = payloads.parse(body, size)
+    except payloads.BadPointer as exc:
+        print(f"sesshu: warning: message {message.get('MessageId')}: {exc}", file=sys.stderr)
+        return body
+    if not s3:
+        s3.append(opaws.client("s3", args, None))
+    where = f"s3://{pointer.bucket}/{pointer.key}"
+    try:
+        stored = s3[0].get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read(MAX_STORED_BYTES + 1)
+    except Exception as exc:  # noqa: BLE001 - botocore's errors and a lost connection alike
+        print(f"sesshu: warning: message {message.get('MessageId')}: cannot read {where}: {exc}", file=sys.stderr)
+        return body
+    if len(stored) > MAX_STORED_BYTES:
+        print(f"sesshu: warning: message {message.get('MessageId')}: {where} is over {MAX_STORED_BYTES} bytes",
+              file=sys.stderr)
+        return body
+    return bytes(stored).decode("utf-8", "replace")
 
 
 def _result_line(body: str) -> str:

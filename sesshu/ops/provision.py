@@ -7,7 +7,9 @@ A deployment called NAME is:
 * the ``NAME-requests`` topic, subscribed to the input queue, so producers
   can publish requests instead of knowing the queue;
 * the ``NAME-results`` topic the workers publish to, and a ``NAME-results``
-  queue subscribed to it with raw delivery, for ``sesshu results``.
+  queue subscribed to it with raw delivery, for ``sesshu results``, or for
+  a consumer that reads it with AWS's SQS extended client (which needs the
+  raw messages, attributes and all, to find results stored in S3).
 
 Running it again converges instead of failing: existing queues get their
 attributes set, existing subscriptions are found and updated, never added
@@ -63,7 +65,8 @@ def provision(
     results_queue_url = _ensure_queue(sqs, f"{name}-results", {})
     requests_topic = str(sns.create_topic(Name=f"{name}-requests")["TopicArn"])
     results_topic = str(sns.create_topic(Name=f"{name}-results")["TopicArn"])
-    # Results are always raw: readers want the document, not an envelope.
+    # Results are always raw: readers want the document, not an envelope, and
+    # the SQS extended client finds ExtendedPayloadSize only among the message's own attributes.
     _connect(sqs, sns, requests_topic, queue_url, raw=raw)
     _connect(sqs, sns, results_topic, results_queue_url, raw=True)
     return Deployment(queue_url, dlq_url, requests_topic, results_topic, results_queue_url)

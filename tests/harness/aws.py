@@ -5,6 +5,7 @@ deployment needs, for tests, demo and bench.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import socket
@@ -19,6 +20,7 @@ from typing import Any
 import boto3
 import psutil
 
+from sesshu.bus.payloads import POINTER_CLASS
 from sesshu.ops.provision import Deployment
 from sesshu.ops.provision import provision as provision_deployment
 
@@ -222,15 +224,28 @@ class Inbox:
 
     @property
     def docs(self) -> list[dict[str, Any]]:
-        """The bodies that are JSON documents (a dead letter may be anything)."""
+        """The bodies that are JSON documents (a dead letter may be anything).
+
+        A result stored in S3 arrives as the extended clients' pointer: its
+        document is read from S3, as their receive would.
+        """
         out = []
         for body in self.raw:
             try:
                 doc = json.loads(body)
-                out.append(json.loads(doc["Message"]) if self.envelope else doc)
+                doc = json.loads(doc["Message"]) if self.envelope else doc
+                if isinstance(doc, list) and len(doc) == 2 and doc[0] == POINTER_CLASS:
+                    where = doc[1]
+                    stored = self.server.client("s3").get_object(Bucket=where["s3BucketName"], Key=where["s3Key"])
+                    doc = json.loads(stored["Body"].read())
+                out.append(doc)
             except (ValueError, KeyError, TypeError):
                 continue
         return [d for d in out if isinstance(d, dict)]
+
+    def pointers(self) -> list[list[Any]]:
+        """The bodies that are S3 pointers, as they came."""
+        return [doc for body in self.raw if isinstance(doc := _json(body), list) and doc[:1] == [POINTER_CLASS]]
 
     def refresh(self) -> Counter[str]:
         self.bodies()
@@ -251,3 +266,51 @@ class Inbox:
         poll(lambda: want <= set(self.refresh()), timeout, interval=0.2,
              what=f"{len(want)} targets on {self.queue_url} (missing: {sorted(want - set(self.counts()))[:5]})")
         return self.counts()
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def extended_sqs(server: BusServer, bucket: str | None = None) -> Any:
+    """An SQS client of AWS's SQS Extended Client Library, on ``server`` (its S3 client too).
+
+    With ``bucket``, every message it sends goes through S3 (``always_through_s3``).
+    """
+    session_class = _extended("sqs_extended_client", "SQSExtendedClientSession")
+    session = session_class(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    sqs = session.client("sqs", endpoint_url=server.url)
+    sqs.s3_client = server.client("s3")  # the library makes its own without the endpoint
+    if bucket is not None:
+        sqs.large_payload_support = bucket
+        sqs.always_through_s3 = True
+    return sqs
+
+
+def extended_sns(server: BusServer, bucket: str) -> Any:
+    """An SNS client of AWS's SNS Extended Client Library, on ``server``, storing every message in ``bucket``."""
+    session_class = _extended("sns_extended_client", "SNSExtendedClientSession")
+    session = session_class(aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION)
+    sns = session.client("sns", endpoint_url=server.url)
+    sns.s3_client = server.client("s3")
+    sns.large_payload_support = bucket
+    sns.always_through_s3 = True
+    return sns
+
+
+def _extended(module: str, name: str) -> Any:
+    """An extended client library's session class, without what importing it does to boto3.
+
+    Importing either library replaces ``boto3.Session`` (and the default
+    session) with its own, for the whole process: every later client of the
+    tests would be an extended one. Put boto3 back as it was.
+    """
+    session, default = boto3.session.Session, boto3.DEFAULT_SESSION
+    try:
+        return getattr(importlib.import_module(module), name)
+    finally:
+        boto3.session.Session = boto3.Session = session  # type: ignore[misc]
+        boto3.DEFAULT_SESSION = default

@@ -70,6 +70,10 @@ def fetch(target: str) -> Any:
         with open(arg, "w") as f:
             f.write(str(proc.pid))
         time.sleep(3600)
+    if action == "interval":  # chaos:interval:SECONDS:LABEL: when it ran (CLOCK_MONOTONIC, the same for every process)
+        started = time.monotonic()
+        time.sleep(float(arg.partition(":")[0]))
+        return {"started": started, "ended": time.monotonic()}
     if action == "sleep":
         time.sleep(float(arg))
         return float(arg)
