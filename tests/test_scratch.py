@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,17 +30,51 @@ def test_a_slot_is_private_and_named_after_its_keeper(tmp_path: Path, slot: str)
 
 
 def test_each_job_gets_a_fresh_empty_directory_as_cwd_and_tmpdir(slot: str) -> None:
-    first = scratch.enter_job(slot)
+    jobs = scratch.JobDirectory(slot)
+    first = jobs.enter()
     assert os.getcwd() == first and os.environ["TMPDIR"] == first and tempfile.gettempdir() == first
     Path("left.txt").write_text("x")
     os.makedirs("deep/er")
-    second = scratch.enter_job(slot)
+    second = jobs.enter()
     assert second != first and not os.path.exists(first)
     assert os.listdir(second) == [] and os.listdir(slot) == [os.path.basename(second)]
 
 
+def test_a_directory_left_exactly_as_made_is_kept_and_any_other_is_new(slot: str) -> None:
+    jobs = scratch.JobDirectory(slot)
+    first = jobs.enter()
+    assert jobs.enter() == first  # untouched: it holds nothing of the job
+    os.chdir("/")
+    os.environ["TMPDIR"] = "/elsewhere"
+    assert jobs.enter() == first and os.getcwd() == first and os.environ["TMPDIR"] == first
+    touches: dict[str, Callable[[str], object]] = {
+        "a file left": lambda job: Path(job, "f").write_text("x"),
+        "a file beside it in the slot": lambda job: Path(slot, "beside").write_text("x"),
+        "its mode changed": lambda job: os.chmod(job, 0o755),
+        "an extended attribute": lambda job: os.setxattr(job, "user.note", b"x"),
+        "removed": os.rmdir,
+        "replaced by another of its name": lambda job: (os.rmdir(job), os.mkdir(job, 0o700)),
+    }
+    for what, touch in touches.items():
+        current = jobs.enter()
+        try:
+            touch(current)
+        except OSError as exc:
+            if what == "an extended attribute" and exc.errno in (errno.ENOTSUP, errno.EOPNOTSUPP):
+                continue  # this file system keeps none
+            raise
+        after = jobs.enter()
+        assert after != current and not os.path.exists(current), what
+        assert os.listdir(after) == [] and os.listdir(slot) == [os.path.basename(after)], what
+    # A file written and removed again leaves nothing to see, kept directory or not.
+    current = jobs.enter()
+    Path(current, "f").write_text("x")
+    os.unlink(Path(current, "f"))
+    assert os.listdir(jobs.enter()) == []
+
+
 def test_a_job_that_locked_its_files_away_is_emptied_all_the_same(slot: str) -> None:
-    job = Path(scratch.enter_job(slot))
+    job = Path(scratch.JobDirectory(slot).enter())
     locked = job / "locked"
     (locked / "inner").mkdir(parents=True)
     (locked / "inner" / "f").write_text("x")

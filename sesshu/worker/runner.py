@@ -8,8 +8,8 @@ forbids new privileges and ptrace, makes its scratch directory, takes its
 Landlock file view and its seccomp filter (``sesshu.worker.confine``), and
 checks that it can read what it must. Then it imports every enabled plugin
 once, says ``Ready``, and serves one job at a time from its pipe until the
-pipe closes. Each job starts in a fresh, empty directory
-(``sesshu.worker.scratch``). It never imports boto3 and
+pipe closes. Each job starts in an empty directory holding nothing of the last
+job (``sesshu.worker.scratch``). It never imports boto3 and
 never talks to AWS; everything it knows arrives over the pipe. It leaves only
 through ``os._exit``, so no inherited atexit hook or buffered state runs twice.
 """
@@ -183,14 +183,15 @@ def _load_all(conn: Connection, specs: list[PluginSpec], setup: WorkerSetup) -> 
 
 def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: int, slot: str | None,
            starts: ProcessStarts) -> None:
+    jobs_dir = scratch.JobDirectory(slot) if slot is not None else None
     while True:
         setproctitle("sesshud: worker idle")
         job = decode_job(conn.recv_bytes())
         setproctitle(f"sesshud: worker {loggable(job.plugin, 40)} {loggable(job.target, 60)}")
         # Only now: the keeper swept the last job's processes before this job was sent,
         # so nothing of that job can write into this one's directory.
-        if slot is not None:
-            scratch.enter_job(slot)
+        if jobs_dir is not None:
+            jobs_dir.enter()
         starts.seen = False
         result = run_job(plugins, job, max_result_bytes, starts)
         conn.send_bytes(encode_child(result))
