@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import shutil
 import signal
 import subprocess
 import sys
@@ -306,6 +307,31 @@ def test_a_killed_runners_directory_is_removed_by_its_keeper(either: Contained) 
     os.kill(runner, signal.SIGKILL)
     poll(lambda: not slot.exists(), 20, what=f"{slot} to be removed")
     assert either.run("chaos:echo:after", plugin="chaos")["chaos:echo:after"]["echo"] == "after"
+
+
+def test_workers_filesystem_read_grants_a_model_file_and_nothing_beside_it(moto: MotoServer,
+                                                                          staged: Staged) -> None:
+    models = Path(tempfile.mkdtemp(prefix="sesshu-models-", dir="/var/tmp"))
+    try:
+        os.chmod(models, 0o755)
+        (models / "model.bin").write_text("weights")
+        beside = Path(tempfile.mkdtemp(prefix="sesshu-beside-", dir="/var/tmp"))
+        os.chmod(beside, 0o755)
+        (beside / "other.bin").write_text("not granted")
+        os.chmod(beside / "other.bin", 0o644)
+        os.chmod(models / "model.bin", 0o644)
+        c = Contained(moto, staged, user=WORKER, count=1, filesystem={"read": [str(models)]})
+        try:
+            granted, other = f"hostile:readfile:{models}/model.bin", f"hostile:readfile:{beside}/other.bin"
+            rewrite = f"hostile:rewrite:{models}/model.bin"
+            got = c.run(granted, other, rewrite)
+            assert got[granted] == "got: b'weights'"
+            assert got[other].startswith("denied") and got[rewrite].startswith("denied"), got
+        finally:
+            c.close()
+            shutil.rmtree(beside, ignore_errors=True)
+    finally:
+        shutil.rmtree(models, ignore_errors=True)
 
 
 def test_the_kernels_attack_surface_is_closed(either: Contained) -> None:
