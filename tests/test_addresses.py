@@ -58,6 +58,9 @@ def nothing_allowed() -> Iterator[None]:
     ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "private (192.0.2.45 inside it)"),  # Teredo, RFC 4380's example
     # The deprecated IPv4-compatible form is reserved space.
     ("::127.0.0.1", "reserved"),
+    # Where Python releases' is_private tables disagree, the guard's own table decides.
+    ("192.0.0.8", "private"), ("192.0.0.255", "private"), ("2001:20::1", "private"), ("3fff::1", "private"),
+    ("5f00::1", "private"), ("64:ff9b:1::1", "private"), ("100::1", "private"),
 ])
 def test_refused_addresses_say_why(address: str, why: str) -> None:
     assert addresses.refused(address) == why

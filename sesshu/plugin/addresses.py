@@ -26,7 +26,6 @@ __all__ = ["allow", "allowed", "literal_address", "network", "refused"]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-_CARRIER_GRADE_NAT = ipaddress.IPv4Network("100.64.0.0/10")  # RFC 6598; ipaddress calls it neither private nor global
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052: the last 32 bits are an IPv4 address
 
 _allowed: tuple[IPNetwork, ...] = ()
@@ -115,21 +114,31 @@ def _tunnelled(ip: IPAddress) -> list[ipaddress.IPv4Address]:
 
 
 def _kind(ip: IPAddress) -> str | None:
-    """What kind of non-public address ``ip`` is; None for a public one. is_global alone is not trusted."""
-    if ip.is_unspecified:
-        return "unspecified"
-    if ip.is_loopback:
-        return "loopback"
-    if ip.is_link_local:
-        return "link-local"
-    if ip.is_multicast:
-        return "multicast"
-    if isinstance(ip, ipaddress.IPv4Address) and ip in _CARRIER_GRADE_NAT:
-        return "carrier-grade NAT"
-    if ip.is_reserved:
+    """What kind of non-public address ``ip`` is; None for a public one.
+
+    From the table below, not from ``ipaddress``'s ``is_private``, whose
+    ranges changed between Python releases (3.11.2 and 3.11.7 disagree on
+    6to4, parts of 192.0.0.0/24 and ORCHIDv2): the guard must refuse the same
+    addresses whichever interpreter runs it.
+    """
+    for net, why in _SPECIAL:
+        if ip.version == net.version and ip in net:
+            return why
+    if ip.is_reserved:  # unassigned space (240.0.0.0/4, and IPv6's unallocated blocks)
         return "reserved"
-    if isinstance(ip, ipaddress.IPv6Address) and ip.is_site_local:
-        return "site-local"
-    if ip.is_private:
-        return "private"
     return None
+
+
+# The IANA special-purpose address registries' ranges that are not globally
+# reachable, most specific first. 6to4 (2002::/16) is judged by the IPv4
+# address it carries, and IPv4-mapped and NAT64 addresses are translated first.
+_SPECIAL: tuple[tuple[IPNetwork, str], ...] = tuple((ipaddress.ip_network(n), why) for n, why in (
+    ("0.0.0.0/32", "unspecified"), ("0.0.0.0/8", "private"), ("10.0.0.0/8", "private"),
+    ("100.64.0.0/10", "carrier-grade NAT"), ("127.0.0.0/8", "loopback"), ("169.254.0.0/16", "link-local"),
+    ("172.16.0.0/12", "private"), ("192.0.0.0/24", "private"), ("192.0.2.0/24", "private"),
+    ("192.168.0.0/16", "private"), ("198.18.0.0/15", "private"), ("198.51.100.0/24", "private"),
+    ("203.0.113.0/24", "private"), ("224.0.0.0/4", "multicast"), ("240.0.0.0/4", "reserved"),
+    ("::/128", "unspecified"), ("::1/128", "loopback"), ("64:ff9b:1::/48", "private"), ("100::/64", "private"),
+    ("2001::/23", "private"), ("2001:db8::/32", "private"), ("3fff::/20", "private"), ("5f00::/16", "private"),
+    ("fc00::/7", "private"), ("fe80::/10", "link-local"), ("fec0::/10", "site-local"), ("ff00::/8", "multicast"),
+))

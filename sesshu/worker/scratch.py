@@ -129,20 +129,26 @@ def wipe(directory: str) -> None:
 
 
 def _allow_and_retry(func: object, path: str, _exc: object) -> None:
-    """A job may have taken the rights away from a directory of its own: give them back, once."""
-    parent = os.path.dirname(path)
+    """A job may have taken the rights away from directories of its own: give them back, level by level.
+
+    Only what is short of rwx for its owner is changed, and the retry goes
+    deeper only when something was, so a failure no mode explains ends here
+    (what is left, remove() takes care of as the worker account).
+    """
+    changed = False
     try:
-        for p in (parent, path):
-            if os.path.isdir(p) and not os.path.islink(p):
+        for p in (os.path.dirname(path), path):
+            mode = os.lstat(p).st_mode
+            if stat.S_ISDIR(mode) and mode & stat.S_IRWXU != stat.S_IRWXU:
                 os.chmod(p, stat.S_IRWXU)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
+                changed = True
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            if changed:
+                shutil.rmtree(path, onerror=_allow_and_retry)
         else:
             os.unlink(path)
-    except FileNotFoundError:
-        pass
     except OSError:
-        pass  # what is left, remove() takes care of as the worker account
+        pass
 
 
 def remove(path: str, identity: Identity | None) -> None:
