@@ -520,9 +520,12 @@ def test_requests_stored_in_s3_are_read_in_the_lane_and_what_cannot_be_read_is_s
 def test_a_released_fifo_message_takes_the_held_rest_of_its_group_with_it(rigs: Callable[..., Rig]) -> None:
     """a1 fails and is released: a2, received with it and held behind it, must not overtake it."""
     bus = RecordingBus()
-    rig = rigs(bus, make_config(count=1, prefetch=1))  # one worker: a2 waits, held, while a1 runs
+    # Both are queued before the first receive, which asks for two even before the worker is
+    # up (prefetch 2), so it takes both: one that took a1 alone would leave a2 on the queue,
+    # which delivers nothing more of the group while a1 is out.
     first = bus.send(request("chaos:raise"), group_id="a")
     second = bus.send(request("chaos:echo:a2"), group_id="a")
+    rig = rigs(bus, make_config(count=1, prefetch=2))  # one worker: a2 waits, held, while a1 runs
     rig.tick_until(lambda: rig.sup.outcomes.reasons["retried:group_order"] >= 1, "a2 released behind a1")
     assert rig.sup.outcomes.reasons["retried:fetch_error"] >= 1
     assert first != second
