@@ -68,6 +68,9 @@ def test_a_message_without_the_attribute_is_left_as_it_came() -> None:
     ('["other.Pointer",{"s3BucketName":"requests","s3Key":"k"}]', "is not ["),
     ('{"plugin":"chaos","target":"x"}', "is not ["),
     ("[" * 10_000, "too long"),
+    ("[" * 1_500 + "]" * 1_500, "nested deeper than an S3 pointer"),  # short enough, but json.loads would recurse
+    ('["software.amazon.payloadoffloading.PayloadS3Pointer",{"s3BucketName":{"a":[1]},"s3Key":"k"}]',
+     "nested deeper than an S3 pointer"),
 ])
 def test_a_body_that_is_no_pointer_but_says_it_is_is_unreadable(body: str, why: str) -> None:
     bus = stored()

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from sesshu import nesting
+
 POINTER_CLASS = "software.amazon.payloadoffloading.PayloadS3Pointer"
 SIZE_ATTRIBUTE = "ExtendedPayloadSize"
 # The extended clients read the attribute under its first name too.
@@ -58,6 +60,8 @@ def parse(body: str, size: str | None) -> Pointer:
     """The pointer a body holds; raises :class:`BadPointer` for anything else."""
     if len(body) > MAX_POINTER_CHARS:
         raise BadPointer(f"the body is {len(body)} characters, too long for an S3 pointer")
+    if nesting.deeper_than(body, 2):  # a pointer is two levels deep; json.loads would recurse on more
+        raise BadPointer("the body is nested deeper than an S3 pointer")
     try:
         doc: Any = json.loads(body)
     except ValueError:
