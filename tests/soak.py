@@ -22,8 +22,9 @@ found through the daemons' "empty:" log lines), or in the dead-letter queue.
 
 The moto server locks each queue (``tests.harness.motoserver``), so every
 anomaly the soak sees is Sesshu's. The counts are printed, and the exit status
-is 1 on any of them: a lost request, a duplicate or an unlogged result the
-master's SIGKILL does not explain, an orphan, a master that died by itself, an
+is 1 on any of them: a lost request, a duplicate or an unlogged result that
+neither the master's SIGKILL nor a publish whose answer the outage cut off
+explains (``Soak.explained``), an orphan, a master that died by itself, an
 outcome other than its kind's, or an HTTP 500 from moto.
 """
 
@@ -45,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from sesshu.bus.outbox import RETRY_CAP
 from tests.harness.aws import Deployment, MotoServer, provision, queue_depth
@@ -365,6 +367,33 @@ class Soak:
         return (f", received {attrs.get('ApproximateReceiveCount', '?')} times, sent at {at('SentTimestamp')}, "
                 f"first received at {at('ApproximateFirstReceiveTimestamp')}")
 
+    def lost_answers(self) -> Counter[str]:
+        """Target -> publishes carrying its result that SNS may have carried out, though the daemon saw them fail.
+
+        The outage resets every open connection, a publish in flight with
+        them; the daemon publishes that result again, as at-least-once
+        delivery must (docs/reliability.md).
+        """
+        lost: Counter[str] = Counter()
+        for op, body in self.faults.unanswered:
+            if op not in PUBLISHES:
+                continue
+            form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10_000)
+            for key, values in form.items():
+                if key == "Message" or (key.startswith("PublishBatchRequestEntries.member.")
+                                        and key.endswith(".Message")):
+                    try:
+                        lost[json.loads(values[0])["target"]] += 1
+                    except (ValueError, KeyError, TypeError):
+                        pass  # not a result document (an S3 pointer): its target is not in the body
+        return lost
+
+    def explained(self, target: str, lost_answers: Counter[str]) -> bool:
+        """Whether the target's extra results are explained by lost answers, or else by the master's SIGKILL."""
+        results = self.ledger.results[target]
+        extra = max(results - 1, results - self.ledger.done_logged[target])
+        return extra <= lost_answers[target] or self.explained_by_the_kill(target)
+
     def explained_by_the_kill(self, target: str) -> bool:
         """Whether the target's first result was sent in the window before the master's SIGKILL (KILL_WINDOW)."""
         killed, sent = self.master_killed_at, self.ledger.first_sent.get(target)
@@ -400,7 +429,8 @@ class Soak:
                            f"{ledger.retried.get(target, ['-'])}")
         unlogged = [t for t in ledger.results if ledger.results[t] > ledger.done_logged[t]]
         duplicated = [t for t in sent if ledger.results[t] > 1]
-        unexplained = sorted(t for t in set(duplicated) | set(unlogged) if not self.explained_by_the_kill(t))
+        lost_answers = self.lost_answers()
+        unexplained = sorted(t for t in set(duplicated) | set(unlogged) if not self.explained(t, lost_answers))
         print()
         print(f"soak: seed {self.args.seed}; logs in {self.workdir} (removed unless the run failed "
               "or --workdir was given)")
@@ -408,7 +438,9 @@ class Soak:
         print(f"sent:          {len(sent)}  ({by_kind})")
         print(f"done:          {sum(1 for t in sent if ledger.results[t])}  (distinct targets with a result)")
         print(f"duplicated:    {len(duplicated)}  (targets with more than one result); results without a "
-              f"'done:' line: {len(unlogged)}; of these, not explained by the master's SIGKILL: {len(unexplained)}"
+              f"'done:' line: {len(unlogged)}; publishes whose answer the outage cut off: "
+              f"{sum(1 for op, _ in self.faults.unanswered if op in PUBLISHES)}, carrying {len(lost_answers)} "
+              f"results; not explained by these or the master's SIGKILL: {len(unexplained)}"
               + (f" {unexplained[:10]}" if unexplained else ""))
         print(f"empty:         {len(ledger.empty & sent)}  (deleted with no result, from the daemons' logs)")
         print(f"dead-lettered: {sum(1 for t in sent if ledger.dead[t])}")

@@ -9,6 +9,12 @@ an XML ``ErrorResponse``). ``faults.clear()`` ends the fault. What was
 refused is counted by operation, and a call that gets through is relayed as
 it is, so the server still sees every change the daemon really made.
 
+A relayed call whose answer is lost after the server had the whole request
+(the upstream connection was reset: the soak's outage cuts it) is answered
+502 and kept in ``unanswered``: the server may have carried it out although
+the caller was told it failed, which is how a network makes a publish
+happen twice.
+
 Throttling answers 400 with the service's throttling code (SNS ``Throttling``,
 SQS ``RequestThrottled``), as AWS does; an outage answers 503
 ``ServiceUnavailable``. Refusals come in runs (``run`` calls refused, then
@@ -63,6 +69,7 @@ class AwsFaults:
         self.upstream = ("127.0.0.1", upstream_port)
         self.refused: Counter[str] = Counter()
         self.relayed: Counter[str] = Counter()
+        self.unanswered: list[tuple[str, bytes]] = []  # (operation, request body), see the module docstring
         self._rules: dict[str, _Rule] = {}
         self._lock = threading.Lock()
         faults = self
@@ -94,6 +101,10 @@ class AwsFaults:
     def count(self, op: str, refused: bool) -> None:
         with self._lock:
             (self.refused if refused else self.relayed)[op] += 1
+
+    def lost_answer(self, op: str, body: bytes) -> None:
+        with self._lock:
+            self.unanswered.append((op, body))
 
     def rule(self, op: str) -> _Rule | None:
         with self._lock:
@@ -142,23 +153,27 @@ class _Handler(BaseHTTPRequestHandler):
         if rule is not None and refused:
             self._refuse(op, rule.code)
             return
-        try:
-            status, headers, reply = self._relay(body)
-        except (OSError, http.client.HTTPException) as exc:
-            status, headers, reply = 502, {"Content-Type": "text/plain"}, f"aws-faults: {exc}".encode()
-        self._answer(status, headers, reply)
-
-    def _relay(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        headers["Content-Length"] = str(len(body))
+        sent = False  # the whole request is on its way to the server
+        relayed = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        relayed["Content-Length"] = str(len(body))
         conn = http.client.HTTPConnection(*self.owner.upstream, timeout=60)
         try:
-            conn.request(self.command, self.path, body, headers)
-            resp = conn.getresponse()
-            data = resp.read()
-            return resp.status, {k: v for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP}, data
+            conn.request(self.command, self.path, body, relayed)
+            sent = True
+            status, headers, reply = self._reply(conn)
+        except (OSError, http.client.HTTPException) as exc:
+            if sent:
+                self.owner.lost_answer(op, body)
+            status, headers, reply = 502, {"Content-Type": "text/plain"}, f"aws-faults: {exc}".encode()
         finally:
             conn.close()
+        self._answer(status, headers, reply)
+
+    @staticmethod
+    def _reply(conn: http.client.HTTPConnection) -> tuple[int, dict[str, str], bytes]:
+        resp = conn.getresponse()
+        data = resp.read()
+        return resp.status, {k: v for k, v in resp.getheaders() if k.lower() not in _HOP_BY_HOP}, data
 
     def _refuse(self, op: str, code: str | None) -> None:
         service = op.split(":", 1)[0]
