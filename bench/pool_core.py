@@ -62,7 +62,7 @@ def _futures(n: int, warm: int, serial: bool) -> float:
 def _sesshu(n: int, warm: int, serial: bool) -> float:
     from sesshu.bus.api import Publish
     from sesshu.bus.memory import MemoryBus
-    from sesshu.config.schema import from_mapping
+    from sesshu.config.model import from_mapping
     from sesshu.daemon.assemble import pool_settings
     from sesshu.daemon.supervisor import Supervisor
     from sesshu.pool.pool import Pool

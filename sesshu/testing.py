@@ -26,7 +26,8 @@ from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from typing import Any
 
-from sesshu.config.schema import Config, ConfigError, PluginConfig, from_mapping, valid_plugin_name
+from sesshu.config.model import Config, PluginConfig, from_mapping
+from sesshu.config.schema import ConfigError, valid_plugin_name
 from sesshu.plugin import addresses
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent
 from sesshu.pool.pool import Pool

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from sesshu.config.schema import RESTART_ONLY, SCHEMA, Config, ConfigError, from_mapping, restart_fields
+from sesshu.config.model import Config, from_mapping
+from sesshu.config.schema import RESTART_ONLY, SCHEMA, ConfigError, restart_fields
 from sesshu.daemon import assemble
 from sesshu.daemon.assemble import restart_only, worker_setup
 

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sesshu.config import file as configfile
-from sesshu.config.schema import Config, ConfigError, from_mapping, load
+from sesshu.config.model import Config, from_mapping, load
+from sesshu.config.schema import ConfigError
 
 # Not a speed target: what these files guard against (a billion laughs, nesting
 # that is quadratic to parse) runs for minutes or exhausts memory. Finished

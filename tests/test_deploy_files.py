@@ -64,7 +64,7 @@ def test_the_fleet_scales_on_backlog_per_instance_and_alarms_on_the_dlq_and_old_
 
 
 def test_the_fleets_user_data_writes_a_config_that_validates() -> None:
-    from sesshu.config.schema import from_mapping
+    from sesshu.config.model import from_mapping
 
     fleet = yaml.load((ETC / "cloudformation" / "sesshu-fleet.yaml").read_text(), Loader=_CfnLoader)
     script = fleet["Resources"]["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Sub"]

@@ -20,7 +20,7 @@ import pytest
 from sesshu.bus.api import Message
 from sesshu.bus.lanes import Received
 from sesshu.bus.memory import MemoryBus
-from sesshu.config.schema import from_mapping
+from sesshu.config.model import from_mapping
 from sesshu.daemon.assemble import plugin_specs, pool_settings
 from sesshu.daemon.supervisor import Supervisor
 from sesshu.pool.pool import Pool

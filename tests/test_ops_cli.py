@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from sesshu.bus.payloads import pointer_body
-from sesshu.config.schema import from_mapping
+from sesshu.config.model import from_mapping
 from sesshu.jobs.requests import RequestParser
 from sesshu.ops.provision import Deployment
 from tests.harness.aws import (

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sesshu.bus.api import Message
-from sesshu.config.schema import from_mapping
+from sesshu.config.model import from_mapping
 from sesshu.daemon.assemble import plugin_specs, pool_settings
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import JobFinished, JobLost, PoolEvent

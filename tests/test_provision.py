@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from sesshu.config.schema import from_mapping
+from sesshu.config.model import from_mapping
 from sesshu.ops import aws
 from sesshu.ops.provision import Deployment, config_snippet, filter_results, provision, queue_policy
 from tests.harness.aws import REGION, BusServer

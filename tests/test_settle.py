@@ -13,7 +13,7 @@ import sesshu
 from sesshu.bus import payloads
 from sesshu.bus.api import SNS_MAX_BYTES, Message, QueueInfo, message_size, wire_attributes
 from sesshu.bus.sending import Sent
-from sesshu.config.schema import Config, from_mapping
+from sesshu.config.model import Config, from_mapping
 from sesshu.jobs import failures
 from sesshu.jobs.requests import Request
 from sesshu.jobs.settle import Settler, retry_delay

@@ -17,7 +17,7 @@ from botocore.stub import Stubber
 
 from sesshu.bus.api import BusError, Fault, Message, Publish, Visibility, message_size, wire_attributes
 from sesshu.bus.sqs import SqsSnsBus, batch_failures
-from sesshu.config.schema import from_mapping
+from sesshu.config.model import from_mapping
 from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
 from tests.harness.aws import FAKE_CREDENTIALS

@@ -22,7 +22,7 @@ import pytest
 from sesshu.bus.api import BusError, Message, QueueInfo, Visibility
 from sesshu.bus.memory import MemoryBus
 from sesshu.bus.payloads import pointer_body
-from sesshu.config.schema import Config, from_mapping
+from sesshu.config.model import Config, from_mapping
 from sesshu.daemon.assemble import MAX_RESULT_BYTES, plugin_specs, pool_settings
 from sesshu.daemon.supervisor import Supervisor
 from sesshu.pool.pool import Pool

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sesshu.config.schema import from_mapping
+from sesshu.config.model import from_mapping
 from sesshu.testing import JobRun, PluginBroken, UnknownPlugin, run_plugin
 from tests.harness.daemon import TEST_PLUGINS, pid_alive
 

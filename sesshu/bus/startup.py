@@ -38,7 +38,8 @@ from sesshu.bus.api import (
     is_later,
 )
 from sesshu.bus.sqs import SqsSnsBus
-from sesshu.config.schema import Config, ConfigError
+from sesshu.config.model import Config
+from sesshu.config.schema import ConfigError
 from sesshu.text import loggable
 
 log = logging.getLogger(__name__)

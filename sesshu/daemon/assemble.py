@@ -25,7 +25,8 @@ from sesshu.bus.sqs import SqsSnsBus
 from sesshu.bus.startup import EX_TEMPFAIL as EX_TEMPFAIL  # re-exported: the exit status of BusUnreachable
 from sesshu.bus.startup import BusUnreachable as BusUnreachable
 from sesshu.bus.startup import open_bus
-from sesshu.config.schema import RESTART_ONLY, Config, ConfigError, load
+from sesshu.config.model import Config, load
+from sesshu.config.schema import RESTART_ONLY, ConfigError
 from sesshu.daemon import logs
 from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier

@@ -13,7 +13,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sesshu.config.schema import Config
+    from sesshu.config.model import Config
     from sesshu.daemon.pidfile import Pidfile
 
 EX_SOFTWARE = 70
@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     # and the fork server is started with another environment later.
     from setproctitle import setproctitle
 
-    from sesshu.config.schema import ConfigError, load
+    from sesshu.config.model import load
+    from sesshu.config.schema import ConfigError
     from sesshu.daemon import logs
     from sesshu.daemon.pidfile import Pidfile, PidfileError
     from sesshu.text import escape, loggable

@@ -19,7 +19,7 @@ from sesshu.bus.lanes import BusHealth, Received
 from sesshu.bus.offloaded import Offload
 from sesshu.bus.sender import Sender
 from sesshu.bus.sending import S3Target
-from sesshu.config.schema import Config
+from sesshu.config.model import Config
 from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier
 from sesshu.daemon.report import Facts, Reporter

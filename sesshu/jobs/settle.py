@@ -19,7 +19,7 @@ from sesshu.bus import payloads
 from sesshu.bus.api import SNS_MAX_BYTES, QueueInfo, denied, message_size, transient, wire_attributes
 from sesshu.bus.outbox import Outbox
 from sesshu.bus.sending import Completion, Deleted, Unsent
-from sesshu.config.schema import Config
+from sesshu.config.model import Config
 from sesshu.jobs import failures
 from sesshu.jobs.outcomes import OutcomeObserver, Outcomes
 from sesshu.jobs.spans import JobSpans

@@ -131,7 +131,7 @@ def _fail(message: str) -> int:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from sesshu.bus.startup import open_bus
-    from sesshu.config.schema import load
+    from sesshu.config.model import load
     from sesshu.daemon import assemble as daemon
     from sesshu.daemon import logs
 
@@ -147,7 +147,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
-    from sesshu.config.schema import load
+    from sesshu.config.model import load
     from sesshu.plugin.registry import discover, shipped_dir
 
     path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)

@@ -42,7 +42,7 @@ def add_command(sub: Any) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import logging
 
-    from sesshu.config.schema import load
+    from sesshu.config.model import load
     from sesshu.testing import PluginBroken, UnknownPlugin, job_config, run_job
     from sesshu.text import escape
     from sesshu.worker import sandbox

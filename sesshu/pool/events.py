@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sesshu.config.schema import Config
+from sesshu.config.model import Config
 from sesshu.pool.protocol import Result
 from sesshu.pool.slot import RunningJob
 

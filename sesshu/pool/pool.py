@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from multiprocessing.context import ForkServerContext
 
 from sesshu.backoff import Backoff
-from sesshu.config.schema import Config
+from sesshu.config.model import Config
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
 from sesshu.pool.slot import LIVE, OUTPUT_CAP, ChildProcess, RunningJob, State

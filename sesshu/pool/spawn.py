@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from multiprocessing.connection import wait
 from multiprocessing.context import ForkServerContext
 
-from sesshu.config.schema import Config
+from sesshu.config.model import Config
 from sesshu.pool.events import PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.pool import Pool, PoolSettings
 from sesshu.worker import sandbox
