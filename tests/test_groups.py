@@ -1,11 +1,13 @@
-"""FIFO message groups: which held message may start."""
+"""FIFO message groups: which held message may start, and which go back behind a released one."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from sesshu.bus.api import Message
-from sesshu.jobs.groups import take_group, take_startable
+from sesshu.bus.api import Message, QueueInfo
+from sesshu.config.model import from_mapping
+from sesshu.jobs.groups import busy, release_behind, take_group, take_startable
+from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
 
 
@@ -43,3 +45,18 @@ def test_a_group_is_taken_out_whole_in_order() -> None:
     held = deque([ticket("a2", "a"), ticket("b1", "b"), ticket("a3", "a")])
     assert [t.message_id for t in take_group(held, "a")] == ["a2", "a3"] and names(held) == ["b1"]
     assert take_group(held, "c") == [] and names(held) == ["b1"]
+
+
+def test_the_busy_groups_are_those_of_grouped_tickets_only() -> None:
+    assert busy([ticket("a1", "a"), ticket("x", None), ticket("b1", "b"), ticket("a2", "a")]) == {"a", "b"}
+
+
+def test_a_released_message_sends_its_groups_held_messages_back_behind_it_and_no_others() -> None:
+    config = from_mapping({"plugin": ["chaos"], "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
+    settler = Settler(lambda: config, QueueInfo(visibility_timeout=30, max_receive_count=3), clock=lambda: 0.0)
+    held = deque([ticket("a2", "a"), ticket("b1", "b"), ticket("a3", "a"), ticket("x", None)])
+    release_behind(ticket("a1", "a"), held, settler)
+    assert names(held) == ["b1", "x"]
+    assert settler.outcomes.reasons == {"retried:group_order": 2}
+    release_behind(ticket("y", None), held, settler)
+    assert names(held) == ["b1", "x"] and settler.outcomes.reasons == {"retried:group_order": 2}

@@ -132,14 +132,14 @@ def test_an_unexpected_error_while_parsing_retries_that_message_only(caplog: pyt
     pool = Pool(forkserver_context(), pool_settings(config, plugin_specs(config)), time.monotonic)
     sup = Supervisor(config, MemoryBus(), pool)  # the pool is never started: no job runs here
     try:
-        parse = sup.parser.parse
+        parse = sup.acceptor.parser.parse
 
         def buggy(body: str) -> object:
             if "boom" in body:
                 raise KeyError("a bug")
             return parse(body)
 
-        sup.parser.parse = buggy  # type: ignore[method-assign]
+        sup.acceptor.parser.parse = buggy  # type: ignore[method-assign]
         messages = [Message("m-bug", "r1", raw("chaos", "chaos:echo:boom"), 1),
                     Message("m-bad", "r2", "{not json", 1),
                     Message("m-ok", "r3", raw("chaos", "chaos:echo:ok"), 1)]

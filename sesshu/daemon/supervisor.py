@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sesshu.bus.api import Bus, QueueInfo, transient
+from sesshu.bus.api import Bus, QueueInfo
 from sesshu.bus.intake import Intake
 from sesshu.bus.lanes import BusHealth, Received
 from sesshu.bus.offloaded import Offload
@@ -24,9 +24,10 @@ from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier
 from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
-from sesshu.jobs import groups, trace
+from sesshu.jobs import groups
+from sesshu.jobs.accept import Acceptor
 from sesshu.jobs.outcomes import Outcomes
-from sesshu.jobs.requests import MAX_BODY_BYTES, Rejected, RequestParser
+from sesshu.jobs.requests import MAX_BODY_BYTES
 from sesshu.jobs.settle import Settler
 from sesshu.jobs.spans import JobSpans
 from sesshu.jobs.ticket import Ticket
@@ -101,7 +102,7 @@ class Supervisor:
         self.settler = Settler(lambda: self.config, queue_info, outbox=self.sender, heartbeat=heartbeat,
                                observer=metrics.outcome if metrics is not None else None, clock=clock,
                                spans=JobSpans(config.queue))
-        self.parser = RequestParser(config.plugin_names)
+        self.acceptor = Acceptor(config.plugin_names, self.settler, clock)
         self.held: deque[Ticket] = deque()
         # The ticket of each job a slot runs, by job id: the pool knows jobs, not messages.
         self.running: dict[int, Ticket] = {}
@@ -157,7 +158,7 @@ class Supervisor:
         for received in self.intake.take():
             self._on_received(received)
         for done in self.sender.take(self.stopping):
-            self._guarded(done.ticket, partial(self.settler.on_sent, done, self.stopping))
+            self.settler.guarded(done.ticket, partial(self.settler.on_sent, done, self.stopping))
         self._on_pool_events(self.pool.collect(ready))
         self._on_pool_events(self.pool.enforce_deadlines())
         if self.stopping:
@@ -258,7 +259,7 @@ class Supervisor:
 
     def _apply(self, new: Config) -> None:
         self.config = new
-        self.parser = RequestParser(new.plugin_names)
+        self.acceptor.reconfigure(new.plugin_names)
         if self.hooks.on_config_applied is not None:
             self.hooks.on_config_applied(new)
         log.info("reloaded: %d workers, plugins %s", new.worker_count, ", ".join(new.plugin_names))
@@ -304,50 +305,7 @@ class Supervisor:
 
     def _on_received(self, received: Received) -> None:
         self.received += len(received.messages)
-        visible_until = received.started + self.settler.visibility()
-        received_ns = time.time_ns() - int((self.clock() - received.started) * 1e9)
-        for message in received.messages:
-            ticket = Ticket(message, visible_until=visible_until, received_ns=received_ns)
-            self._guarded(ticket, partial(self._accept, ticket))
-
-    def _accept(self, ticket: Ticket) -> None:
-        message = ticket.message
-        ticket.trace = trace.of_request(message.attributes, message.trace_header)
-        unreadable = message.unreadable
-        if unreadable is not None:
-            # A request stored in S3 that could not be read: S3 failing now is
-            # worth a retry, a pointer to nothing (or to too much) never is.
-            if transient(unreadable):
-                self.settler.retry(ticket, "payload_error", unreadable)
-            else:
-                self.settler.reject(ticket, unreadable)
-            return
-        try:
-            ticket.request = self.parser.parse(ticket.message.body)
-        except Rejected as exc:
-            log.debug("rejected body of %s: %r", ticket.message_id, ticket.message.body[:2048])
-            ticket.named_plugin, ticket.named_target = exc.plugin, exc.target
-            self.settler.reject(ticket, str(exc))
-            return
-        if ticket.request.traceparent is not None:  # it came in the SNS envelope
-            envelope = {trace.ATTRIBUTE: ticket.request.traceparent}
-            ticket.trace = trace.of_request(envelope, None) or ticket.trace
-        if self.stopping:
-            self.settler.retry(ticket, "shutdown", "received while stopping", delay=0)
-        else:
-            self.held.append(ticket)
-
-    def _guarded(self, ticket: Ticket, step: Callable[[], None]) -> None:
-        """Run one step of one message; our own bug there is that message's outcome, not the daemon's."""
-        try:
-            step()
-        except Exception:
-            log.error("internal error on message %s", ticket.message_id, exc_info=True)
-            try:
-                self.settler.retry(ticket, "internal_error", "internal error (see the traceback above)")
-            except Exception:  # noqa: BLE001 - not even that worked: the visibility timeout will return it
-                log.error("message %s: cannot record its outcome; it reappears after its visibility timeout",
-                          ticket.message_id)
+        self.held.extend(self.acceptor.accept(received.messages, received.started, self.stopping))
 
     # -- jobs -----------------------------------------------------------------
 
@@ -359,7 +317,7 @@ class Supervisor:
         busy = self._busy_groups()
         while idle and (ticket := groups.take_startable(self.held, busy)) is not None:
             started += 1
-            self._guarded(ticket, partial(self._start, ticket, idle))
+            self.settler.guarded(ticket, partial(self._start, ticket, idle))
             if ticket.message.group_id is not None:
                 busy.add(ticket.message.group_id)  # running now, or held again first in line
         if started:
@@ -367,18 +325,11 @@ class Supervisor:
 
     def _busy_groups(self) -> set[str]:
         """FIFO message groups with a message running or a result on its way out: none of theirs may start."""
-        if not self.held:
-            return set()
-        return {g for t in [*self.running.values(), *self.sender.publishing()] if (g := t.message.group_id)}
+        return groups.busy([*self.running.values(), *self.sender.publishing()]) if self.held else set()
 
     def _release_group(self, ticket: Ticket) -> None:
-        """A FIFO message was released: its group's later messages, held, must not overtake it."""
-        group = ticket.message.group_id
-        if group is None or not self.sender.releasing(ticket):
-            return
-        for later in groups.take_group(self.held, group):
-            self.settler.retry(later, "group_order", f"message {ticket.message_id} of its message group "
-                               f"{loggable(group, 128)} was released before it, and goes first", delay=0)
+        if ticket.message.group_id is not None and self.sender.releasing(ticket):
+            groups.release_behind(ticket, self.held, self.settler)
 
     def _start(self, ticket: Ticket, idle: list[Any]) -> None:
         request = ticket.request
@@ -397,7 +348,7 @@ class Supervisor:
         for event in events:
             if isinstance(event, JobFinished | JobLost):
                 ticket = self.running.pop(event.running.job.job_id)
-                self._guarded(ticket, partial(self._on_job_ended, ticket, event))
+                self.settler.guarded(ticket, partial(self._on_job_ended, ticket, event))
             elif isinstance(event, Reconfigured):
                 self._apply(event.config)
                 self.reporter.reloaded()

@@ -11,9 +11,11 @@ queue) is never held back.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 
+from sesshu.jobs.settle import Settler
 from sesshu.jobs.ticket import Ticket
+from sesshu.text import loggable
 
 
 def take_startable(held: deque[Ticket], busy: Collection[str]) -> Ticket | None:
@@ -39,3 +41,18 @@ def take_group(held: deque[Ticket], group: str) -> list[Ticket]:
         held.clear()
         held.extend(kept)
     return taken
+
+
+def busy(tickets: Iterable[Ticket]) -> set[str]:
+    """The message groups of these tickets (running, or with a result on its way out)."""
+    return {group for t in tickets if (group := t.message.group_id) is not None}
+
+
+def release_behind(ticket: Ticket, held: deque[Ticket], settler: Settler) -> None:
+    """``ticket`` was released: its group's later messages, held, must not overtake it, so they go back too."""
+    group = ticket.message.group_id
+    if group is None:
+        return
+    for later in take_group(held, group):
+        settler.retry(later, "group_order", f"message {ticket.message_id} of its message group "
+                      f"{loggable(group, 128)} was released before it, and goes first", delay=0)

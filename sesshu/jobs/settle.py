@@ -13,6 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from typing import TypeVar
 
 from sesshu.backoff import exponential
 from sesshu.bus import payloads
@@ -28,6 +29,7 @@ from sesshu.pool.events import JobFinished
 from sesshu.text import loggable
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_VISIBILITY = 30  # seconds, assumed when the queue's attributes cannot be read
 
@@ -104,6 +106,22 @@ class Settler:
                              trace_id=ticket.trace.trace_id if ticket.trace is not None else None)
         if self.spans is not None:
             self.spans.record(ticket, outcome, reason, time.time_ns())
+
+    def guarded(self, ticket: Ticket, step: Callable[[], T]) -> T | None:
+        """Run one step of one message; our own bug there is that message's outcome (retried), not the daemon's.
+
+        Returns what the step returned, or None when it raised.
+        """
+        try:
+            return step()
+        except Exception:
+            log.error("internal error on message %s", ticket.message_id, exc_info=True)
+            try:
+                self.retry(ticket, "internal_error", "internal error (see the traceback above)")
+            except Exception:  # noqa: BLE001 - not even that worked: the visibility timeout will return it
+                log.error("message %s: cannot record its outcome; it reappears after its visibility timeout",
+                          ticket.message_id)
+            return None
 
     def reject(self, ticket: Ticket, detail: str) -> None:
         self._record("rejected", ticket, reason="invalid", detail=detail)
