@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from sesshu.bus.outbox import RETRY_CAP
+from sesshu.bus.pacing import RETRY_CAP
 from tests.harness.aws import Deployment, MotoServer, provision, queue_depth
 from tests.harness.awsfaults import UNAVAILABLE, AwsFaults
 from tests.harness.daemon import Daemon, write_config

@@ -21,7 +21,8 @@ receiving must wait (backpressure). Four rules keep overlapping calls safe:
 A publish, upload, failure record or delete that fails for a transient
 reason (:func:`sesshu.bus.api.transient`: throttling, a server error, a timeout,
 a lost connection) goes back to the head of its queue, and calls of its kind
-wait out a jittered backoff that grows while they keep failing: the job is
+wait out a jittered backoff that grows while they keep failing
+(``sesshu.bus.pacing``, which also says when a partial batch is due): the job is
 not done again, and its message stays locked by the heartbeat meanwhile (it
 is :meth:`Outbox.waiting`). Only a permanent refusal, or a failure while the
 daemon stops, is final. A stop sends everything still queued once more,
@@ -43,14 +44,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Any, Generic
 
-from sesshu.backoff import Backoff
 from sesshu.bus import sending
 from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, transient, wire_attributes
+from sesshu.bus.pacing import Pacing
 from sesshu.bus.sending import (
     Attributes,
     Change,
@@ -80,14 +81,6 @@ LINGER = 0.05  # seconds a partial batch of results may wait for more while jobs
 # second of published results undeleted, and they are processed again
 # (duplicates, never losses; a graceful stop sends every delete first).
 DELETE_LINGER = 1.0
-# Backoff of a kind of call that keeps failing transiently: 0.5 s, doubling
-# to 20 s, each delay shortened by up to half at random so that a fleet's
-# hosts do not retry in step. Throttling passes in seconds; an outage of
-# minutes costs at most 20 s of extra wait once it ends.
-RETRY_FIRST, RETRY_CAP, RETRY_JITTER = 0.5, 20.0, 0.5
-VISIBILITY_RETRY_CAP = 2.0
-RETRIED_KINDS = (sending.PUBLISH, sending.UPLOAD, sending.FAILURE, sending.DELETE)
-
 
 class Outbox(Generic[T]):
     """Pending bus work by kind, each entry carrying its ticket; and what is in flight."""
@@ -106,18 +99,12 @@ class Outbox(Generic[T]):
         self._delete_since: float | None = None
         self._in_sqs: set[T] = set()  # tickets with a visibility change or delete in flight
         self._in_flight: set[T] = set()  # tickets with an upload or publish in flight
-        self._kinds_in_flight: Counter[str] = Counter()
         self._publish_bytes = 0  # of everything in ``publishes``
         # S3 keys stored by earlier uploads (oldest first, bounded). The key is
         # the message's own, so when a result whose pointer failed to publish
         # comes back, only the pointer goes out again.
         self.stored: dict[str, None] = {}
-        # Per kind of call: its transient failures in a row, and when it may go again.
-        self._backoff = {kind: Backoff(RETRY_FIRST, RETRY_CAP, RETRY_JITTER) for kind in RETRIED_KINDS}
-        # Visibility changes back off too, but 2 s at most: an extension is urgent (its
-        # message lapses when it is late), and the heartbeat queues a failed one anew.
-        self._backoff[sending.VISIBILITY] = Backoff(RETRY_FIRST, VISIBILITY_RETRY_CAP, RETRY_JITTER)
-        self._paused_until: dict[str, float] = {}
+        self.pacing = Pacing(clock)
 
     def __len__(self) -> int:
         """Entries queued, and calls in flight: zero once everything has been sent."""
@@ -126,7 +113,7 @@ class Outbox(Generic[T]):
 
     @property
     def calls_in_flight(self) -> int:
-        return self._kinds_in_flight.total()
+        return self.pacing.calls_in_flight
 
     # -- queuing: each outcome drops its ticket's pending extension, here and
     # only here, so no caller can forget it and let an extension follow a release.
@@ -198,20 +185,19 @@ class Outbox(Generic[T]):
 
     def linger_until(self) -> float | None:
         """When a lingering batch, or a kind of call waiting out its backoff, falls due."""
-        paused = self._paused_until
         # A kind backing off is due when its pause ends, though its linger may have passed long ago.
         times = [since + wait for kind, since, wait, queued in (
             (sending.PUBLISH, self._publish_since, LINGER, self.publishes),
             (sending.DELETE, self._delete_since, DELETE_LINGER, self.deletes))
-            if queued and since is not None and kind not in paused]
+            if queued and since is not None and not self.pacing.paused(kind)]
         queued = {sending.PUBLISH: self.publishes, sending.UPLOAD: self.uploads, sending.FAILURE: self.failures,
                   sending.DELETE: self.deletes, sending.VISIBILITY: self.extensions or self.releases}
-        times += [until for kind, until in paused.items() if queued[kind]]
+        times += self.pacing.pauses_ending(kind for kind, waiting in queued.items() if waiting)
         return min(times, default=None)
 
     def backing_off(self) -> bool:
         """Some results, records or deletes wait out a backoff: the bus refuses or throttles us."""
-        return any(kind in self._paused_until for kind in RETRIED_KINDS)
+        return self.pacing.backing_off()
 
     def backlogged(self) -> bool:
         """Two batches per sender waiting: receive nothing more until they are sent."""
@@ -229,34 +215,29 @@ class Outbox(Generic[T]):
         ``stopping``.
         """
         now = self._clock()
-        if stopping:
-            self._paused_until.clear()  # the last try of everything held goes at once
-        else:
-            for kind, until in list(self._paused_until.items()):
-                if now >= until:
-                    del self._paused_until[kind]
-        paused = self._paused_until
-        if self.failures and sending.FAILURE not in paused:
+        self.pacing.turn(now, stopping)
+        paused = self.pacing.paused
+        if self.failures and not paused(sending.FAILURE):
             # Never held back: each record holds back its message's release.
             records = self._take_posts(self.failures)
             return self._flying(sending.FAILURE, partial(sending.publish, bus, records, sending.FAILURE))
-        visibility = [] if sending.VISIBILITY in paused else self._take_visibility()
+        visibility = [] if paused(sending.VISIBILITY) else self._take_visibility()
         if visibility:
             self._in_sqs.update(e.ticket for e in visibility)
             return self._flying(sending.VISIBILITY, partial(sending.change_visibility, bus, visibility))
-        if self.uploads and sending.UPLOAD not in paused:
+        if self.uploads and not paused(sending.UPLOAD):
             entry = self.uploads.popleft()
             assert s3 is not None
             self._in_flight.add(entry.ticket)
             return self._flying(sending.UPLOAD, partial(sending.upload, bus, s3, entry))
-        if self.publishes and sending.PUBLISH not in paused and self._due(
+        if self.publishes and not paused(sending.PUBLISH) and self.pacing.due(
                 sending.PUBLISH, self._publish_since, LINGER, self._full_publish(), now, more_coming):
             batch = self._take_posts(self.publishes)
             self._publish_since = now if self.publishes else None
             self._in_flight.update(e.ticket for e in batch)
             return self._flying(sending.PUBLISH, partial(sending.publish, bus, batch))
-        ready = [] if sending.DELETE in paused else [d for d in self.deletes if d.ticket not in self._in_sqs]
-        if ready and self._due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
+        ready = [] if paused(sending.DELETE) else [d for d in self.deletes if d.ticket not in self._in_sqs]
+        if ready and self.pacing.due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
                                now, not stopping):
             deletes = ready[:BATCH_MAX]
             taken = {d.ticket for d in deletes}
@@ -274,12 +255,13 @@ class Outbox(Generic[T]):
         Entries that failed transiently are queued again, ahead of the rest,
         unless the daemon is ``stopping``; the others failed for good.
         """
-        self._kinds_in_flight[sent.kind] -= 1
         final = sent.failures()
         again: list[Any] = []
-        if not stopping and (sent.kind in RETRIED_KINDS or sent.kind == sending.VISIBILITY):
+        if stopping:
+            self.pacing.landed(sent.kind, None)
+        else:
             again = [entry for entry, err in final if transient(err)]
-            self._pace(sent.kind, bool(again))
+            self.pacing.landed(sent.kind, bool(again))
             if sent.kind == sending.VISIBILITY:
                 again = []  # the heartbeat queues a failed extension anew; a failed release lapses
             else:
@@ -317,29 +299,9 @@ class Outbox(Generic[T]):
 
     # -- helpers -----------------------------------------------------------------
 
-    def _pace(self, kind: str, failed: bool) -> None:
-        """After a call of this kind: back off while its entries keep failing transiently, else go on at once."""
-        if failed:
-            self._paused_until[kind] = self._clock() + self._backoff[kind].next()
-        else:
-            self._backoff[kind].reset()
-            self._paused_until.pop(kind, None)
-
     def _flying(self, kind: str, call: Callable[[], Sent[T]]) -> Callable[[], Sent[T]]:
-        self._kinds_in_flight[kind] += 1
+        self.pacing.flying(kind)
         return call
-
-    def _due(self, kind: str, since: float | None, wait: float, full: bool, now: float, more_coming: bool) -> bool:
-        """A full batch goes at once, however many are in flight: that is what several senders are for.
-
-        A partial one waits while a call of its kind is in flight (it will
-        fill meanwhile), and then only while more is sure to come, up to ``wait``.
-        """
-        if full:
-            return True
-        if self._kinds_in_flight[kind]:
-            return False
-        return not more_coming or since is None or now >= since + wait
 
     def _take_visibility(self) -> list[Change[T]]:
         """Up to ten visibility changes, none for a ticket with an SQS call in flight."""
