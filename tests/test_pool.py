@@ -7,6 +7,7 @@ passes when the test says so, while the slots themselves are real processes.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,19 +110,37 @@ def run_one(pool: Pool, job: Job) -> JobFinished:
     return next(e for e in events if isinstance(e, JobFinished))
 
 
-def test_a_finished_job_is_swept_before_the_slot_is_idle_again(rig: tuple[Pool, FakeClock]) -> None:
+def test_a_job_that_started_a_process_is_swept_before_the_slot_is_idle_again(rig: tuple[Pool, FakeClock]) -> None:
     pool, _ = rig
-    finished = run_one(pool, Job(7, "chaos", "chaos:echo:x"))
-    assert finished.result.status == "done" and finished.running.job.job_id == 7
+    finished = run_one(pool, Job(7, "chaos", "chaos:talk"))
+    assert finished.result.status == "done" and finished.running.job.job_id == 7 and finished.result.sweep
     assert pool.children[0].state in (State.SWEEPING, State.IDLE)
     drive(pool, idle(pool), "the keeper's sweep")
+
+
+def test_a_job_that_left_no_process_makes_its_slot_idle_at_once(rig: tuple[Pool, FakeClock]) -> None:
+    pool, _ = rig
+    for job_id in (1, 2):
+        finished = run_one(pool, Job(job_id, "chaos", "chaos:echo:x"))
+        assert finished.result.status == "done" and not finished.result.sweep
+        assert pool.children[0].state is State.IDLE and pool.children[0].sweep_by is None
+
+
+def test_a_process_started_behind_pythons_back_is_still_swept(rig: tuple[Pool, FakeClock]) -> None:
+    pool, _ = rig
+    finished = run_one(pool, Job(3, "chaos", "chaos:behind"))
+    assert finished.result.status == "done" and finished.result.sweep
+    sleeper = json.loads(finished.result.payload)["left"]
+    drive(pool, idle(pool), "the keeper's sweep")
+    with pytest.raises(ProcessLookupError):
+        os.kill(sleeper, 0)  # killed and reaped by the keeper before the slot was idle
 
 
 def test_a_keeper_that_never_answers_the_sweep_costs_its_slot(rig: tuple[Pool, FakeClock]) -> None:
     pool, clock = rig
     drive(pool, idle(pool), "an idle slot")
     child = pool.idle()[0]
-    pool.assign(child, Job(2, "chaos", "chaos:echo:y"), "m-1", 30.0)
+    pool.assign(child, Job(2, "chaos", "chaos:talk"), "m-1", 30.0)  # it starts a process: a sweep follows
     # Read the result, but hold back the keeper's answer by not collecting its control fd.
     events: list[PoolEvent] = []
     deadline = time.monotonic() + 20

@@ -52,6 +52,15 @@ def test_child_message_round_trip(msg: Ready | BootFailed | Result) -> None:
     assert decode_child(encode_child(msg)) == msg
 
 
+def test_a_result_says_whether_its_job_may_have_left_a_process_and_by_default_it_may() -> None:
+    clean = decode_child(encode_child(Result(1, "empty"), sweep=False))
+    assert isinstance(clean, Result) and clean.sweep is False
+    swept = decode_child(encode_child(Result(1, "empty")))
+    assert isinstance(swept, Result) and swept.sweep is True
+    bare = decode_child(b'{"op": "result", "job": 1, "status": "empty", "error": "", "reason": ""}')
+    assert isinstance(bare, Result) and bare.sweep is True  # a frame that does not say is swept
+
+
 def test_result_payload_bytes_are_kept_verbatim() -> None:
     payload = json.dumps({"k": "v\n", "n": [1.5, None]}, separators=(",", ":")).encode()
     frame = encode_child(Result(1, "done", payload=payload))
@@ -90,6 +99,10 @@ def test_result_payload_bytes_are_kept_verbatim() -> None:
     b'{"op": "result", "job": 1, "status": "failed", "reason": "anything at all", "error": ""}',
     b'{"op": "result", "job": 1, "status": "failed", "reason": "", "error": ""}',
     b'{"op": "result", "job": 1, "status": "empty", "reason": "fetch_error", "error": ""}',
+    # Whether to sweep is true or false, nothing a lax reading could take for either.
+    b'{"op": "result", "job": 1, "status": "empty", "reason": "", "error": "", "sweep": 0}',
+    b'{"op": "result", "job": 1, "status": "empty", "reason": "", "error": "", "sweep": "no"}',
+    b'{"op": "result", "job": 1, "status": "empty", "reason": "", "error": "", "sweep": null}',
 ])
 def test_malformed_child_frames_raise_protocol_error(frame: bytes) -> None:
     with pytest.raises(ProtocolError):

@@ -303,7 +303,7 @@ class Pool:
         if child.state is not State.BUSY or running is None or running.job.job_id != result.job_id:
             self._fail(child, "protocol", "result for a job it does not hold", events)
             return
-        child.job_done(now)
+        child.job_done(now, sweep=result.sweep)
         self._end_output(child, running)
         self._crash_loop.reset()  # a slot that finishes a job is proof the plugins work
         events.append(JobFinished(running, result, child.pid, now))

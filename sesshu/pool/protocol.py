@@ -59,6 +59,10 @@ class Result:
     payload: bytes = b""  # the plugin's result as JSON, for status "done"
     reason: str = ""  # for "failed": fetch_error, retry_later, unserialisable, too_large, memory, limit_*
     delay: int | None = None  # for reason retry_later: seconds before the message may come back
+    # Whether the job may have left a process behind, so the keeper must sweep
+    # before the next job (sesshu.worker.leftovers). A runner that lies to skip
+    # it only spares processes it could as well have been a thread of.
+    sweep: bool = True
 
 
 ChildMessage = Ready | BootFailed | Result
@@ -77,12 +81,15 @@ def decode_job(frame: bytes) -> Job:
     return Job(int(doc["job"]), str(doc["plugin"]), str(doc["target"]))
 
 
-def encode_child(msg: ChildMessage) -> bytes:
+def encode_child(msg: ChildMessage, *, sweep: bool = True) -> bytes:
+    """A frame body; ``sweep`` says a Result's job may have left a process behind."""
     if isinstance(msg, Result):
         head: dict[str, Any] = {"op": "result", "job": msg.job_id, "status": msg.status, "error": msg.error,
                                 "reason": msg.reason}
         if msg.delay is not None:
             head["delay"] = msg.delay
+        if not sweep:
+            head["sweep"] = False
         return json.dumps(head).encode() + b"\n" + msg.payload
     if isinstance(msg, BootFailed):
         return json.dumps({"op": "boot_failed", "plugin": msg.plugin, "error": msg.error}).encode()
@@ -133,7 +140,11 @@ def _decode(frame: bytes) -> ChildMessage:
         if delay is not None and (status != "failed" or reason != "retry_later" or not isinstance(delay, int)
                                   or isinstance(delay, bool) or not 0 <= delay <= MAX_RETRY_SECONDS):
             raise ProtocolError("a result's delay is not whole seconds of a retry_later within 12 hours")
-        return Result(job_id, status, _text(doc, "error", ""), payload if status == "done" else b"", reason, delay)
+        sweep = doc.get("sweep", True)
+        if not isinstance(sweep, bool):
+            raise ProtocolError("a result's sweep is not true or false")
+        return Result(job_id, status, _text(doc, "error", ""), payload if status == "done" else b"", reason, delay,
+                      sweep)
     if op == "ready" and not payload:
         return Ready()
     if op == "boot_failed" and not payload:

@@ -18,6 +18,7 @@ pool's index of its slots) hears of every change as it happens, and of every
 channel before it closes, so the master never has to scan its slots to find out.
 
     STARTING --ready--> IDLE --assign--> BUSY --job_done--> SWEEPING --swept--> IDLE
+                                           BUSY --job_done_clean--> IDLE  (the job left no process)
         any live state --stop/kill/terminate--> STOPPING --reap--> DEAD
 """
 
@@ -61,6 +62,7 @@ TRANSITIONS: dict[str, dict[State, State]] = {
     "ready": {State.STARTING: State.IDLE},
     "assign": {State.IDLE: State.BUSY},
     "job_done": {State.BUSY: State.SWEEPING},
+    "job_done_clean": {State.BUSY: State.IDLE},  # the runner says the job left no process: nothing to sweep
     "swept": {State.SWEEPING: State.IDLE},
     "stop": {state: State.STOPPING for state in (*LIVE, State.STOPPING)},
     "reap": {State.STOPPING: State.DEAD},
@@ -289,10 +291,13 @@ class ChildProcess:
         self._change("assign")
         return True
 
-    def job_done(self, now: float) -> RunningJob | None:
-        """The job ended (result or loss): ask the keeper to sweep what it left behind."""
+    def job_done(self, now: float, sweep: bool = True) -> RunningJob | None:
+        """The job ended (result or loss): ask the keeper to sweep what it left behind, unless it left no process."""
         running, self.running = self.running, None
-        if self._state is State.BUSY:
+        if self._state is State.BUSY and not sweep:
+            self.jobs_done += 1
+            self._change("job_done_clean")
+        elif self._state is State.BUSY:
             self.jobs_done += 1
             self.sweep_by = now + SWEEP_TIMEOUT
             self._change("job_done")

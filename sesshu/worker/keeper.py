@@ -6,9 +6,11 @@ runs no plugin code: it makes itself a subreaper, forks the *runner*
 only watches. Whatever the runner starts, even a grandchild that left its
 process group and session, stays below the keeper, which can kill it:
 
-- after every job, when the master asks on the control socket (``s``), it
+- after a job, when the master asks on the control socket (``s``), it
   kills every descendant but the runner, then answers ``k``; the master
-  gives the runner no new job before that answer;
+  gives the runner no new job before that answer. It asks after every job
+  that may have started a process (``sesshu.worker.leftovers``), and after
+  every job that ended any other way than with a result;
 - when the runner dies, or SIGTERM arrives (a timeout, a stop, the fork
   server's death), it kills everything below it, removes the runner's
   scratch directory if the runner could not, and leaves with the runner's

@@ -37,7 +37,8 @@ from sesshu.pool.protocol import BootFailed, Job, Ready, Result, decode_job, enc
 from sesshu.text import clip, loggable
 from sesshu.worker import confine, sandbox, scratch
 from sesshu.worker.confine import ContainmentMissing
-from sesshu.worker.sandbox import ProcessStarts, WorkerSetup
+from sesshu.worker.leftovers import Leftovers, ProcessStarts
+from sesshu.worker.sandbox import WorkerSetup
 
 # (name, kind, ref, options): plain tuples, so the child needs no config code.
 PluginSpec = tuple[str, str, str, dict[str, Any]]
@@ -184,17 +185,18 @@ def _load_all(conn: Connection, specs: list[PluginSpec], setup: WorkerSetup) -> 
 def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: int, slot: str | None,
            starts: ProcessStarts) -> None:
     jobs_dir = scratch.JobDirectory(slot) if slot is not None else None
+    leftovers = Leftovers(starts)
     while True:
         setproctitle("sesshud: worker idle")
         job = decode_job(conn.recv_bytes())
         setproctitle(f"sesshud: worker {loggable(job.plugin, 40)} {loggable(job.target, 60)}")
-        # Only now: the keeper swept the last job's processes before this job was sent,
-        # so nothing of that job can write into this one's directory.
+        # Only now: the last job left no process, or the keeper swept them before this
+        # job was sent, so nothing of that job can write into this one's directory.
         if jobs_dir is not None:
             jobs_dir.enter()
-        starts.seen = False
+        leftovers.begin()
         result = run_job(plugins, job, max_result_bytes, starts)
-        conn.send_bytes(encode_child(result))
+        conn.send_bytes(encode_child(result, sweep=leftovers.possible()))
         if result.reason in LEAVING_REASONS:
             return  # the heap or a limit is spent: let a fresh runner take over
 

@@ -16,7 +16,6 @@ import os
 import pwd
 import resource
 import signal
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -172,7 +171,7 @@ def limit_reason(exc: BaseException, started_process: bool, processes_capped: bo
     only "can't start new thread" when a thread does. Counting processes
     afterwards cannot tell, since what the job started may be gone by then;
     whether the job tried to start a process (``started_process``, from
-    :class:`ProcessStarts`) can. Without a process limit
+    :class:`sesshu.worker.leftovers.ProcessStarts`) can. Without a process limit
     (``processes_capped`` false), neither names one.
     """
     seen: set[int] = set()
@@ -193,27 +192,6 @@ def limit_reason(exc: BaseException, started_process: bool, processes_capped: bo
             return "limit_processes"
         stack += [e.__cause__, e.__context__]
     return None
-
-
-class ProcessStarts:
-    """Whether the current job tried to start a process: an audit hook, installed once per runner.
-
-    Audit hooks cannot be removed, by the plugin either, and see every way
-    Python starts one (``os.fork``, ``subprocess``, ``posix_spawn``,
-    ``os.system``, ``pty``).
-    """
-
-    EVENTS = frozenset(("os.fork", "os.forkpty", "os.posix_spawn", "subprocess.Popen", "os.system"))
-
-    def __init__(self) -> None:
-        self.seen = False
-
-    def install(self) -> None:
-        sys.addaudithook(self._hook)
-
-    def _hook(self, event: str, _args: tuple[object, ...]) -> None:
-        if event in self.EVENTS:
-            self.seen = True
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ API (``sesshu.plugin``): ``chaos:later:S`` raises RetryLater(S), ``chaos:never``
 raises Reject, ``chaos:refuse`` raises Reject from validate(); ``chaos:talk``
 prints on stdout and stderr, from Python and from a process it starts, then
 returns; ``chaos:orphan:PIDFILE`` leaves a detached sleeper (its own session,
-its pid in PIDFILE) and returns.
+its pid in PIDFILE) and returns; ``chaos:behind`` leaves one too, through a
+process started where Python's audit hooks do not look (multiprocessing's
+``spawnv_passfds``), which it reaps, and returns the sleeper's pid.
 """
 
 from __future__ import annotations
@@ -102,6 +104,18 @@ def fetch(target: str) -> Any:
         with open(arg, "w") as f:
             f.write(str(proc.pid))
         return {"left": proc.pid}
+    if action == "behind":
+        import multiprocessing.util
+
+        r, w = os.pipe()
+        code = ("import os, subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; "
+                "time.sleep(3600)'], start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+                f"stderr=subprocess.DEVNULL); os.write({w}, str(p.pid).encode())")
+        pid = multiprocessing.util.spawnv_passfds(sys.executable.encode(), [sys.executable, "-c", code], [w])
+        os.close(w)
+        os.waitpid(pid, 0)
+        with os.fdopen(r) as f:
+            return {"left": int(f.read())}
     if action == "frozen":
         return {"frozen": gc.get_freeze_count()}
     raise ValueError(f"unknown chaos action {action}")
