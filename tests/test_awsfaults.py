@@ -24,6 +24,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 from botocore.parsers import ResponseParserError
 
+from tests.harness.aws import BusServer, Deployment
 from tests.harness.awsfaults import AwsFaults
 from tests.soak import Soak
 
@@ -112,3 +113,27 @@ def test_the_soak_explains_only_as_many_extra_results_as_lost_answers(faults: Aw
     assert soak.explained("once-lost", lost)
     assert not soak.explained("twice", lost)
     assert not soak.explained("unlogged", lost)
+
+
+def test_throttling_in_runs_fails_the_first_call_after_every_try_and_then_refuses_runs_of_requests(
+        moto: BusServer, deployment: Deployment) -> None:
+    """The first call fails after all of botocore's tries; after it, runs of two requests refused, two relayed.
+
+    ``max_attempts: 3`` is three retries in botocore's config: four tries a call, as the daemon's.
+    """
+    with AwsFaults(moto.port) as faults:
+        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=faults.url, aws_access_key_id="testing",
+                           aws_secret_access_key="testing",
+                           config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+        faults.fail({"sns:Publish"}, run=2)
+        fates = []
+        for i in range(3):
+            try:
+                sns.publish(TopicArn=deployment.results_topic, Message=f"call {i}")
+                fates.append("passed")
+            except ClientError as exc:
+                fates.append(exc.response["Error"]["Code"])
+    # Requests 1-4 are the first call's tries, all refused (1-2 would be by the run anyway); 5-6 are
+    # refused by the run, so the second call passes on its third try (7); the third passes at once (8).
+    assert fates == ["Throttling", "passed", "passed"]
+    assert (faults.refused["sns:Publish"], faults.relayed["sns:Publish"]) == (4 + 2, 2)

@@ -463,9 +463,9 @@ def test_a_throttling_storm_redoes_no_job_and_duplicates_no_result(moto: MotoSer
                                                                    daemons: list[Daemon]) -> None:
     """About half of publishes, deletes and visibility changes refused for 20 s under load.
 
-    In runs of six: botocore tries a call three times, so some calls fail
-    after all their tries (the daemon's own retry is under test), and some
-    pass on a later try, as when AWS throttles a busy account.
+    In runs of six calls (``tests.harness.awsfaults``): six fail after all of
+    botocore's tries (the daemon's own retry is under test), six pass on a
+    later try, as when AWS throttles a busy account.
     """
     ops = {"sns:Publish", "sns:PublishBatch", "sqs:DeleteMessageBatch", "sqs:ChangeMessageVisibilityBatch"}
     d, faults = run_through_a_bus_fault(moto, cfg_path, daemons, "throttle", ops, None, run=6, lasting=20)

@@ -17,9 +17,14 @@ happen twice.
 
 Throttling answers 400 with the service's throttling code (SNS ``Throttling``,
 SQS ``RequestThrottled``), as AWS does; an outage answers 503
-``ServiceUnavailable``. Refusals come in runs (``run`` calls refused, then
-the same number relayed), so botocore's own retries of one call can all be
-refused, as they are when AWS throttles a busy account.
+``ServiceUnavailable``. With ``run``, refusals come in runs of requests
+(``run`` refused, then as many relayed), so botocore's retries of one call
+can all be refused, or pass on a later try, as when AWS throttles a busy
+account. So that the first is certain however the daemon's calls
+interleave, the first call refused after :meth:`AwsFaults.fail` (told by
+botocore's ``amz-sdk-invocation-id`` header, the same on each of its tries)
+is refused on every try: it fails after all of them, and the daemon's own
+retry takes over.
 """
 
 from __future__ import annotations
@@ -55,13 +60,19 @@ class _Rule:
     def __init__(self, code: str | None, run: int) -> None:
         self.code = code  # None: throttling, in the service's own spelling
         self.run = run
-        self.seen = 0
+        self.seen = 0  # requests seen
+        self.first: str | None = None  # the invocation id of the first call refused: refused on every try
         self.lock = threading.Lock()
 
-    def refuses(self) -> bool:
+    def refuses(self, headers: Any) -> bool:
+        if self.run == 0:
+            return True
+        invocation = headers.get("amz-sdk-invocation-id")
         with self.lock:
             self.seen += 1
-            return self.run == 0 or (self.seen - 1) // self.run % 2 == 0
+            if self.first is None and invocation:
+                self.first = invocation
+            return invocation == self.first or (self.seen - 1) // self.run % 2 == 0
 
 
 class AwsFaults:
@@ -86,7 +97,7 @@ class AwsFaults:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def fail(self, operations: Iterable[str], code: str | None = None, *, run: int = 0) -> None:
-        """Refuse these operations (``"sns:Publish"``): each call if ``run`` is 0, else ``run`` in every ``2 * run``.
+        """Refuse these operations (``"sns:Publish"``): each call if ``run`` is 0, else in runs (module docstring).
 
         ``code`` None answers the service's throttling error; ``UNAVAILABLE`` a 503.
         """
@@ -148,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         op = operation(self.headers, body)
         rule = self.owner.rule(op)
-        refused = rule is not None and rule.refuses()
+        refused = rule is not None and rule.refuses(self.headers)
         self.owner.count(op, refused)
         if rule is not None and refused:
             self._refuse(op, rule.code)
