@@ -341,3 +341,31 @@ def test_fuzz_parse_returns_a_request_or_rejects(body: str) -> None:
 @given(st.text(alphabet=st.sampled_from('[]{}",:\\ 0a-e.tu'), max_size=400))
 def test_fuzz_bracket_soup(body: str) -> None:
     _outcome(RequestParser(ENABLED), body)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.fixed_dictionaries({}, optional={"plugin": _json_values(), "target": _json_values(), "Type": _json_values(),
+                                           "Message": _json_values() | st.text()}))
+def test_the_plain_case_checked_without_cerberus_is_always_one_cerberus_takes(doc: dict[str, Any]) -> None:
+    from sesshu.jobs.requests import _ENVELOPE, _plain_envelope, _scalars
+
+    parser = RequestParser(ENABLED)
+    if parser._plain(doc):
+        assert parser._validator.validate(_scalars(doc, parser._schema), normalize=False), doc
+    if _plain_envelope(doc):
+        assert parser._envelope.validate(_scalars(doc, _ENVELOPE), normalize=False), doc
+
+
+def test_the_plain_case_is_the_common_one() -> None:
+    parser = RequestParser(ENABLED)
+    assert parser._plain({"plugin": "chaos", "target": "https://example.com/", "extra": [1]})
+    assert _plain_envelope_of({"Type": "Notification", "Message": "{}", "MessageId": "m"})
+    for odd in ({"plugin": "chaos", "target": ""}, {"plugin": "nope", "target": "t"}, {"plugin": "chaos"},
+                {"plugin": "chaos", "target": "t" * (MAX_TARGET_CHARS + 1)}, {"plugin": True, "target": "t"}):
+        assert not parser._plain(odd)  # cerberus says why
+
+
+def _plain_envelope_of(doc: dict[str, Any]) -> bool:
+    from sesshu.jobs.requests import _plain_envelope
+
+    return _plain_envelope(doc)

@@ -71,6 +71,7 @@ class RequestParser:
         # without every worker rejecting its requests.
         self._validator = Validator(self._schema, allow_unknown=True)
         self._enabled = tuple(enabled)
+        self._enabled_set = frozenset(enabled)
         self._envelope = Validator(_ENVELOPE, allow_unknown=True)
 
     def parse(self, body: str) -> Request:
@@ -79,13 +80,13 @@ class RequestParser:
         # cerberus' normalisation pass costs nine tenths of its time.
         traceparent = None
         if "Type" in doc and "Message" in doc:
-            if not self._envelope.validate(_scalars(doc, _ENVELOPE), normalize=False):
+            if not _plain_envelope(doc) and not self._envelope.validate(_scalars(doc, _ENVELOPE), normalize=False):
                 raise Rejected(f"bad SNS envelope: {_errors(self._envelope.errors)}")
             traceparent = _envelope_attribute(doc, "traceparent")
             doc = _json_object(doc["Message"], "SNS Message")
         named = {k: v for k in ("plugin", "target") if isinstance(v := doc.get(k), str)}
         try:
-            if not self._validator.validate(_scalars(doc, self._schema), normalize=False):
+            if not self._plain(doc) and not self._validator.validate(_scalars(doc, self._schema), normalize=False):
                 raise Rejected(_errors(self._validator.errors, self._enabled, named.get("plugin")))
             plugin, target = doc["plugin"], doc["target"]
             _check_text(plugin, "plugin")
@@ -93,6 +94,23 @@ class RequestParser:
         except Rejected as exc:
             raise Rejected(str(exc), named.get("plugin"), named.get("target")) from None
         return Request(plugin, target, traceparent)
+
+
+    def _plain(self, doc: dict[str, Any]) -> bool:
+        """Whether the schema plainly takes this request: its common case, checked without cerberus.
+
+        It only ever says yes where cerberus would (a test holds the two
+        together); for anything else cerberus decides, and says why not.
+        cerberus costs tens of microseconds a request, most of the parse.
+        """
+        plugin, target = doc.get("plugin"), doc.get("target")
+        return (type(plugin) is str and plugin in self._enabled_set and len(plugin) <= MAX_PLUGIN_CHARS
+                and type(target) is str and 0 < len(target) <= MAX_TARGET_CHARS)
+
+
+def _plain_envelope(doc: dict[str, Any]) -> bool:
+    """Whether ``_ENVELOPE`` plainly takes this envelope, as :meth:`RequestParser._plain` for a request."""
+    return doc.get("Type") == "Notification" and type(doc.get("Message")) is str
 
 
 def _envelope_attribute(envelope: dict[str, Any], name: str) -> str | None:
