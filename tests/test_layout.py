@@ -81,3 +81,20 @@ def test_the_architecture_page_names_every_module() -> None:
         if path.name != "__init__.py":
             short = str(path.relative_to(ROOT))
             assert f"`{short}`" in page or f"`sesshu/{short}`" in page, f"docs/architecture.md does not name {short}"
+
+
+def test_every_module_of_sixty_lines_or_more_has_a_test_file_named_after_it() -> None:
+    """``test_<module>.py``, or ``test_<package>_<module>.py`` where two packages hold a module of one name."""
+    tests = Path(__file__).resolve().parent
+    missing = []
+    for name, path in MODULES.items():
+        if len(path.read_text().splitlines()) < 60:
+            continue
+        parts = name.split(".")[1:]
+        if path.name == "__init__.py":
+            candidates = {f"test_{parts[-1]}.py"}
+        else:
+            candidates = {f"test_{parts[-1]}.py", f"test_{'_'.join(parts[-2:])}.py"}
+        if not any((tests / c).exists() for c in candidates):
+            missing.append(f"{name}: {' or '.join(sorted(candidates))}")
+    assert missing == []
