@@ -4,11 +4,12 @@
 [--receivers N --senders M --workers K]`` is the "raw" side of the
 throughput, large-result, latency and I/O comparisons. It has sesshud's
 shape without its isolation: ``N`` receiver threads long-poll for up to ten
-messages each, holding at most ``K`` + ``--prefetch`` messages between them;
+messages each, holding at most ``K`` + ``--prefetch`` + ``--lead`` messages
+between them (a full batch at a time while any are held);
 ``K`` worker threads run the bench plugin (``bench.plugins.noop``) in this
 process, so jobs that wait (an ``io:MS`` target) wait side by side; ``M``
-sender threads each take what results are ready (up to ten, waiting up to
-``--linger`` for more while jobs still run, as sesshud's outbox does),
+sender threads take, in turn, what results are ready (up to ten, waiting up
+to ``--linger`` for more while jobs still run, as sesshud's outbox does),
 publish them (``PublishBatch``, or ``Publish`` for one) and delete their
 messages in one batch. So receives, publishes and deletes are in flight at
 once, as sesshud's are (it defaults to 2 receiver lanes and 4 sender lanes).
@@ -80,16 +81,21 @@ def take(ready: queue.Queue[Any], busy: Callable[[], bool], linger: float, most:
 
 
 class Slots:
-    """How many more messages the receivers may hold (``K`` running + prefetch waiting)."""
+    """How many more messages the receivers may hold: ``K`` running, prefetch waiting, and a lead.
+
+    Like sesshud's intake, a receive asks for a full batch while messages
+    are held (each receive is a request), and for what room there is only
+    once every held message is done.
+    """
 
     def __init__(self, n: int) -> None:
-        self.free = n
+        self.size = self.free = n
         self._cond = threading.Condition()
 
     def acquire(self, most: int) -> int:
-        """Wait for a free slot, then take up to ``most`` of them."""
+        """Wait for ``most`` free slots, or for any once nothing is held; take up to ``most``."""
         with self._cond:
-            while self.free <= 0:
+            while self.free <= 0 or (self.free < most and self.free < self.size):
                 self._cond.wait()
             n = min(most, self.free)
             self.free -= n
@@ -106,13 +112,15 @@ class RawLoop:
     """The threads of the raw worker; the clients are boto3's (or fakes, in the tests)."""
 
     def __init__(self, receiver: Any, sqs: Any, sns: Any, queue_url: str, topic: str, *, receivers: int = 2,
-                 senders: int = 4, workers: int = 4, prefetch: int = 10, wait: int = 1, linger: float = LINGER,
-                 fetch: Callable[[str], Any] = noop.fetch) -> None:
+                 senders: int = 4, workers: int = 4, prefetch: int = 10, lead: int | None = None, wait: int = 1,
+                 linger: float = LINGER, fetch: Callable[[str], Any] = noop.fetch) -> None:
         self.receiver, self.sqs, self.sns = receiver, sqs, sns
         self.queue_url, self.topic = queue_url, topic
         self.counts = (receivers, senders, workers)
         self.wait, self.linger, self.fetch = wait, linger, fetch
-        self.slots = Slots(workers + prefetch)
+        # sesshud asks ahead for what its workers will start while a receive is on its way, up to a batch per lane.
+        self.slots = Slots(workers + prefetch + (BATCH_MAX * receivers if lead is None else lead))
+        self._gather = threading.Lock()  # one outbox: senders fill batches in turn, not a share of each
         self.todo: queue.Queue[dict[str, Any]] = queue.Queue()
         self.ready: queue.Queue[tuple[dict[str, Any], str]] = queue.Queue()
         self._running = 0
@@ -165,7 +173,8 @@ class RawLoop:
 
     def _send(self) -> None:
         while True:
-            done = take(self.ready, self._busy, self.linger)
+            with self._gather:
+                done = take(self.ready, self._busy, self.linger)
             try:
                 self.send(done)
             except Exception:  # noqa: BLE001 - the messages come back after their visibility timeout
@@ -209,6 +218,8 @@ def main() -> None:
     p.add_argument("--senders", type=int, default=4, help="threads publishing and deleting (sesshud: 4 lanes)")
     p.add_argument("--workers", type=int, default=4, help="threads running jobs (sesshud's worker count)")
     p.add_argument("--prefetch", type=int, default=10, help="messages held beyond the running ones")
+    p.add_argument("--lead", type=int, default=None,
+                   help="messages asked for ahead (default: a batch of 10 per receiver, sesshud's most)")
     p.add_argument("--wait", type=int, default=1, help="long-poll seconds")
     p.add_argument("--linger", type=float, default=LINGER, help="seconds a partial batch waits for more")
     args = p.parse_args()
@@ -219,7 +230,7 @@ def main() -> None:
     sqs = client("sqs", args.endpoint, pool=max(10, args.senders + 1))
     sns = formbody.install(client("sns", args.endpoint, pool=max(10, args.senders + 1)))
     RawLoop(receiver, sqs, sns, args.queue, args.topic, receivers=args.receivers, senders=args.senders,
-            workers=args.workers, prefetch=args.prefetch, wait=args.wait, linger=args.linger).start()
+            workers=args.workers, prefetch=args.prefetch, lead=args.lead, wait=args.wait, linger=args.linger).start()
     while True:
         time.sleep(3600)
 

@@ -32,17 +32,22 @@ def test_take_lingers_for_more_while_jobs_run() -> None:
     assert 0.08 < time.monotonic() - t0 < 1.0
 
 
-def test_slots_bound_what_the_receivers_hold() -> None:
+def test_slots_bound_what_the_receivers_hold_and_ask_for_full_batches_while_any_are_held() -> None:
     slots = Slots(14)
-    assert slots.acquire(10) == 10 and slots.acquire(10) == 4
+    assert slots.acquire(10) == 10
     got: list[int] = []
     t = threading.Thread(target=lambda: got.append(slots.acquire(10)))
     t.start()
     time.sleep(0.05)
-    assert not got  # none free: the receiver waits
+    assert not got  # 4 free while 10 are held: the receiver waits for a full batch
+    slots.release(3)
+    time.sleep(0.05)
+    assert not got
     slots.release(3)
     t.join(5)
-    assert got == [3]
+    assert got == [10]
+    slots.release(14)
+    assert slots.acquire(20) == 14  # nothing held: whatever room there is
 
 
 class FakeBus:
