@@ -11,7 +11,8 @@ process, so jobs that wait (an ``io:MS`` target) wait side by side; ``M``
 sender threads take, in turn, what results are ready (up to ten, waiting up
 to ``--linger`` for more while jobs still run, as sesshud's outbox does),
 publish them (``PublishBatch``, or ``Publish`` for one) and delete their
-messages in one batch. So receives, publishes and deletes are in flight at
+messages ten at a time (a partial batch of deletes waits up to a second for
+more, across sender turns, as sesshud's do). So receives, publishes and deletes are in flight at
 once, as sesshud's are (it defaults to 2 receiver lanes and 4 sender lanes).
 
 Its SNS client encodes request bodies with sesshud's own encoder
@@ -39,6 +40,7 @@ from bench.plugins import noop
 BATCH_BYTES = 256 * 1024  # SNS: the total of one PublishBatch's messages
 BATCH_MAX = 10
 LINGER = 0.05  # as sesshud's outbox: a partial batch of results may wait this long for more while jobs run
+DELETE_LINGER = 1.0  # as sesshud's outbox: a partial batch of deletes may wait this long, across sender turns
 
 
 def batches(docs: list[str], limit: int = BATCH_BYTES) -> Iterator[list[str]]:
@@ -56,13 +58,17 @@ def batches(docs: list[str], limit: int = BATCH_BYTES) -> Iterator[list[str]]:
         yield group
 
 
-def take(ready: queue.Queue[Any], busy: Callable[[], bool], linger: float, most: int = BATCH_MAX) -> list[Any]:
-    """What a sender sends next: one item (waiting for it), then up to ``most`` in all.
+def take(ready: queue.Queue[Any], busy: Callable[[], bool], linger: float, most: int = BATCH_MAX,
+         first: float | None = None) -> list[Any]:
+    """What a sender sends next: one item (waiting up to ``first`` for it, or for ever), then up to ``most``.
 
     Items already waiting are taken at once; for more it waits up to
     ``linger`` (from the first), and only while ``busy()`` says jobs still run.
     """
-    got = [ready.get()]
+    try:
+        got = [ready.get(timeout=first)]
+    except queue.Empty:
+        return []
     deadline = time.monotonic() + linger
     while len(got) < most:
         try:
@@ -82,6 +88,9 @@ def take(ready: queue.Queue[Any], busy: Callable[[], bool], linger: float, most:
 
 class Slots:
     """How many more messages the receivers may hold: ``K`` running, prefetch waiting, and a lead.
+
+    A message is held from its receive until its result is published, so
+    results waiting for a sender hold back receives too.
 
     Like sesshud's intake, a receive asks for a full batch while messages
     are held (each receive is a request), and for what room there is only
@@ -108,6 +117,29 @@ class Slots:
                 self._cond.notify_all()
 
 
+class Deletes:
+    """Receipt handles of published results, sent ten at a time or once the oldest has waited ``linger``."""
+
+    def __init__(self, linger: float = DELETE_LINGER, clock: Callable[[], float] = time.monotonic) -> None:
+        self.linger, self.clock = linger, clock
+        self._pending: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+
+    def add(self, handles: list[str]) -> None:
+        now = self.clock()
+        with self._lock:
+            self._pending += [(now, h) for h in handles]
+
+    def due(self) -> list[str]:
+        """The next batch to delete (up to ten), or nothing if it may wait for more."""
+        with self._lock:
+            if len(self._pending) < BATCH_MAX and (
+                    not self._pending or self.clock() - self._pending[0][0] < self.linger):
+                return []
+            batch, self._pending = self._pending[:BATCH_MAX], self._pending[BATCH_MAX:]
+        return [h for _, h in batch]
+
+
 class RawLoop:
     """The threads of the raw worker; the clients are boto3's (or fakes, in the tests)."""
 
@@ -121,6 +153,7 @@ class RawLoop:
         # sesshud asks ahead for what its workers will start while a receive is on its way, up to a batch per lane.
         self.slots = Slots(workers + prefetch + (BATCH_MAX * receivers if lead is None else lead))
         self._gather = threading.Lock()  # one outbox: senders fill batches in turn, not a share of each
+        self.deletes = Deletes()
         self.todo: queue.Queue[dict[str, Any]] = queue.Queue()
         self.ready: queue.Queue[tuple[dict[str, Any], str]] = queue.Queue()
         self._running = 0
@@ -166,30 +199,39 @@ class RawLoop:
                 doc = json.dumps({"target": req["target"], "plugin": req["plugin"], "message_id": m["MessageId"],
                                   "result": result}, separators=(",", ":"))
                 self.ready.put((m, doc))
+            except Exception:  # noqa: BLE001 - a failed job is left to come back, as any worker would
+                self.slots.release(1)
             finally:
                 with self._lock:
                     self._running -= 1
-                self.slots.release(1)
 
     def _send(self) -> None:
         while True:
             with self._gather:
-                done = take(self.ready, self._busy, self.linger)
+                done = take(self.ready, self._busy, self.linger, first=0.1)
             try:
-                self.send(done)
+                if done:
+                    try:
+                        self.send(done)
+                    except Exception:
+                        self.slots.release(len(done))
+                        raise
+                while handles := self.deletes.due():
+                    self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
+                        {"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles)])
             except Exception:  # noqa: BLE001 - the messages come back after their visibility timeout
                 time.sleep(0.1)
 
     def send(self, done: list[tuple[dict[str, Any], str]]) -> None:
-        """Publish the results of ``done`` within SNS's limits, then delete their messages in one batch."""
+        """Publish the results of ``done`` within SNS's limits; their messages join the deletes."""
         for group in batches([doc for _, doc in done]):
             if len(group) == 1:
                 self.sns.publish(TopicArn=self.topic, Message=group[0])
             else:
                 self.sns.publish_batch(TopicArn=self.topic, PublishBatchRequestEntries=[
                     {"Id": str(i), "Message": d} for i, d in enumerate(group)])
-        self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
-            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, (m, _) in enumerate(done)])
+        self.deletes.add([m["ReceiptHandle"] for m, _ in done])
+        self.slots.release(len(done))  # held until published: results the senders lag behind count too
 
 
 def _on_term(signum: int, frame: FrameType | None) -> None:

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Any
 
-from bench.rawloop import BATCH_BYTES, RawLoop, Slots, take
+from bench.rawloop import BATCH_BYTES, Deletes, RawLoop, Slots, take
 
 
 def test_take_drains_what_is_ready_up_to_ten_without_waiting_when_idle() -> None:
@@ -143,3 +143,20 @@ def test_jobs_that_wait_run_side_by_side_on_the_worker_threads() -> None:
     while len(bus.deleted) < 16 and time.monotonic() < deadline:
         time.sleep(0.01)
     assert len(bus.deleted) == 16
+
+
+def test_deletes_go_in_tens_or_once_the_oldest_has_waited() -> None:
+    now = [0.0]
+    deletes = Deletes(linger=1.0, clock=lambda: now[0])
+    deletes.add(["a", "b"])
+    assert deletes.due() == []  # two, just now: they wait for more
+    now[0] = 0.5
+    deletes.add([str(i) for i in range(9)])
+    assert deletes.due() == ["a", "b", *map(str, range(8))]
+    assert deletes.due() == []  # one left, half a second old
+    now[0] = 1.6
+    assert deletes.due() == ["8"] and deletes.due() == []
+
+
+def test_take_gives_nothing_when_no_result_comes() -> None:
+    assert take(queue.Queue(), lambda: True, linger=1.0, first=0.01) == []
