@@ -62,3 +62,17 @@ def test_a_process_gone_before_the_second_reading_is_left_out(tmp_path: Path) ->
         if f.is_file():
             f.unlink()
     assert window(before, tree.reading(), tick=100)["runners"] == 0.0
+
+
+def test_cpu_per_job_of_the_worker_itself_leaves_the_server_and_the_bench_out() -> None:
+    from bench.throughput import children_ms, split_note, tree_ms
+
+    ses = {"jobs": 1000, "rate": 400.0, "split": {"loop thread": 0.3, "bus threads": 0.5, "keepers": 0.1,
+                                                   "runners": 0.2, "other children": 0.0},
+           "cpu": {"moto": 1.3, "sesshud master": 0.8, "sesshud children": 0.3, "proxy": 0.2}}
+    raw = {"jobs": 1000, "rate": 500.0, "cpu": {"moto": 1.2, "raw loop": 0.45, "proxy": 0.2}}
+    assert round(tree_ms(ses), 6) == 1.1 and round(tree_ms(raw), 6) == 0.45
+    assert round(children_ms(ses), 6) == 0.3
+    said = split_note([ses], [raw])
+    assert "loop thread 0.300, bus threads 0.500, keepers 0.100, runners 0.200" in said
+    assert said.endswith("raw loop (one process): 0.450")
