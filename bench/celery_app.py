@@ -7,7 +7,8 @@ bench proxy in front of it), through kombu's SQS transport; the queue is
 message's) as one SNS message to
 ``BENCH_SNS_TOPIC``, with boto3 through the same endpoint; each pool process
 makes its client once, on its first task (a client made before the fork
-would share connections between processes). Celery's own result backend is
+would share connections between processes); the threads of the thread pool
+share their process's client, which boto3 allows. Celery's own result backend is
 off.
 
 The settings (``SETTINGS``, shown in the report): the default prefetch
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -47,15 +49,17 @@ app.conf.update(
 )
 
 _sns: tuple[int, Any] | None = None  # (pid, client): made in the pool process that uses it
+_made = threading.Lock()  # the thread pool's first tasks would otherwise each make one
 
 
 def _client() -> Any:
     global _sns
-    if _sns is None or _sns[0] != os.getpid():
-        from bench.feeder import client  # boto3 only where a task runs
+    with _made:
+        if _sns is None or _sns[0] != os.getpid():
+            from bench.feeder import client  # boto3 only where a task runs
 
-        _sns = (os.getpid(), client("sns", ENDPOINT))
-    return _sns[1]
+            _sns = (os.getpid(), client("sns", ENDPOINT))
+        return _sns[1]
 
 
 @app.task(name="noop", bind=True)  # type: ignore[untyped-decorator]

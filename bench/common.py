@@ -135,23 +135,6 @@ def cores_used(r: dict[str, Any], *names: str) -> float:
     return cpu_ms(r, *names) * float(r["rate"]) / 1000
 
 
-def ceilings(r: dict[str, Any], *, target_rate: float, server: str) -> str:
-    """What the machine allows, from one run's CPU per job, beside the rate a target needs.
-
-    Two bounds, each above anything the daemon could reach here: the cores
-    over the CPU per job of every metered process but the sesshud master (as
-    if the master cost nothing), and one core over the server's CPU per job
-    (the server is one Python process, which its GIL holds to one core).
-    """
-    jobs = max(1, r["jobs"])
-    cores = os.cpu_count() or 1
-    others = max(1e-9, sum(r["cpu"].values()) - r["cpu"].get("sesshud master", 0.0)) / jobs
-    served = max(1e-9, r["cpu"][server]) / jobs
-    return (f"The target needs {target_rate:.0f} jobs/s. Even with a master that cost nothing, the other processes' "
-            f"{1000 * others:.1f} CPU ms per job allow {cores / others:.0f} jobs/s on {cores} cores, and the "
-            f"server alone ({1000 * served:.2f} ms per job, one core at most) {1 / served:.0f} jobs/s")
-
-
 def table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -1,21 +1,22 @@
-"""sesshud versus Celery 5 (prefork, -c 4) doing the same job on the same SQS/SNS server.
+"""sesshud versus Celery 5 doing the same job on the same SQS/SNS server, with two Celery pools.
 
 Celery runs ``bench.celery_app``'s no-op task through kombu's SQS transport,
 and publishes each result as one SNS message, as sesshud does; sesshud runs
-its no-op plugin with 4 workers. Both are fed by the same kind of
-:class:`~bench.feeder.Feeder` (Celery's messages are copies of one that
-Celery itself produced, with fresh ids) and timed the same way. On loopback
-both talk to the server directly; at the bench's round trip per AWS request
-(20 ms) both talk through the same proxy, Celery's broker and SNS client
-included. ``bench.celery_app`` says how Celery is configured.
+its no-op plugin with 4 workers. Celery runs twice: with the prefork pool
+(``-c 4``, a process per worker, as sesshud has), and with the thread pool
+(``-P threads -c 6``: as many publishes in flight at once as sesshud has bus
+lanes, 2 receivers and 4 senders, each with a request in flight). Every
+contender is fed by the same kind of :class:`~bench.feeder.Feeder`
+(Celery's messages are copies of one that Celery itself produced, with fresh
+ids) and timed the same way. On loopback all talk to the server directly; at
+the bench's round trip per AWS request (20 ms) all talk through the same
+proxy, Celery's broker and SNS client included. ``bench.celery_app`` says
+how Celery is configured. CPU per job is read for every contender over the
+same windows; sesshud's is split by thread and process (``bench.cpusplit``).
 
 Where sesshud misses a target, two sesshud daemons then run together on one
-queue. They ask the server for twice the work one daemon does: when that
-gets no more than one daemon got, the server (one Python process, on the
-same two cores) is what limits sesshud's kind of work, not the daemon. And
-where Celery too holds the server at its ceiling, the ratio is set by the
-server's CPU per Celery job over its CPU per sesshud job (and the share of
-a core each side got): the summary says so, with the figures.
+queue. They ask the server for twice the work one daemon does: the rate they
+get together is shown beside the one daemon's, a measurement of its own.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ import uuid
 from importlib import metadata
 from typing import Any
 
+from bench import cpusplit
 from bench.common import (
     Bench,
     Figure,
     Section,
     at,
-    ceilings,
     check,
     cores_used,
     cpu_ms,
@@ -47,14 +48,21 @@ from bench.common import (
 )
 from bench.feeder import Body, Feeder, client, make_queue, make_topic
 from bench.proxy import CountingProxy
-from bench.throughput import CpuMeter, _measure, host_took, server_ms, sesshud_round
+from bench.throughput import CpuMeter, _measure, host_took, server_ms, sesshud_round, split_note, tree_ms
 
 TARGETS = {0.0: 5.0, 0.020: 10.0}  # by round trip; issue #12
 CEILING_DAEMONS = 2  # a missed target is checked against what the server gives this many daemons at once
-# Celery counts as holding the server at its ceiling when the server's cores
-# under Celery (the median of its runs, as the ratio is of medians) come
-# within this share of the most it used in any run.
-AT_CEILING = 0.9
+# Celery's pools: (name, -P, -c). The thread pool's concurrency is sesshud's
+# bus concurrency (2 receiver lanes and 4 sender lanes, its defaults).
+POOLS = (("prefork", "prefork", 4), ("threads", "threads", 6))
+
+
+def pool_label(pool: str, concurrency: int) -> str:
+    return f"Celery {pool} -c {concurrency}"
+
+
+def celery_key(pool: str) -> str:
+    return f"celery {pool} (all processes)"
 
 
 def _template(bench: Bench) -> dict[str, Any]:
@@ -80,7 +88,7 @@ def celery_body(template: dict[str, Any], queue_name: str) -> Body:
 
 
 def celery_round(bench: Bench, template: dict[str, Any], warmup: float, window: float,
-                 proxy: CountingProxy | None = None) -> dict[str, Any]:
+                 proxy: CountingProxy | None = None, pool: str = "prefork", concurrency: int = 4) -> dict[str, Any]:
     queue_name = f"bench-celery-{uuid.uuid4().hex[:6]}"
     queue = make_queue(bench.moto.url, queue_name)
     topic = make_topic(bench.moto.url, f"{queue_name}-out")
@@ -88,13 +96,13 @@ def celery_round(bench: Bench, template: dict[str, Any], warmup: float, window: 
     env = {**quiet_env(), "BENCH_SQS_ENDPOINT": proxy.url if proxy else bench.moto.url,
            "BENCH_CELERY_QUEUE": queue_name, "BENCH_SNS_TOPIC": topic}
     with open(bench.tmp / f"{queue_name}.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "-P", "prefork",
-                                 "-c", "4", "-Q", queue_name, "--without-gossip", "--without-mingle",
+        proc = subprocess.Popen([sys.executable, "-m", "celery", "-A", "bench.celery_app", "worker", "-P", pool,
+                                 "-c", str(concurrency), "-Q", queue_name, "--without-gossip", "--without-mingle",
                                  "--without-heartbeat", "--loglevel", "WARNING"],
                                 env=env, stdout=log, stderr=log, start_new_session=True)
     try:
         wait_until(lambda: proc.poll() is None and feeder.completed()[1] > 0, 60, "Celery to take jobs", 0.2)
-        meter = CpuMeter({bench.server_name: (bench.moto.pid(), False), "celery (all processes)": (proc.pid, True)})
+        meter = CpuMeter({bench.server_name: (bench.moto.pid(), False), celery_key(pool): (proc.pid, True)})
         return _measure(feeder, meter, warmup, window, proxy)
     finally:
         feeder.stop()
@@ -106,25 +114,28 @@ def celery_round(bench: Bench, template: dict[str, Any], warmup: float, window: 
 
 
 def _rounds(bench: Bench, template: dict[str, Any], delay: float, rounds: int, warmup: float,
-            window: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    cel: list[dict[str, Any]] = []
-    ses: list[dict[str, Any]] = []
+            window: float) -> dict[str, list[dict[str, Any]]]:
+    """Results by contender ("sesshud", or a Celery pool's name) of alternating rounds."""
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in POOLS}
+    out["sesshud"] = []
     proxy = CountingProxy(bench.moto.url, delay).start() if delay else None
     try:
         for i in range(rounds):
-            for side in (("celery", "sesshud") if i % 2 == 0 else ("sesshud", "celery")):
+            sides = [name for name, _, _ in POOLS] + ["sesshud"]
+            for side in (sides if i % 2 == 0 else sides[::-1]):
                 progress(f"peers{at(delay)}, round {i + 1}/{rounds}: {side}")
-                if side == "celery":
-                    cel.append(celery_round(bench, template, warmup, window, proxy))
-                    progress(f"  -> Celery prefork -c 4: {cel[-1]['rate']:.0f} jobs/s")
+                if side == "sesshud":
+                    out[side].append(sesshud_round(bench, warmup, window, proxy=proxy, name="peers-sesshud",
+                                                   meter_self=True))
+                    progress(f"  -> sesshud: {out[side][-1]['rate']:.0f} jobs/s")
                 else:
-                    ses.append(sesshud_round(bench, warmup, window, proxy=proxy, name="peers-sesshud",
-                                             meter_self=True))
-                    progress(f"  -> sesshud: {ses[-1]['rate']:.0f} jobs/s")
+                    _, pool, concurrency = next(p for p in POOLS if p[0] == side)
+                    out[side].append(celery_round(bench, template, warmup, window, proxy, pool, concurrency))
+                    progress(f"  -> {pool_label(pool, concurrency)}: {out[side][-1]['rate']:.0f} jobs/s")
     finally:
         if proxy is not None:
             proxy.stop()
-    return cel, ses
+    return out
 
 
 def _ceiling(bench: Bench, delay: float, rounds: int, warmup: float, window: float) -> list[dict[str, Any]]:
@@ -157,37 +168,23 @@ def _ceiling_note(ceiling: list[dict[str, Any]], ses: list[dict[str, Any]], cel:
     return said + f": more than the {target_rate:.0f} jobs/s the target needs, so one daemon fell short of it"
 
 
-def _bound(ses: list[dict[str, Any]], cel: list[dict[str, Any]], server: str) -> str:
-    """What caps the ratio when Celery, too, holds the server at its ceiling.
-
-    Each side's rate is then the share of a core the server gives it over
-    the server's CPU per job, so the ratio comes to Celery's CPU per job over
-    sesshud's, times the most the server gave any run over what it gave
-    Celery (medians, so the measured ratio lands near it, either side). No
-    daemon can raise that except by costing the server less per job.
-    """
-    full = max(cores_used(r, server) for r in [*ses, *cel])
-    under_celery = median([cores_used(r, server) for r in cel])
-    if under_celery < AT_CEILING * full:
-        return ""
-    per_job = [median([cpu_ms(r, server) for r in runs]) for runs in (cel, ses)]
-    cap = per_job[0] / per_job[1] * full / under_celery
-    return (f". Celery too held the server at its ceiling ({under_celery:.2f} of a core, the median of its runs, "
-            f"against at most {full:.2f} in any run), so the ratio is set by the server's CPU per job, "
-            f"Celery {per_job[0]:.1f} ms over sesshud's {per_job[1]:.2f} ms, times {full:.2f} over "
-            f"{under_celery:.2f}: about {cap:.2f}x on this server, whatever either daemon does")
-
-
 def _how() -> str:
     from bench.celery_app import SETTINGS, TRANSPORT
 
     options = ", ".join(f"{k} {v}" for k, v in TRANSPORT.items() if k not in ("region", "is_secure"))
-    return (f"Celery {metadata.version('celery')} (kombu {metadata.version('kombu')}), `celery worker -P prefork "
-            f"-c 4 --without-gossip --without-mingle --without-heartbeat`, worker_prefetch_multiplier "
-            f"{SETTINGS['worker_prefetch_multiplier']}, task_acks_late {SETTINGS['task_acks_late']} (the message is "
-            f"deleted as the task starts), result backend off; SQS transport options: {options}. Each task "
-            "publishes its result as one SNS message (boto3, a client per pool process, through the same "
-            "endpoint as the broker). sesshud: 4 workers, default settings.")
+    pools = " and ".join(f"`celery worker -P {pool} -c {c} --without-gossip --without-mingle --without-heartbeat`"
+                         for _, pool, c in POOLS)
+    return (f"Celery {metadata.version('celery')} (kombu {metadata.version('kombu')}), {pools}, "
+            f"worker_prefetch_multiplier {SETTINGS['worker_prefetch_multiplier']}, task_acks_late "
+            f"{SETTINGS['task_acks_late']} (the message is deleted as the task starts), result backend off; SQS "
+            f"transport options: {options}. Each task publishes its result as one SNS message (stock boto3, a "
+            "client per pool process, shared by the threads of the thread pool, through the same endpoint as the "
+            "broker). The thread pool's 6 threads match sesshud's bus concurrency: 2 receiver lanes and 4 sender "
+            "lanes, each with one request in flight. sesshud: 4 workers, default settings.")
+
+
+def _per_job(runs: list[dict[str, Any]]) -> float:
+    return median([sum(r["requests"].values()) / max(1, r["jobs"]) for r in runs])
 
 
 def run(bench: Bench) -> Section:
@@ -197,30 +194,52 @@ def run(bench: Bench) -> Section:
     rows = []
     for delay in bench.delays:
         window = bench.size(12.0, 4.0) if not delay else bench.size(8.0, 4.0)
-        cel, ses = _rounds(bench, template, delay, rounds, warmup, window)
-        r_cel, r_ses = median([r["rate"] for r in cel]), median([r["rate"] for r in ses])
-        ratio = r_ses / r_cel
-        target = TARGETS.get(round(delay, 3))
-        note = f"sesshud {r_ses:.0f} vs Celery {r_cel:.0f} jobs/s (median of {rounds}); both publish every result"
-        if delay:
-            per = [median([sum(r["requests"].values()) / max(1, r["jobs"]) for r in runs]) for runs in (ses, cel)]
-            note += f"; requests per job: sesshud {per[0]:.2f}, Celery {per[1]:.2f}"
+        results = _rounds(bench, template, delay, rounds, warmup, window)
+        ses = results["sesshud"]
+        r_ses = median([r["rate"] for r in ses])
         ceiling: list[dict[str, Any]] = []
-        if target and ratio < target:
-            fastest = max(ses, key=lambda r: r["rate"])
-            note += ". " + ceilings(fastest, target_rate=target * r_cel, server=bench.server_name)
+        for name, pool, concurrency in POOLS:
+            cel = results[name]
+            label = pool_label(pool, concurrency)
+            r_cel = median([r["rate"] for r in cel])
+            ratio = r_ses / r_cel
+            target = TARGETS.get(round(delay, 3)) if pool == "prefork" else None  # issue #12 set them for prefork
+            note = (f"sesshud {r_ses:.0f} vs {label} {r_cel:.0f} jobs/s (median of {rounds}); both publish every "
+                    "result")
             if delay:
-                note += f"; the server's time per request in that run, in ms: {server_ms(fastest)}"
-            ceiling = _ceiling(bench, delay, rounds, warmup, window)
-            note += _ceiling_note(ceiling, ses, cel, target * r_cel, bench.server_name)
-            note += _bound([*ses, *ceiling], cel, bench.server_name)
-        section.figures.append(Figure(f"sesshud / Celery prefork -c 4 (kombu SQS), no-op + SNS publish{at(delay)}",
-                                      f"{ratio:.2f}x", f">= {target:g}x" if target else "",
-                                      check(ratio, at_least=target) if target else None, note))
-        for label, runs in (("Celery", cel), ("sesshud", ses), (f"{CEILING_DAEMONS} sesshud daemons", ceiling)):
+                note += f"; requests per job: sesshud {_per_job(ses):.2f}, Celery {_per_job(cel):.2f}"
+            if target and ratio < target:
+                fastest = max(ses, key=lambda r: r["rate"])
+                note += ". Missed; in sesshud's fastest run, CPU ms per job by process: " + ", ".join(
+                    f"{k} {1000 * v / max(1, fastest['jobs']):.2f}" for k, v in fastest["cpu"].items())
+                note += "; sesshud by part: " + cpusplit.split_text(fastest["split"], fastest["jobs"])
+                if delay:
+                    note += f"; the server's time per request in that run, in ms: {server_ms(fastest)}"
+                if not ceiling:
+                    ceiling = _ceiling(bench, delay, rounds, warmup, window)
+                note += _ceiling_note(ceiling, ses, cel, target * r_cel, bench.server_name)
+            section.figures.append(Figure(f"sesshud / {label} (kombu SQS), no-op + SNS publish{at(delay)}",
+                                          f"{ratio:.2f}x", f">= {target:g}x" if target else "",
+                                          check(ratio, at_least=target) if target else None, note))
+        for name, pool, concurrency in POOLS:
+            cel = results[name]
+            section.figures.append(Figure(
+                f"CPU per job, {pool_label(pool, concurrency)}, all its processes, no-op + SNS publish{at(delay)}",
+                f"{median([cpu_ms(r, celery_key(pool)) for r in cel]):.3f} ms", "", None,
+                f"the server besides: {median([cpu_ms(r, bench.server_name) for r in cel]):.2f} ms per job"))
+        section.figures.append(Figure(
+            f"CPU per job, sesshud (master and children), no-op + SNS publish{at(delay)}",
+            f"{median([tree_ms(r) for r in ses]):.3f} ms", "", None,
+            f"the server besides: {median([cpu_ms(r, bench.server_name) for r in ses]):.2f} ms per job; "
+            + split_note(ses)))
+        runs_by = [(pool_label(pool, c), results[name]) for name, pool, c in POOLS]
+        runs_by += [("sesshud", ses), (f"{CEILING_DAEMONS} sesshud daemons", ceiling)]
+        for label, runs in runs_by:
             for i, r in enumerate(runs):
                 jobs = max(1, r["jobs"])
                 cpu = ", ".join(f"{k} {1000 * v / jobs:.2f}" for k, v in r["cpu"].items())
+                if "split" in r:
+                    cpu += f" (sesshud by part: {cpusplit.split_text(r['split'], r['jobs'])})"
                 ops = ", ".join(f"{op} {n / jobs:.2f}" for op, n in sorted(r.get("requests", {}).items())) or "-"
                 rows.append([f"{label}{at(delay)}, round {i + 1}", f"{r['rate']:.0f}", r["jobs"], ops, cpu,
                              f"{cores_used(r, bench.server_name):.2f}", host_took(r)])

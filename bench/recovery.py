@@ -180,9 +180,7 @@ def run(bench: Bench) -> Section:
                f"median: dies on SIGTERM {_ms(median(over['hold']))}, ignores SIGTERM "
                f"{_ms(median(over['stubborn']))} (SIGKILL after the 0.2 s grace)"),
         Figure("Idle daemon stopping: master CPU / wall time", f"{stop_cpu:.2f} s / {stop_wall:.2f} s", "", None,
-               "SIGTERM to exit; the master waits up to 2 s for its outstanding long poll"
-               + (" and spins the whole time (Pool.next_wakeup offers a past respawn time once its "
-                  "children are gone)" if stop_cpu > 0.5 * stop_wall else "")),
+               "SIGTERM to exit; the master waits up to 2 s for its outstanding long poll"),
     ]
     rows = [["SIGKILL -> replacement starts next job", len(kill), _ms(median(kill)), _ms(percentile(kill, 90)),
              _ms(max(kill))],

@@ -11,10 +11,11 @@ METHOD = """\
   request that goes over the wire (retries included) by its `X-Amz-Target` header (SQS, JSON protocol) or
   `Action=` field (SNS, query protocol). The daemon's own count, from its exit line, is shown beside it.
 - **Feeding**: stock moto pays for every SQS request in proportion to the queue's depth, so no queue is ever
-  pre-filled: a feeder keeps about 50 messages waiting (150 for requests per job at saturation, which needs a
-  backlog that never runs dry), sending its top-ups four batches side by side so that it keeps pace with a daemon
-  at full speed, and a job counts as completed once its message is gone from the queue (sent minus visible
-  minus in flight), the same measure for every contender.
+  pre-filled: a feeder keeps about 50 messages waiting at saturation (requests per job included; more for
+  many workers), sending its top-ups four batches side by side so that it keeps pace with a daemon at full
+  speed, and a job counts as completed once its message is gone from the queue (sent minus visible minus in
+  flight), the same measure for every contender. Requests per job divide the proxy's count of requests by the
+  results the proxy saw published.
 - **Server**: moto's threaded werkzeug server closes every HTTP connection after one request, so every request
   of every client pays a TCP connect and a server thread; this weighs on both sides of each comparison alike
   (real SQS keeps connections alive). `bench/motoserver.py` patches four moto hot spots with code computing the
@@ -23,8 +24,17 @@ METHOD = """\
   lock, for every request); `--stock-moto` runs it unpatched. Stock or not, moto's SQS delete is made to hold
   the queue's lock: without it two deletes at once (several senders) put back a batch the other removed, which
   then came back after its visibility timeout and was done twice.
-- **Processes**: sesshud, the raw boto3 loop (`bench/rawloop.py`), Celery and the server each run as their own
-  process; CPU per job is read from `/proc` (psutil) over each measuring window.
+- **Raw loop**: `bench/rawloop.py` is a plain boto3 worker with sesshud's shape and none of its isolation: 2
+  receiver threads, 4 sender threads (sesshud's default lanes) and as many worker threads as sesshud has workers
+  in that comparison, the plugin run in-process; it asks for full batches while it holds messages, lingers
+  results 50 ms and deletes up to a second for fuller batches as sesshud's outbox does, keeps each
+  `PublishBatch` within SNS's 256 KiB, and encodes SNS request bodies with sesshud's own encoder
+  (`sesshu.bus.formbody`), so a publish costs both sides the same.
+- **Processes and CPU**: sesshud, the raw loop, Celery and the server each run as their own process; CPU per
+  job is read from `/proc` over each measuring window (psutil for whole processes). sesshud's is also split:
+  the master's loop thread (its main thread, tid == pid), its other threads (the bus), its keepers (children
+  titled `sesshud: keeper`) and its runners (`sesshud: worker ...`), from `/proc/<pid>/task/<tid>/stat` and
+  `/proc/<pid>/stat`.
 - **Steal**: this machine is a guest whose host lends its two cores to others too. The CPU the host took over
   each window (`steal` in `/proc/stat`) is shown beside the figures: it swings from nothing to a fifth of the
   cores within minutes, and the same round can then run twice as fast or slow. That is why every figure is a
@@ -35,8 +45,9 @@ METHOD = """\
   going through the proxy, which holds each for that long, half on the way in and half on the way out; each
   connection has its own thread, so concurrent requests wait side by side, not in turn. The feeder and the
   probes of the latency measurement talk to the server directly.
-- **Celery**: Celery 5 prefork with the same concurrency runs the same no-op and publishes each result as one
-  SNS message through the same endpoint; its settings are listed in the Peers section.
+- **Celery**: Celery 5 runs the same no-op and publishes each result as one SNS message (stock boto3) through the
+  same endpoint, twice: with the prefork pool at sesshud's worker count, and with the thread pool at sesshud's
+  bus concurrency (6: 2 receiver and 4 sender lanes); its settings are listed in the Peers section.
 - **Newer daemon keys**: a measurement sets keys such as `bus.output.s3_threshold` only if `sesshud --check`
   accepts them, so the bench runs on daemons with and without them.
 - **LocalStack column**: the figures that depend on the server (requests per job, throughput against the raw

@@ -35,6 +35,7 @@ MEASUREMENTS = [
     ("throughput", "bench.throughput", True),
     ("pool", "bench.pool_core", False),
     ("io", "bench.io_scaling", True),
+    ("iocpu", "bench.io_cpu", True),
     ("fleet", "bench.fleet", True),
     ("large", "bench.large_results", True),
     ("latency", "bench.latency", True),

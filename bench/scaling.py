@@ -60,8 +60,8 @@ def run(bench: Bench) -> Section:
     top, big = points[(WORKERS[-1], 1)], points[(4, SIZES_KIB[-1])]
     size_note = f"requests/job {ref['per_job']:.2f} -> {big['per_job']:.2f}"
     if big["received_per_job"] > 1.2:
-        size_note += (f"; {big['received_per_job']:.2f} messages received per job completed: results wait "
-                      "unsent, as the sender (one request at a time) is the bottleneck and nothing slows receiving")
+        size_note += (f"; {big['received_per_job']:.2f} messages received per job completed: results were "
+                      "waiting unsent in the daemon")
     if over:
         size_note += (f"; PublishBatch bodies over SNS's 256 KiB limit at {', '.join(map(str, over))} KiB "
                       "(moto accepts them, AWS would not)")

@@ -71,25 +71,6 @@ def test_the_feeder_sends_a_top_up_side_by_side_and_exactly_what_is_missing() ->
     assert sent == [["0", "1", "2"]] and last.sent == 3
 
 
-def test_the_celery_bound_is_stated_only_when_celery_holds_the_server_at_its_ceiling() -> None:
-    from bench.peers import _bound
-
-    def run(rate: float, server_ms: float, window: float = 10.0) -> dict[str, object]:
-        jobs = int(rate * window)
-        return {"rate": rate, "jobs": jobs, "cpu": {"moto": server_ms / 1000 * jobs}}
-
-    sesshud = [run(280, 2.7), run(285, 2.7)]  # 0.76 and 0.77 of a core
-    saturating = [run(72, 10.5), run(71, 10.5)]  # 0.76 and 0.75
-    said = _bound(sesshud, saturating, "moto")
-    # 10.5 / 2.70 = 3.89, times 0.77 (the most the server gave a run) over 0.75 (what it gave Celery)
-    assert "about 3.99x" in said and "Celery 10.5 ms over sesshud's 2.70 ms" in said
-    assert "0.75 of a core" in said
-    one_slow = [run(58, 12.2), run(79, 9.7)]  # 0.71 and 0.77: the median, 0.74, is within 10% of 0.77
-    assert "about" in _bound(sesshud, one_slow, "moto")
-    waiting = [run(30, 15.0), run(31, 15.0)]  # 0.45 and 0.47: Celery waits on round trips, not on the server
-    assert _bound(sesshud, waiting, "moto") == ""
-
-
 def test_a_miss_past_the_knee_says_how_full_the_cores_were() -> None:
     from bench.io_scaling import _full_note
 
@@ -102,3 +83,11 @@ def test_a_miss_past_the_knee_says_how_full_the_cores_were() -> None:
     assert "already used 1.82 of" in said
     assert "8.47 ms at 32 workers, 8.86 at 128" in said
     assert "(by process: moto 4.24 -> 4.43, sesshud master 4.24 -> 4.43)" in said
+
+
+def test_requests_per_job_count_jobs_as_the_proxy_saw_results_published() -> None:
+    from bench.requests_per_job import published_results
+
+    entries = {"sns:PublishBatch": 597, "sns:Publish": 3, "sqs:DeleteMessageBatch": 600, "sqs:ReceiveMessage": 600}
+    assert published_results(entries) == 600
+    assert published_results({}) == 0

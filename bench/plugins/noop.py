@@ -2,7 +2,8 @@
 
 ``n:SIZE[:TAG]`` returns a small dict carrying TAG, SIZE bytes of filler and
 how long the call took (``took``, seconds), so end-to-end latency can
-subtract plugin time. ``stamp:PATH`` writes "PID MONOTONIC" to PATH when it
+subtract plugin time. ``io:MS[:TAG]`` sleeps MS milliseconds first, as a
+plugin waiting on a remote answer would (no CPU meanwhile). ``stamp:PATH`` writes "PID MONOTONIC" to PATH when it
 starts (CLOCK_MONOTONIC is system-wide on Linux, so the bench can compare
 it). ``hold:PATH`` writes the same, then sleeps for an hour; ``stubborn:PATH``
 also ignores SIGTERM. Both return at once if PATH already exists, so a
@@ -18,7 +19,7 @@ from typing import Any
 
 
 def validate(target: str) -> None:
-    if target.partition(":")[0] not in ("n", "stamp", "hold", "stubborn"):
+    if target.partition(":")[0] not in ("n", "io", "stamp", "hold", "stubborn"):
         raise ValueError(f"not a noop target: {target[:40]}")
 
 
@@ -28,6 +29,10 @@ def fetch(target: str) -> Any:
     if action == "n":
         size, _, tag = arg.partition(":")
         return {"tag": tag, "data": "x" * int(size or 0), "took": time.perf_counter() - start}
+    if action == "io":
+        ms, _, tag = arg.partition(":")
+        time.sleep(float(ms or 0) / 1000)
+        return {"tag": tag, "took": time.perf_counter() - start}
     if os.path.exists(arg):
         return {"again": arg}
     _stamp(arg)
