@@ -71,8 +71,9 @@ def _daemon(bench: Bench, name: str, plugins: list[Any]) -> tuple[Sesshud, str]:
     tag = uuid.uuid4().hex[:6]
     queue = make_queue(bench.moto.url, f"{name}-{tag}", visibility=900)
     topic = make_topic(bench.moto.url, f"{name}-out-{tag}")
+    # The jobs stamp files in the bench's directory, outside a worker's file view unless granted.
     config = write_config(bench.tmp / f"{name}-{tag}.yaml", endpoint=bench.moto.url, queue=queue, topic=topic,
-                          plugins=plugins, workers=1, **_retry_settings())
+                          plugins=plugins, workers=1, filesystem={"write": [str(bench.tmp)]}, **_retry_settings())
     daemon = Sesshud(config).start()
     daemon.wait_idle_workers(1)
     return daemon, queue
