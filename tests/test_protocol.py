@@ -47,13 +47,14 @@ def test_job_round_trip(job: Job) -> None:
     Result(12, "failed", "plugin asked to retry in 120 s: busy", reason="retry_later", delay=120),
     Result(13, "failed", "plugin asked to retry in 0 s", reason="retry_later", delay=0),
     Result(14, "failed", "plugin asked to retry in 43200 s", reason="retry_later", delay=43200),
+    Result(15, "done", payload=b"1", sweep=False),
 ])
 def test_child_message_round_trip(msg: Ready | BootFailed | Result) -> None:
     assert decode_child(encode_child(msg)) == msg
 
 
 def test_a_result_says_whether_its_job_may_have_left_a_process_and_by_default_it_may() -> None:
-    clean = decode_child(encode_child(Result(1, "empty"), sweep=False))
+    clean = decode_child(encode_child(Result(1, "empty", sweep=False)))
     assert isinstance(clean, Result) and clean.sweep is False
     swept = decode_child(encode_child(Result(1, "empty")))
     assert isinstance(swept, Result) and swept.sweep is True

@@ -81,14 +81,13 @@ def decode_job(frame: bytes) -> Job:
     return Job(int(doc["job"]), str(doc["plugin"]), str(doc["target"]))
 
 
-def encode_child(msg: ChildMessage, *, sweep: bool = True) -> bytes:
-    """A frame body; ``sweep`` says a Result's job may have left a process behind."""
+def encode_child(msg: ChildMessage) -> bytes:
     if isinstance(msg, Result):
         head: dict[str, Any] = {"op": "result", "job": msg.job_id, "status": msg.status, "error": msg.error,
                                 "reason": msg.reason}
         if msg.delay is not None:
             head["delay"] = msg.delay
-        if not sweep:
+        if not msg.sweep:
             head["sweep"] = False
         return json.dumps(head).encode() + b"\n" + msg.payload
     if isinstance(msg, BootFailed):

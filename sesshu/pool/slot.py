@@ -294,11 +294,12 @@ class ChildProcess:
     def job_done(self, now: float, sweep: bool = True) -> RunningJob | None:
         """The job ended (result or loss): ask the keeper to sweep what it left behind, unless it left no process."""
         running, self.running = self.running, None
-        if self._state is State.BUSY and not sweep:
-            self.jobs_done += 1
+        if self._state is not State.BUSY:
+            return running
+        self.jobs_done += 1
+        if not sweep:
             self._change("job_done_clean")
-        elif self._state is State.BUSY:
-            self.jobs_done += 1
+        else:
             self.sweep_by = now + SWEEP_TIMEOUT
             self._change("job_done")
             try:

@@ -25,6 +25,7 @@ import resource
 import signal
 import sys
 import traceback
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from socket import socket
 from types import ModuleType
@@ -196,7 +197,7 @@ def _serve(conn: Connection, plugins: dict[str, ModuleType], max_result_bytes: i
             jobs_dir.enter()
         leftovers.begin()
         result = run_job(plugins, job, max_result_bytes, starts)
-        conn.send_bytes(encode_child(result, sweep=leftovers.possible()))
+        conn.send_bytes(encode_child(replace(result, sweep=leftovers.possible())))
         if result.reason in LEAVING_REASONS:
             return  # the heap or a limit is spent: let a fresh runner take over
 
