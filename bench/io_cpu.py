@@ -14,13 +14,10 @@ through the proxy at the bench's round trip per AWS request (20 ms).
 
 from __future__ import annotations
 
-from typing import Any
-
 from bench import cpusplit, rawloop
-from bench.common import Bench, Figure, Section, at, check, cpu_ms, median, progress, table
+from bench.common import Bench, Figure, Section, at, check, cpu_ms, median, table
 from bench.feeder import request
-from bench.proxy import CountingProxy
-from bench.throughput import _cpu_row, children_ms, raw_round, sesshud_round, split_note, tree_ms
+from bench.throughput import _cpu_row, alternate, children_ms, split_note, tree_ms
 
 WORKERS = 16
 WAIT_MS = 20
@@ -32,35 +29,15 @@ def body(i: int) -> str:
     return request("noop", f"io:{WAIT_MS}:{i}")
 
 
-def _rounds(bench: Bench, delay: float, rounds: int, warmup: float,
-            window: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    raw: list[dict[str, Any]] = []
-    ses: list[dict[str, Any]] = []
-    proxy = CountingProxy(bench.moto.url, delay).start() if delay > 0 else None
-    try:
-        for i in range(rounds):
-            for side in (("raw", "sesshud") if i % 2 == 0 else ("sesshud", "raw")):
-                progress(f"io cpu: {WAIT_MS} ms jobs, {WORKERS} workers{at(delay)}, round {i + 1}/{rounds}: {side}")
-                if side == "raw":
-                    raw.append(raw_round(bench, warmup, window, proxy=proxy, body=body, name="iocpu-raw",
-                                         workers=WORKERS, visible=VISIBLE))
-                    progress(f"  -> raw loop {raw[-1]['rate']:.0f} jobs/s, {tree_ms(raw[-1]):.3f} CPU ms/job")
-                else:
-                    ses.append(sesshud_round(bench, warmup, window, proxy=proxy, body=body, name="iocpu-sesshud",
-                                             workers=WORKERS, visible=VISIBLE, start_timeout=180))
-                    progress(f"  -> sesshud {ses[-1]['rate']:.0f} jobs/s, {tree_ms(ses[-1]):.3f} CPU ms/job, "
-                             f"children {children_ms(ses[-1]):.3f}")
-    finally:
-        if proxy is not None:
-            proxy.stop()
-    return raw, ses
-
-
 def run(bench: Bench) -> Section:
     section = Section("CPU per job, I/O-like plugin")
     rounds, warmup, window = bench.size(2, 1), bench.size(2.0, 1.5), bench.size(8.0, 4.0)
     for delay in bench.delays:
-        raw, ses = _rounds(bench, delay, rounds, warmup, window)
+        raw, ses = alternate(
+            bench, delay, rounds, warmup, window, f"io cpu: {WAIT_MS} ms jobs, {WORKERS} workers",
+            raw={"body": body, "name": "iocpu-raw", "workers": WORKERS, "visible": VISIBLE},
+            sesshud={"body": body, "name": "iocpu-sesshud", "workers": WORKERS, "visible": VISIBLE,
+                     "start_timeout": 180})
         kids = median([children_ms(r) for r in ses])
         met = check(kids, at_most=TARGET_CHILDREN_MS)
         section.figures.append(Figure(

@@ -210,27 +210,30 @@ def _cpu_row(label: str, r: dict[str, Any]) -> list[Any]:
     return [label, f"{r['rate']:.0f}", r["jobs"], parts, server_ms(r) or "-", host_took(r)]
 
 
-def _rounds(bench: Bench, delay: float, rounds: int, warmup: float,
-            window: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(raw loop, sesshud) results of alternating rounds, both through one proxy when ``delay`` is set."""
-    raw: list[dict[str, Any]] = []
+def alternate(bench: Bench, delay: float, rounds: int, warmup: float, window: float, label: str, *,
+              raw: dict[str, Any] | None = None,
+              sesshud: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(raw loop, sesshud) results of alternating rounds, both through one proxy when ``delay`` is set.
+
+    ``raw`` and ``sesshud`` are the settings of :func:`raw_round` and :func:`sesshud_round`.
+    """
+    raws: list[dict[str, Any]] = []
     ses: list[dict[str, Any]] = []
     proxy = CountingProxy(bench.moto.url, delay).start() if delay > 0 else None
     try:
         for i in range(rounds):
-            order = ("raw", "sesshud") if i % 2 == 0 else ("sesshud", "raw")
-            for side in order:
-                progress(f"throughput{at(delay)}, round {i + 1}/{rounds}: {side}")
+            for side in (("raw", "sesshud") if i % 2 == 0 else ("sesshud", "raw")):
+                progress(f"{label}{at(delay)}, round {i + 1}/{rounds}: {side}")
                 if side == "raw":
-                    raw.append(raw_round(bench, warmup, window, proxy=proxy))
-                    progress(f"  -> raw loop {raw[-1]['rate']:.0f} jobs/s")
+                    raws.append(raw_round(bench, warmup, window, proxy=proxy, **(raw or {})))
+                    progress(f"  -> raw loop {raws[-1]['rate']:.0f} jobs/s")
                 else:
-                    ses.append(sesshud_round(bench, warmup, window, proxy=proxy))
+                    ses.append(sesshud_round(bench, warmup, window, proxy=proxy, **(sesshud or {})))
                     progress(f"  -> sesshud {ses[-1]['rate']:.0f} jobs/s")
     finally:
         if proxy is not None:
             proxy.stop()
-    return raw, ses
+    return raws, ses
 
 
 def tree_ms(r: dict[str, Any]) -> float:
@@ -257,7 +260,7 @@ def run(bench: Bench) -> Section:
     rounds, warmup, window = bench.size(2, 1), bench.size(2.0, 1.5), bench.size(12.0, 4.0)
     for delay in bench.delays:
         win = bench.size(8.0, 4.0) if delay else window  # far rounds: shorter, as there are more of them
-        raw, ses = _rounds(bench, delay, rounds, warmup, win)
+        raw, ses = alternate(bench, delay, rounds, warmup, win, "throughput")
         r_raw, r_ses = median([r["rate"] for r in raw]), median([r["rate"] for r in ses])
         ratio = r_ses / r_raw
         note = (f"sesshud {r_ses:.0f} jobs/s vs {rawloop.describe()} {r_raw:.0f} jobs/s (median of {rounds}); "
