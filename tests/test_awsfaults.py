@@ -48,13 +48,13 @@ class ResetAfterRequest:
             except OSError:
                 return
             data = b""
-            while b"\r\n\r\n" not in data:
-                data += conn.recv(65536)
+            while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
             length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:"))
-            while len(body) < length:
-                body += conn.recv(65536)
+                          if line.lower().startswith(b"content-length:")), 0)  # 0: the client left early
+            while len(body) < length and (chunk := conn.recv(65536)):
+                body += chunk
             self.requests += 1
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             conn.close()
