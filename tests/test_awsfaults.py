@@ -51,8 +51,9 @@ class ResetAfterRequest:
             while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
                 data += chunk
             head, _, body = data.partition(b"\r\n\r\n")
-            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
-                          if line.lower().startswith(b"content-length:")), 0)  # 0: the client left early
+            lengths = [int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")]
+            length = lengths[0] if lengths else 0  # none: the client left early
             while len(body) < length and (chunk := conn.recv(65536)):
                 body += chunk
             self.requests += 1
