@@ -104,7 +104,7 @@ class Outbox(Generic[T]):
         # the message's own, so when a result whose pointer failed to publish
         # comes back, only the pointer goes out again.
         self.stored: dict[str, None] = {}
-        self.pacing = Pacing(clock)
+        self._pacing = Pacing(clock)
 
     def __len__(self) -> int:
         """Entries queued, and calls in flight: zero once everything has been sent."""
@@ -113,7 +113,7 @@ class Outbox(Generic[T]):
 
     @property
     def calls_in_flight(self) -> int:
-        return self.pacing.calls_in_flight
+        return self._pacing.calls_in_flight
 
     # -- queuing: each outcome drops its ticket's pending extension, here and
     # only here, so no caller can forget it and let an extension follow a release.
@@ -189,15 +189,15 @@ class Outbox(Generic[T]):
         times = [since + wait for kind, since, wait, queued in (
             (sending.PUBLISH, self._publish_since, LINGER, self.publishes),
             (sending.DELETE, self._delete_since, DELETE_LINGER, self.deletes))
-            if queued and since is not None and not self.pacing.paused(kind)]
+            if queued and since is not None and not self._pacing.paused(kind)]
         queued = {sending.PUBLISH: self.publishes, sending.UPLOAD: self.uploads, sending.FAILURE: self.failures,
                   sending.DELETE: self.deletes, sending.VISIBILITY: self.extensions or self.releases}
-        times += self.pacing.pauses_ending(kind for kind, waiting in queued.items() if waiting)
+        times += self._pacing.pauses_ending(kind for kind, waiting in queued.items() if waiting)
         return min(times, default=None)
 
     def backing_off(self) -> bool:
         """Some results, records or deletes wait out a backoff: the bus refuses or throttles us."""
-        return self.pacing.backing_off()
+        return self._pacing.backing_off()
 
     def backlogged(self) -> bool:
         """Two batches per sender waiting: receive nothing more until they are sent."""
@@ -215,8 +215,8 @@ class Outbox(Generic[T]):
         ``stopping``.
         """
         now = self._clock()
-        self.pacing.turn(now, stopping)
-        paused = self.pacing.paused
+        self._pacing.turn(now, stopping)
+        paused = self._pacing.paused
         if self.failures and not paused(sending.FAILURE):
             # Never held back: each record holds back its message's release.
             records = self._take_posts(self.failures)
@@ -230,14 +230,14 @@ class Outbox(Generic[T]):
             assert s3 is not None
             self._in_flight.add(entry.ticket)
             return self._flying(sending.UPLOAD, partial(sending.upload, bus, s3, entry))
-        if self.publishes and not paused(sending.PUBLISH) and self.pacing.due(
+        if self.publishes and not paused(sending.PUBLISH) and self._pacing.due(
                 sending.PUBLISH, self._publish_since, LINGER, self._full_publish(), now, more_coming):
             batch = self._take_posts(self.publishes)
             self._publish_since = now if self.publishes else None
             self._in_flight.update(e.ticket for e in batch)
             return self._flying(sending.PUBLISH, partial(sending.publish, bus, batch))
         ready = [] if paused(sending.DELETE) else [d for d in self.deletes if d.ticket not in self._in_sqs]
-        if ready and self.pacing.due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
+        if ready and self._pacing.due(sending.DELETE, self._delete_since, DELETE_LINGER, len(ready) >= BATCH_MAX,
                                now, not stopping):
             deletes = ready[:BATCH_MAX]
             taken = {d.ticket for d in deletes}
@@ -258,10 +258,10 @@ class Outbox(Generic[T]):
         final = sent.failures()
         again: list[Any] = []
         if stopping:
-            self.pacing.landed(sent.kind, None)
+            self._pacing.landed(sent.kind, None)
         else:
             again = [entry for entry, err in final if transient(err)]
-            self.pacing.landed(sent.kind, bool(again))
+            self._pacing.landed(sent.kind, bool(again))
             if sent.kind == sending.VISIBILITY:
                 again = []  # the heartbeat queues a failed extension anew; a failed release lapses
             else:
@@ -300,7 +300,7 @@ class Outbox(Generic[T]):
     # -- helpers -----------------------------------------------------------------
 
     def _flying(self, kind: str, call: Callable[[], Sent[T]]) -> Callable[[], Sent[T]]:
-        self.pacing.flying(kind)
+        self._pacing.flying(kind)
         return call
 
     def _take_visibility(self) -> list[Change[T]]:
