@@ -9,22 +9,15 @@ from sesshu.bus.api import Fault, Message, QueueInfo
 from sesshu.config.model import from_mapping
 from sesshu.jobs.accept import Acceptor
 from sesshu.jobs.settle import Settler
+from tests.harness.clock import FakeClock
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(plugins: tuple[str, ...] = ("chaos",)) -> tuple[Acceptor, Settler, Clock]:
+def make(plugins: tuple[str, ...] = ("chaos",)) -> tuple[Acceptor, Settler, FakeClock]:
     config = from_mapping({"plugin": list(plugins), "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
-    clock = Clock()
+    clock = FakeClock(1000.0)
     settler = Settler(lambda: config, QueueInfo(visibility_timeout=30, max_receive_count=3), clock=clock)
     return Acceptor(config.plugin_names, settler, clock), settler, clock
 

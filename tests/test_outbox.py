@@ -21,22 +21,15 @@ from sesshu.bus.outbox import DELETE_LINGER, LINGER, STORED_KEYS, Outbox, S3Targ
 from sesshu.bus.payloads import pointer_body
 from sesshu.bus.sending import Completion, Deleted, Unchanged, Unsent
 from sesshu.jobs.ticket import Ticket
+from tests.harness.clock import FakeClock
 from tests.test_lanes import StrictBus, ticket
 from tests.test_sending import FakeBus, document
 
 S3 = S3Target("bucket", "sesshu/")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def box(clock: Callable[[], float] | None = None, senders: int = 1) -> Outbox[Ticket]:
-    return Outbox(clock or Clock(), senders=senders)
+    return Outbox(clock or FakeClock(), senders=senders)
 
 
 def drain(outbox: Outbox[Ticket], bus: Any, more_coming: bool = False) -> list[Sent[Ticket]]:
@@ -91,7 +84,7 @@ def described(done: list[Completion[Ticket]]) -> list[tuple[Any, ...]]:
 
 
 def test_light_load_publishes_at_once_and_deletes_wait_for_a_batch() -> None:
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a = ticket("a")
     outbox.publish(a, "{}")
@@ -113,7 +106,7 @@ def test_a_stop_sends_every_delete_at_once() -> None:
 
 
 def test_a_partial_batch_lingers_while_more_results_are_coming() -> None:
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     outbox.publish(ticket("a"), "{}")
     assert outbox.next_call(FakeBus(), S3, more_coming=True) is None
@@ -161,7 +154,7 @@ def test_visibility_changes_and_uploads_never_linger() -> None:
 
 def test_deletes_wait_across_turns_for_a_batch_of_ten() -> None:
     """Large results go one publish each; their deletes still share DeleteMessageBatch in tens."""
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     bus = StrictBus()
     big = [ticket(f"big{n}") for n in range(25)]
@@ -235,7 +228,7 @@ def test_deletes_go_in_tens() -> None:
 def test_every_batch_keeps_the_limits_and_every_result_goes_once(work: list[tuple[str, int]],
                                                                   more_coming: bool) -> None:
     bus = StrictBus()
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     expected: dict[Ticket, str] = {}
     for i, (kind, size) in enumerate(work):
@@ -555,7 +548,7 @@ def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
 
 def test_a_kind_backing_off_wakes_the_loop_when_its_pause_ends_not_before() -> None:
     """A throttled publish waits out its backoff; the loop must sleep until then, not spin on a lapsed linger."""
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     outbox.publish(ticket("a"), "doc-a")
     throttled = FakeBus(raise_on="publish")
@@ -581,7 +574,7 @@ GONE = Fault("ReceiptHandleIsInvalid: gone", "ReceiptHandleIsInvalid", transient
 BLIP = Fault("InternalError: try again", "InternalError", transient=True)
 
 
-def due(outbox: Outbox[Ticket], clock: Clock, bus: Any) -> Sent[Ticket]:
+def due(outbox: Outbox[Ticket], clock: FakeClock, bus: Any) -> Sent[Ticket]:
     """The next call, once whatever lingers or backs off is due (as the loop would sleep till then); run it."""
     for _ in range(3):  # a backoff, then a linger
         if (call := outbox.next_call(bus, S3, more_coming=False)) is not None:
@@ -593,7 +586,7 @@ def due(outbox: Outbox[Ticket], clock: Clock, bus: Any) -> Sent[Ticket]:
 
 
 def test_a_delete_that_goes_through_is_deleted_without_error() -> None:
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a, b = ticket("a"), ticket("b")
     outbox.delete(a, "done")
@@ -605,7 +598,7 @@ def test_a_delete_that_goes_through_is_deleted_without_error() -> None:
 
 def test_a_delete_refused_for_good_is_deleted_with_its_error() -> None:
     """The outcome holds (the result went out), but the message may come back: the settler must know."""
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a, b = ticket("a"), ticket("b")
     outbox.delete(a, "done")
@@ -617,7 +610,7 @@ def test_a_delete_refused_for_good_is_deleted_with_its_error() -> None:
 
 
 def test_a_delete_failing_transiently_is_sent_again_not_settled() -> None:
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a, b = ticket("a"), ticket("b")
     outbox.delete(a, "done")
@@ -644,7 +637,7 @@ def test_a_delete_failing_transiently_while_stopping_is_final() -> None:
 
 
 def test_a_publish_refused_for_good_is_unsent_and_never_deleted() -> None:
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a, b = ticket("a"), ticket("b")
     outbox.publish(a, "doc-a")
@@ -659,7 +652,7 @@ def test_a_publish_refused_for_good_is_unsent_and_never_deleted() -> None:
 
 
 def test_an_upload_refused_for_good_is_unsent_and_its_pointer_never_published() -> None:
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a = ticket("a")
     outbox.upload(a, "huge", "k", "pointer")
@@ -671,7 +664,7 @@ def test_an_upload_refused_for_good_is_unsent_and_its_pointer_never_published() 
 
 def test_a_failed_visibility_change_is_unchanged_and_not_sent_again() -> None:
     """Transient or not: the heartbeat queues a failed extension anew; a failed release lapses."""
-    clock = Clock()
+    clock = FakeClock()
     outbox = box(clock)
     a, b = ticket("a"), ticket("b")
     outbox.extend(a, 30)

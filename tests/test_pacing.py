@@ -4,18 +4,11 @@ from __future__ import annotations
 
 from sesshu.bus import sending
 from sesshu.bus.pacing import RETRY_CAP, RETRY_FIRST, RETRY_JITTER, VISIBILITY_RETRY_CAP, Pacing
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.harness.clock import FakeClock
 
 
 def test_a_kind_that_keeps_failing_waits_longer_each_time_up_to_its_cap_and_goes_at_once_after_a_success() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacing = Pacing(clock)
     waits = []
     for _ in range(12):
@@ -37,7 +30,7 @@ def test_a_kind_that_keeps_failing_waits_longer_each_time_up_to_its_cap_and_goes
 
 
 def test_visibility_changes_back_off_two_seconds_at_most_and_are_not_a_sign_of_backing_off() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacing = Pacing(clock)
     for _ in range(10):
         pacing.flying(sending.VISIBILITY)
@@ -48,7 +41,7 @@ def test_visibility_changes_back_off_two_seconds_at_most_and_are_not_a_sign_of_b
 
 
 def test_a_pause_ends_on_the_first_turn_after_it_and_a_stop_ends_every_pause() -> None:
-    clock = Clock()
+    clock = FakeClock()
     pacing = Pacing(clock)
     for kind in (sending.PUBLISH, sending.DELETE):
         pacing.flying(kind)
@@ -65,7 +58,7 @@ def test_a_pause_ends_on_the_first_turn_after_it_and_a_stop_ends_every_pause() -
 
 
 def test_a_call_back_while_stopping_changes_no_pause() -> None:
-    pacing = Pacing(Clock())
+    pacing = Pacing(FakeClock())
     pacing.flying(sending.DELETE)
     assert pacing.calls_in_flight == 1
     pacing.landed(sending.DELETE, failed_transiently=None)
@@ -73,7 +66,7 @@ def test_a_call_back_while_stopping_changes_no_pause() -> None:
 
 
 def test_a_partial_batch_waits_while_its_kind_is_in_flight_or_more_is_coming_up_to_its_linger() -> None:
-    pacing = Pacing(Clock())
+    pacing = Pacing(FakeClock())
     due = pacing.due
     assert due(sending.PUBLISH, since=100.0, wait=0.05, full=True, now=100.0, more_coming=True)
     assert not due(sending.PUBLISH, since=100.0, wait=0.05, full=False, now=100.01, more_coming=True)

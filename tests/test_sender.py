@@ -14,14 +14,7 @@ from sesshu.bus.sender import Sender
 from sesshu.bus.sending import Completion, Deleted
 from sesshu.jobs.ticket import Ticket
 from tests.harness.aws import poll
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.harness.clock import FakeClock
 
 
 def test_a_result_is_published_then_its_message_deleted() -> None:
@@ -29,7 +22,7 @@ def test_a_result_is_published_then_its_message_deleted() -> None:
     bus.send('{"target":"t"}')
     (message,) = bus.receive(1, 0)
     t = Ticket(message)
-    clock = Clock()
+    clock = FakeClock()
     woken = threading.Event()
     sender: Sender[Ticket] = Sender(bus, None, 2, BusHealth(clock), woken.set, clock)
     done: list[Completion[Ticket]] = []
