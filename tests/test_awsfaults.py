@@ -138,3 +138,22 @@ def test_throttling_in_runs_fails_the_first_call_after_every_try_and_then_refuse
     # refused by the run, so the second call passes on its third try (7); the third passes at once (8).
     assert fates == ["Throttling", "passed", "passed"]
     assert (faults.refused["sns:Publish"], faults.relayed["sns:Publish"]) == (4 + 2, 2)
+
+
+def test_throttling_in_runs_of_whole_calls_refuses_each_call_on_every_try_or_on_none(
+        moto: BusServer, deployment: Deployment) -> None:
+    """With ``calls``, runs of one: every other call fails after all four of botocore's tries, the rest pass at once."""
+    with AwsFaults(moto.port) as faults:
+        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=faults.url, aws_access_key_id="testing",
+                           aws_secret_access_key="testing",
+                           config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+        faults.fail({"sns:Publish"}, run=1, calls=True)
+        fates = []
+        for i in range(4):
+            try:
+                sns.publish(TopicArn=deployment.results_topic, Message=f"call {i}")
+                fates.append("passed")
+            except ClientError as exc:
+                fates.append(exc.response["Error"]["Code"])
+    assert fates == ["Throttling", "passed", "Throttling", "passed"]
+    assert (faults.refused["sns:Publish"], faults.relayed["sns:Publish"]) == (2 * 4, 2)

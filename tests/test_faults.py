@@ -235,6 +235,30 @@ def test_heartbeat_keeps_a_long_job_invisible(moto: MotoServer, cfg_path: Path, 
     assert drain(moto, dep.dlq_url) == []
 
 
+def test_a_throttled_heartbeat_lets_no_long_job_lapse(moto: MotoServer, cfg_path: Path,
+                                                       daemons: list[Daemon]) -> None:
+    """Every other visibility change refused on all of its tries, while jobs run twice the visibility timeout.
+
+    An extension that waited out botocore's backoffs (seconds) would come
+    after its message lapsed, and a spare worker would run the job again.
+    """
+    dep = fresh(moto, "slowbeat", visibility=6, max_receive=5)
+    with AwsFaults(moto.port) as faults:
+        d = Daemon(configure(cfg_path, moto, dep, endpoint=faults.url, workers={"count": 8, "timeout": 60}), moto)
+        daemons.append(d.start())
+        faults.fail({"sqs:ChangeMessageVisibilityBatch"}, run=1, calls=True)
+        targets = [f"chaos:sleep:12.{i:04d}" for i in range(4)]
+        publish(moto, dep, "chaos", *targets)
+        results = Inbox(moto, dep.results_queue_url)
+        results.wait_for(targets, timeout=120)
+        poll(lambda: queue_depth(moto, dep.queue_url) == 0, 60, what="the input queue to empty")
+        assert d.stop() == 0
+    assert faults.refused["sqs:ChangeMessageVisibilityBatch"] >= 2, faults.refused
+    assert results.refresh() == Counter({t: 1 for t in targets})
+    assert {t: kinds for t, kinds in outcomes_by_target(d).items() if kinds != ["done"]} == {}
+    assert "ReceiptHandleIsInvalid" not in d.log()
+
+
 # -- results too large for SNS ----------------------------------------------------------
 
 

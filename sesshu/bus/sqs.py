@@ -59,13 +59,18 @@ class SqsSnsBus:
         # Receives get their own client: its read timeout must outlast the
         # long poll, while every other call should give up on a hung
         # endpoint much sooner.
-        def config(read_timeout: int) -> BotoConfig:
+        def config(read_timeout: int, tries: int = 4) -> BotoConfig:
             return BotoConfig(connect_timeout=CONNECT_TIMEOUT, read_timeout=read_timeout,
-                              retries={"max_attempts": 3, "mode": "standard"}, max_pool_connections=connections)
+                              retries={"total_max_attempts": tries, "mode": "standard"},
+                              max_pool_connections=connections)
 
         self._receiver = session.client("sqs", endpoint_url=endpoint_url, config=config(poll_seconds + 10))
         self.max_wait = poll_seconds
         self._sqs = session.client("sqs", endpoint_url=endpoint_url, config=config(READ_TIMEOUT))
+        # Visibility changes are tried once: botocore's backoffs between tries
+        # can outlast the heartbeat's margin, and the message would lapse while
+        # its extension waits. The outbox retries a failed one within 2 s.
+        self._heartbeat = session.client("sqs", endpoint_url=endpoint_url, config=config(READ_TIMEOUT, tries=1))
         self._sns = formbody.install(session.client("sns", endpoint_url=endpoint_url, config=config(READ_TIMEOUT)))
         self._session, self._endpoint_url = session, endpoint_url
         self._s3: Any = None  # made on first use: most deployments never need it
@@ -129,7 +134,7 @@ class SqsSnsBus:
 
     def change_visibility(self, entries: list[Visibility]) -> dict[str, str]:
         reply = self._call(
-            self._sqs,
+            self._heartbeat,
             "change_message_visibility_batch",
             QueueUrl=self.queue_url,
             Entries=[
@@ -193,7 +198,7 @@ class SqsSnsBus:
 
     def _make_s3(self) -> Any:
         return self._session.client("s3", endpoint_url=self._endpoint_url, config=BotoConfig(
-                connect_timeout=CONNECT_TIMEOUT, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=CONNECT_TIMEOUT, read_timeout=60, retries={"total_max_attempts": 4, "mode": "standard"},
                 s3={"addressing_style": "path"} if self._endpoint_url else None))
 
     def visibility_permitted(self) -> bool:

@@ -24,7 +24,9 @@ account. So that the first is certain however the daemon's calls
 interleave, the first call refused after :meth:`AwsFaults.fail` (told by
 botocore's ``amz-sdk-invocation-id`` header, the same on each of its tries)
 is refused on every try: it fails after all of them, and the daemon's own
-retry takes over.
+retry takes over. With ``calls``, the runs count whole calls instead of
+requests: a call is refused on every try or on none, as when a busy account
+stays throttled for longer than botocore's backoffs.
 """
 
 from __future__ import annotations
@@ -57,11 +59,12 @@ def operation(headers: Any, body: bytes) -> str:
 
 
 class _Rule:
-    def __init__(self, code: str | None, run: int) -> None:
+    def __init__(self, code: str | None, run: int, calls: bool = False) -> None:
         self.code = code  # None: throttling, in the service's own spelling
         self.run = run
-        self.seen = 0  # requests seen
+        self.seen = 0  # requests seen (calls, with ``calls``)
         self.first: str | None = None  # the invocation id of the first call refused: refused on every try
+        self.calls: dict[str, bool] | None = {} if calls else None  # invocation id: refused on every try
         self.lock = threading.Lock()
 
     def refuses(self, headers: Any) -> bool:
@@ -69,6 +72,11 @@ class _Rule:
             return True
         invocation = headers.get("amz-sdk-invocation-id")
         with self.lock:
+            if self.calls is not None and invocation:
+                if invocation not in self.calls:
+                    self.calls[invocation] = self.seen // self.run % 2 == 0
+                    self.seen += 1
+                return self.calls[invocation]
             self.seen += 1
             if self.first is None and invocation:
                 self.first = invocation
@@ -96,14 +104,16 @@ class AwsFaults:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def fail(self, operations: Iterable[str], code: str | None = None, *, run: int = 0) -> None:
+    def fail(self, operations: Iterable[str], code: str | None = None, *, run: int = 0,
+             calls: bool = False) -> None:
         """Refuse these operations (``"sns:Publish"``): each call if ``run`` is 0, else in runs (module docstring).
 
         ``code`` None answers the service's throttling error; ``UNAVAILABLE`` a 503.
+        ``calls``: the runs are of whole calls, each refused on all its tries or on none.
         """
         with self._lock:
             for op in operations:
-                self._rules[op] = _Rule(code, run)
+                self._rules[op] = _Rule(code, run, calls)
 
     def clear(self) -> None:
         with self._lock:
