@@ -526,7 +526,7 @@ def test_a_pointer_goes_with_its_own_attributes() -> None:
 
 def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
     """Every turn asks whether the batch is full; a 200 KiB document must not be encoded again each time."""
-    import sesshu.bus.outbox as outbox_module
+    import sesshu.bus.sending as sending_module
 
     measured: list[str] = []
     real = message_size
@@ -535,7 +535,7 @@ def test_a_lingering_batch_is_measured_once(monkeypatch: Any) -> None:
         measured.append(body)
         return real(body, attributes)
 
-    monkeypatch.setattr(outbox_module, "message_size", counting)
+    monkeypatch.setattr(sending_module, "message_size", counting)
     outbox = box()
     for n in range(3):
         outbox.publish(ticket(str(n)), document(1000, str(n)))

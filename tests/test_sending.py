@@ -169,3 +169,35 @@ def test_failure_records_go_to_the_failures_topic() -> None:
                                                Publish("1", "record-b", attrs, "sesshu", "id-b")])]
     assert sent.kind == sending.FAILURE
     assert sent.succeeded() == [entries[0]] and sent.failures() == [(entries[1], "InternalError")]
+
+
+# -- cutting results into PublishBatch calls -------------------------------------------
+
+
+def test_a_batch_takes_ten_results_at_most_and_leaves_the_rest_queued() -> None:
+    from collections import deque
+
+    queue = deque(posts(*((t, "{}") for t in tickets(*map(str, range(13))))))
+    batch, size = sending.take_posts(queue)
+    assert [p.ticket.message.message_id for p in batch] == [f"id-{n}" for n in range(10)]
+    assert size == 10 * 2 and len(queue) == 3
+
+
+def test_a_batch_stops_before_256_kib_and_a_lone_big_result_goes_alone() -> None:
+    from collections import deque
+
+    a, b, c = tickets("a", "b", "c")
+    queue = deque(posts((a, document(150_000)), (b, document(150_000)), (c, document(100))))
+    batch, size = sending.take_posts(queue)
+    assert [p.ticket for p in batch] == [a] and size == 150_000
+    batch, size = sending.take_posts(queue)
+    assert [p.ticket for p in batch] == [b, c] and size == 150_100
+    assert not queue
+    over = deque(posts((a, document(300_000))))  # the settler sent it alone: it still goes
+    assert [p.ticket for p in sending.take_posts(over)[0]] == [a]
+
+
+def test_a_post_is_measured_as_sns_counts_it_unless_its_size_is_known() -> None:
+    (t,) = tickets("m")
+    assert Post.measured(t, "abc", {"plugin": "chaos"}).size > len("abc")  # the attribute counts too
+    assert Post.measured(t, "abc", {}, size=7).size == 7

@@ -50,7 +50,7 @@ from functools import partial
 from typing import Any, Generic
 
 from sesshu.bus import sending
-from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, message_size, transient, wire_attributes
+from sesshu.bus.api import BATCH_MAX, SNS_MAX_BYTES, Bus, transient
 from sesshu.bus.pacing import Pacing
 from sesshu.bus.sending import (
     Attributes,
@@ -121,7 +121,7 @@ class Outbox(Generic[T]):
     def publish(self, ticket: T, document: str, attributes: Attributes | None = None, *,
                 size: int | None = None) -> None:
         """Queue a result; ``size`` is what SNS counts, if known."""
-        self._queue_post(post(ticket, document, attributes or {}, size))
+        self._queue_post(Post.measured(ticket, document, attributes or {}, size))
 
     def _queue_post(self, entry: Post[T], first: bool = False) -> None:
         """Queue a result (``first``: ahead of the others, as one that was held back already)."""
@@ -137,7 +137,7 @@ class Outbox(Generic[T]):
     def upload(self, ticket: T, document: str, key: str, pointer: str, attributes: Attributes | None = None) -> None:
         """Queue a result for S3, and the ``pointer`` document to publish once it is stored."""
         self.extensions.pop(ticket, None)
-        announce = post(ticket, pointer, attributes or {})
+        announce = Post.measured(ticket, pointer, attributes or {})
         if key in self.stored:
             self._queue_post(announce)  # stored by an earlier receive: only the pointer again
         else:
@@ -147,7 +147,7 @@ class Outbox(Generic[T]):
         """Queue a failure record; the ticket's release, queued next, waits until it has been sent."""
         self.extensions.pop(ticket, None)
         self._records.add(ticket)
-        self.failures.append(post(ticket, record, attributes))
+        self.failures.append(Post.measured(ticket, record, attributes))
 
     def delete(self, ticket: T, outcome: str = "empty") -> None:
         self.extensions.pop(ticket, None)
@@ -328,17 +328,7 @@ class Outbox(Generic[T]):
         return self._publish_bytes + self.publishes[-1].size > SNS_MAX_BYTES
 
     def _take_posts(self, queue: deque[Post[T]]) -> list[Post[T]]:
-        # One PublishBatch carries at most ten messages and 256 KiB of them
-        # all together (what SNS counts: bodies and attributes). A lone
-        # message always goes (the settler made sure that it fits on its own).
-        size = 0
-        batch: list[Post[T]] = []
-        while queue and len(batch) < BATCH_MAX:
-            n = queue[0].size
-            if batch and size + n > SNS_MAX_BYTES:
-                break
-            size += n
-            batch.append(queue.popleft())
+        batch, size = sending.take_posts(queue)
         if queue is self.publishes:
             self._publish_bytes -= size
         return batch
@@ -347,13 +337,6 @@ class Outbox(Generic[T]):
         self.stored[key] = None
         while len(self.stored) > STORED_KEYS:
             del self.stored[next(iter(self.stored))]
-
-
-def post(ticket: T, document: str, attributes: Attributes, size: int | None = None) -> Post[T]:
-    """A document to publish, measured as SNS counts it unless ``size`` is known."""
-    if size is None:
-        size = message_size(document, wire_attributes(attributes))
-    return Post(ticket, document, attributes, size)
 
 
 def _log_records(sent: Iterable[Post[T]], failed: Iterable[tuple[Post[T], str]]) -> None:

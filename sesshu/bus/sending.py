@@ -11,7 +11,9 @@ can be in flight at once (``sesshu.bus.outbox`` decides which may overlap):
 | failure    | the same, to the failures topic       | :class:`Post`   |
 | delete     | DeleteMessageBatch                    | :class:`Drop`   |
 
-The outbox turns a call's return into completions, also defined here:
+How a queue of results is cut into PublishBatch calls is here too
+(:func:`take_posts`). The outbox turns a call's return into completions,
+also defined here:
 :class:`Deleted`, :class:`Unsent` and :class:`Unchanged`.
 
 Every entry carries the ticket of its message (anything with a
@@ -23,11 +25,25 @@ whole also sets :attr:`Sent.error`, for the bus health log.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from sesshu.bus.api import DEFAULT_GROUP, Bus, BusError, Delete, Fault, Message, Publish, Visibility
+from sesshu.bus.api import (
+    BATCH_MAX,
+    DEFAULT_GROUP,
+    SNS_MAX_BYTES,
+    Bus,
+    BusError,
+    Delete,
+    Fault,
+    Message,
+    Publish,
+    Visibility,
+    message_size,
+    wire_attributes,
+)
 
 Attributes = Mapping[str, str]  # a message's SNS attributes (sesshu.jobs.failures.attributes)
 
@@ -58,6 +74,31 @@ class Post(Generic[T]):
     document: str
     attributes: Attributes
     size: int  # what SNS counts, measured once: a 200 KiB document costs its encoding each time
+
+    @classmethod
+    def measured(cls, ticket: T, document: str, attributes: Attributes, size: int | None = None) -> Post[T]:
+        """A document to publish, measured as SNS counts it unless ``size`` is known."""
+        if size is None:
+            size = message_size(document, wire_attributes(attributes))
+        return cls(ticket, document, attributes, size)
+
+
+def take_posts(queue: deque[Post[T]]) -> tuple[list[Post[T]], int]:
+    """The first PublishBatch's worth of ``queue``, taken off it, and its size.
+
+    One PublishBatch carries at most ten messages and 256 KiB of them all
+    together (what SNS counts: bodies and attributes). A lone message always
+    goes (the settler made sure that it fits on its own).
+    """
+    size = 0
+    batch: list[Post[T]] = []
+    while queue and len(batch) < BATCH_MAX:
+        n = queue[0].size
+        if batch and size + n > SNS_MAX_BYTES:
+            break
+        size += n
+        batch.append(queue.popleft())
+    return batch, size
 
 
 @dataclass(eq=False)
