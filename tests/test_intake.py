@@ -11,6 +11,7 @@ import pytest
 from sesshu.bus.api import Message
 from sesshu.bus.intake import Intake
 from sesshu.bus.lanes import BusHealth, Received
+from tests.harness.clock import FakeClock
 
 
 class HeldBus:
@@ -92,15 +93,7 @@ def test_held_messages_wait_for_a_full_batch(make: Callable[[int], tuple[HeldBus
     assert i.lanes.busy_count() == 1
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def timed_intake(bus: HeldBus, clock: Clock, receivers: int = 2) -> Intake:
+def timed_intake(bus: HeldBus, clock: FakeClock, receivers: int = 2) -> Intake:
     """An intake whose last receive, sent to a queue known deep, came back full after 40 ms, as on AWS."""
     i = Intake(bus, receivers, 1, BusHealth(), lambda: None, clock)
     for asked in ([10], [10, 10]):
@@ -113,7 +106,7 @@ def timed_intake(bus: HeldBus, clock: Clock, receivers: int = 2) -> Intake:
     return i
 
 
-def run_flow(i: Intake, clock: Clock, per_second: int, seconds: float = 4.0) -> None:
+def run_flow(i: Intake, clock: FakeClock, per_second: int, seconds: float = 4.0) -> None:
     """Workers start ``per_second`` messages a second, one at a time."""
     for _ in range(int(per_second * seconds)):
         clock.now += 1 / per_second
@@ -122,7 +115,7 @@ def run_flow(i: Intake, clock: Clock, per_second: int, seconds: float = 4.0) -> 
 
 @pytest.mark.parametrize("per_second, lead", [(300, 11), (1000, 20), (4, 0)])
 def test_the_lead_is_what_workers_start_during_one_round_trip(per_second: int, lead: int) -> None:
-    bus, clock = HeldBus(), Clock()
+    bus, clock = HeldBus(), FakeClock()
     i = timed_intake(bus, clock)
     try:
         run_flow(i, clock, per_second)
@@ -136,7 +129,7 @@ def test_the_lead_is_what_workers_start_during_one_round_trip(per_second: int, l
 
 
 def test_quick_jobs_keep_a_receive_on_its_way_while_slow_ones_wait() -> None:
-    bus, clock = HeldBus(), Clock()
+    bus, clock = HeldBus(), FakeClock()
     i = timed_intake(bus, clock)
     try:
         run_flow(i, clock, 4)  # slow jobs: the held six keep four workers busy for a second and more
@@ -164,7 +157,7 @@ def bus_asked_soon(bus: HeldBus, asked: list[int]) -> bool:
 
 def test_receives_side_by_side_that_come_back_short_pause_the_second_one() -> None:
     """Two receives that split a shallow queue's messages cost a request each for one batch: wait a while."""
-    bus, clock = HeldBus(), Clock()
+    bus, clock = HeldBus(), FakeClock()
     i = timed_intake(bus, clock)
     try:
         i.poll(room=40, held=0, full=40)
@@ -208,7 +201,7 @@ def test_receives_side_by_side_that_come_back_short_pause_the_second_one() -> No
 
 def test_a_long_poll_that_waited_then_filled_is_no_round_trip() -> None:
     """Only a receive sent to a queue already deep times the round trip: one that waited would swell the lead."""
-    bus, clock = HeldBus(), Clock()
+    bus, clock = HeldBus(), FakeClock()
     i = Intake(bus, 2, 1, BusHealth(), lambda: None, clock)
     try:
         i.poll(room=14, held=0, full=14)  # the queue is not known deep: this one may wait

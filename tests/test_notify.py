@@ -9,14 +9,7 @@ from pathlib import Path
 import pytest
 
 from sesshu.daemon.notify import STALL, STATUS_EVERY, Health, Notifier
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.harness.clock import FakeClock
 
 
 @pytest.fixture
@@ -62,7 +55,7 @@ def test_an_abstract_socket_is_named_with_an_at_sign() -> None:
 
 
 def test_watchdog_pings_every_third_of_its_timeout_and_status_only_when_it_changed(systemd: socket.socket) -> None:
-    clock = Clock()
+    clock = FakeClock()
     notifier = Notifier({"NOTIFY_SOCKET": systemd.getsockname(), "WATCHDOG_USEC": "3000000"}, clock)
     assert notifier.watchdog_every == 1.0
     status = ["idle"]
@@ -83,7 +76,7 @@ def test_watchdog_pings_every_third_of_its_timeout_and_status_only_when_it_chang
 @pytest.mark.parametrize("environ", [{"WATCHDOG_USEC": "0"}, {"WATCHDOG_USEC": "soon"},
                                      {"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "1"}])
 def test_a_watchdog_that_is_not_ours_is_not_pinged(systemd: socket.socket, environ: dict[str, str]) -> None:
-    notifier = Notifier({"NOTIFY_SOCKET": systemd.getsockname(), **environ}, Clock())
+    notifier = Notifier({"NOTIFY_SOCKET": systemd.getsockname(), **environ}, FakeClock())
     assert notifier.watchdog_every is None
     notifier.turn(lambda: "s")
     assert heard(systemd) == ["STATUS=s"]
