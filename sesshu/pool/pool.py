@@ -27,8 +27,9 @@ from sesshu.backoff import Backoff
 from sesshu.config.model import Config
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
 from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
-from sesshu.pool.slot import LIVE, OUTPUT_CAP, ChildProcess, RunningJob, State
+from sesshu.pool.slot import OUTPUT_CAP, ChildProcess, RunningJob
 from sesshu.pool.slots import SlotIndex
+from sesshu.pool.states import LIVE, State
 from sesshu.text import loggable
 from sesshu.worker import sandbox
 from sesshu.worker.runner import LEAVING_REASONS, PluginSpec
