@@ -15,10 +15,7 @@ costs what changed, not the number of slots: the pool's index
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from multiprocessing.context import ForkServerContext
@@ -26,12 +23,12 @@ from multiprocessing.context import ForkServerContext
 from sesshu.backoff import Backoff
 from sesshu.config.model import Config
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
+from sesshu.pool.orphans import Orphans
 from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
 from sesshu.pool.slot import OUTPUT_CAP, ChildProcess, RunningJob
 from sesshu.pool.slots import SlotIndex
 from sesshu.pool.states import LIVE, State
 from sesshu.text import loggable
-from sesshu.worker import sandbox
 from sesshu.worker.runner import LEAVING_REASONS, PluginSpec
 from sesshu.worker.sandbox import WorkerSetup
 
@@ -55,11 +52,9 @@ class PoolSettings:
 class Pool:
     def __init__(self, ctx: ForkServerContext, settings: PoolSettings, clock: Callable[[], float],
                  on_restart: Callable[[str], None] | None = None, *, orphans: bool = False) -> None:
-        """``orphans``: we are a subreaper (the daemon), and our children now (the fork server
-        and multiprocessing's resource tracker) are all we will ever start: any later child is
-        something a plugin left behind, to be killed."""
+        """``orphans``: we are a subreaper (the daemon), and every later child is an orphan to kill."""
         self._ctx = ctx
-        self._known_children = set(sandbox.children_of(os.getpid())) if orphans else None
+        self._orphans = Orphans() if orphans else None
         self._settings = settings
         self._clock = clock
         self._on_restart = on_restart
@@ -235,24 +230,8 @@ class Pool:
         return events
 
     def sweep_orphans(self, final: bool = False) -> int:
-        """Kill what a plugin left behind after its keeper died: it was re-parented to us."""
-        if self._known_children is None:
-            return 0
-        killed = 0
-        for _ in range(50 if final else 1):
-            strays = [pid for pid in sandbox.children_of(os.getpid()) if pid not in self._known_children]
-            if not strays:
-                break
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-            for pid in strays:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0 if final else os.WNOHANG)
-        if killed:
-            log.warning("killed %d process(es) a plugin left behind", killed)
-        return killed
+        """Kill what a plugin left behind after its keeper died (``Orphans.sweep``); how many."""
+        return self._orphans.sweep(final) if self._orphans is not None else 0
 
     # -- internals ------------------------------------------------------------
 
