@@ -1,6 +1,6 @@
 """Exponential backoff: the one rule for every delay that grows with failures.
 
-Used for crash-looping workers (``sesshu.pool.pool``), for receives during a bus
+Used for crash-looping workers (``sesshu.pool.restarts``), for receives during a bus
 outage (``sesshu.bus.lanes``, with jitter so that a fleet does not retry in
 step), and for the delay of a retried message (``sesshu.jobs.settle``).
 """

@@ -22,8 +22,9 @@ from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import JobFinished, JobLost, PoolEvent
 from sesshu.pool.pool import Pool
 from sesshu.pool.protocol import Job
-from sesshu.pool.slot import ChildProcess, State
+from sesshu.pool.slot import ChildProcess
 from sesshu.pool.spawn import forkserver_context
+from sesshu.pool.states import State
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
 

@@ -10,7 +10,8 @@ import pytest
 
 from sesshu.pool.framing import FrameReader
 from sesshu.pool.protocol import Job, decode_job
-from sesshu.pool.slot import LIVE, TRANSITIONS, ChildProcess, IllegalTransition, RunningJob, State
+from sesshu.pool.slot import ChildProcess, RunningJob
+from sesshu.pool.states import TRANSITIONS, IllegalTransition, State
 from sesshu.worker.keeper import RUNNER, SWEEP, SWEPT
 
 
@@ -72,13 +73,6 @@ def test_a_full_cycle(slot: Slot) -> None:
     assert child.read_control()
     assert child.state is State.IDLE and child.pid == 4343 and child.slot_pid == 4242
     assert child.jobs_done == 1
-
-
-def test_the_table_lets_every_live_state_stop_and_only_a_stopping_one_die() -> None:
-    assert {State.STARTING, State.IDLE, State.BUSY, State.SWEEPING} == LIVE
-    assert set(TRANSITIONS["stop"]) == LIVE | {State.STOPPING}
-    assert TRANSITIONS["reap"] == {State.STOPPING: State.DEAD}
-    assert not any(State.DEAD in leaving for leaving in TRANSITIONS.values())
 
 
 def move_to(slot: Slot, state: State) -> ChildProcess:

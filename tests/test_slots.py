@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import pytest
 
 from sesshu.pool.protocol import Job
-from sesshu.pool.slot import ChildProcess, RunningJob, State
+from sesshu.pool.slot import ChildProcess, RunningJob
 from sesshu.pool.slots import SlotIndex
+from sesshu.pool.states import State
 from sesshu.worker.keeper import SWEEP, SWEPT
 
 

@@ -241,7 +241,7 @@ def test_crashing_jobs_are_retried_and_the_pool_recovers(rigs: Callable[..., Rig
     rig.tick_until(lambda: rig.sup.outcomes.total("retried") == 2, "two retried outcomes")
     rig.tick_until(lambda: len(bus.releases) == 2, "the two messages to be released")
     assert rig.sup.outcomes.reasons == {"retried:crashed": 2}
-    assert rig.pool.restarts == {"crashed": 2}
+    assert rig.pool.restarts.counts == {"crashed": 2}
     assert bus.released(exit_id) == [60] and bus.released(segv_id) == [60]
     text = caplog.text
     assert "exited with status 7; message " + exit_id + " will be retried" in text
@@ -271,7 +271,7 @@ def test_late_jobs_are_killed_retried_and_replaced(action: str, rigs: Callable[.
     # "spin" ignores SIGTERM: only the SIGKILL after the grace ends it.
     rig.tick_until(lambda: rig.full_strength() and len(first_pids & {c.pid for c in rig.pool.children}) == 1,
                    "the late child to be replaced")
-    assert rig.pool.restarts == {"timeout": 1}
+    assert rig.pool.restarts.counts == {"timeout": 1}
     rig.stop()
 
 

@@ -15,29 +15,25 @@ costs what changed, not the number of slots: the pool's index
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from multiprocessing.context import ForkServerContext
 
-from sesshu.backoff import Backoff
 from sesshu.config.model import Config
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
+from sesshu.pool.orphans import Orphans
 from sesshu.pool.protocol import BootFailed, Job, ProtocolError, Ready, Result
-from sesshu.pool.slot import LIVE, OUTPUT_CAP, ChildProcess, RunningJob, State
+from sesshu.pool.restarts import Restarts
+from sesshu.pool.slot import OUTPUT_CAP, ChildProcess, RunningJob
 from sesshu.pool.slots import SlotIndex
+from sesshu.pool.states import LIVE, State
 from sesshu.text import loggable
-from sesshu.worker import sandbox
 from sesshu.worker.runner import LEAVING_REASONS, PluginSpec
 from sesshu.worker.sandbox import WorkerSetup
 
 log = logging.getLogger(__name__)
 output_log = logging.getLogger("sesshu.worker")
-
-MIN_UPTIME = 5.0  # an idle slot dying sooner than this counts towards the crash-loop backoff
 
 
 @dataclass(frozen=True)
@@ -54,18 +50,13 @@ class PoolSettings:
 class Pool:
     def __init__(self, ctx: ForkServerContext, settings: PoolSettings, clock: Callable[[], float],
                  on_restart: Callable[[str], None] | None = None, *, orphans: bool = False) -> None:
-        """``orphans``: we are a subreaper (the daemon), and our children now (the fork server
-        and multiprocessing's resource tracker) are all we will ever start: any later child is
-        something a plugin left behind, to be killed."""
+        """``orphans``: we are a subreaper (the daemon), and every later child is an orphan to kill."""
         self._ctx = ctx
-        self._known_children = set(sandbox.children_of(os.getpid())) if orphans else None
+        self._orphans = Orphans() if orphans else None
         self._settings = settings
         self._clock = clock
-        self._on_restart = on_restart
         self._index = SlotIndex()
-        self._crash_loop = Backoff(first=0.1, cap=30.0)
-        self._respawn_at = 0.0
-        self.restarts: dict[str, int] = {}
+        self.restarts = Restarts(on_restart)  # public for its counts; only the pool calls its verbs
         self._generation = 0
         self._proposal: tuple[ChildProcess, PoolSettings, Config] | None = None
 
@@ -92,8 +83,8 @@ class Pool:
         times = [t for t in (self._index.next_wakeup(),) if t is not None]
         # Only a respawn still ahead is worth waking for: maintain() runs
         # every turn anyway, and a past time would make the loop spin.
-        if self.live_count() < self.size and self._respawn_at > self._clock():
-            times.append(self._respawn_at)
+        if self.live_count() < self.size and self.restarts.respawn_at > self._clock():
+            times.append(self.restarts.respawn_at)
         return min(times) if times else None
 
     def idle(self) -> list[ChildProcess]:
@@ -157,7 +148,7 @@ class Pool:
                 events.append(JobLost(running, "timeout", detail, child.pid))
                 self._end_output(child, running)
                 child.terminate(now)
-                self._count_restart("timeout")
+                self.restarts.count("timeout")
             elif child.frame_stalled(now):
                 self._fail(child, "protocol", "sent part of a frame and stalled", events)
             elif child.sweep_by is not None and now >= child.sweep_by:
@@ -170,12 +161,12 @@ class Pool:
     def maintain(self) -> None:
         """Start slots until the pool is at full strength, with crash-loop backoff."""
         now = self._clock()
-        while self.live_count() < self.size and now >= self._respawn_at:
+        while self.live_count() < self.size and now >= self.restarts.respawn_at:
             try:
                 self._launch(self._settings, self._generation)
             except OSError as exc:
                 log.error("cannot start a worker: %s; retrying", exc)
-                self._note_boot_failure(now)
+                self.restarts.start_failed(now)
                 return
         # Surplus slots (after the size went down) leave once idle.
         surplus = self.live_count() - self.size
@@ -234,24 +225,8 @@ class Pool:
         return events
 
     def sweep_orphans(self, final: bool = False) -> int:
-        """Kill what a plugin left behind after its keeper died: it was re-parented to us."""
-        if self._known_children is None:
-            return 0
-        killed = 0
-        for _ in range(50 if final else 1):
-            strays = [pid for pid in sandbox.children_of(os.getpid()) if pid not in self._known_children]
-            if not strays:
-                break
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                    killed += 1
-            for pid in strays:
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0 if final else os.WNOHANG)
-        if killed:
-            log.warning("killed %d process(es) a plugin left behind", killed)
-        return killed
+        """Kill what a plugin left behind after its keeper died (``Orphans.sweep``); how many."""
+        return self._orphans.sweep(final) if self._orphans is not None else 0
 
     # -- internals ------------------------------------------------------------
 
@@ -305,16 +280,16 @@ class Pool:
             return
         child.job_done(now, sweep=result.sweep)
         self._end_output(child, running)
-        self._crash_loop.reset()  # a slot that finishes a job is proof the plugins work
+        self.restarts.proven()
         events.append(JobFinished(running, result, child.pid, now))
         if result.reason in LEAVING_REASONS:
             child.stop()  # it leaves by itself; give it no further job
-            self._count_restart(result.reason)
+            self.restarts.count(result.reason)
         elif child.generation != self._generation:
             child.stop()  # a reload happened while it ran: it leaves now
         elif self._settings.max_jobs is not None and child.jobs_done >= self._settings.max_jobs:
             child.stop()
-            self._count_restart("max_jobs")
+            self.restarts.count("max_jobs")
 
     def _fail(self, child: ChildProcess, reason: str, detail: str, events: list[PoolEvent]) -> None:
         if (running := child.job_done(self._clock())) is not None:
@@ -323,7 +298,7 @@ class Pool:
         log.error("worker %d broke the protocol (%s); killing it", child.pid, loggable(detail))
         self._refused(child, "-", f"the probe worker broke the protocol: {detail}", events)
         child.kill()
-        self._count_restart(reason)
+        self.restarts.count(reason)
 
     def _reap(self, child: ChildProcess, events: list[PoolEvent]) -> None:
         if child.state is State.BUSY:
@@ -337,23 +312,15 @@ class Pool:
         refused = self._refused(child, "-", f"loading the plugins killed the probe worker ({how})", events)
         if running is not None:  # never a probe's
             events.append(JobLost(running, "crashed", f"worker {pid} {how}", pid))
-            self._count_restart("crashed")
+            self.restarts.count("crashed")
         elif refused or child.exit_expected:
             pass  # a failed probe is no crash loop; the others we closed or killed on purpose, and counted then
         elif child.stopped_from is State.STARTING:
             log.error("worker %d %s while starting", pid, how)
-            self._note_boot_failure(self._clock())
-            self._count_restart("boot_failed")
+            self.restarts.died_starting(self._clock())
         else:
             log.error("idle worker %d %s", pid, how)
-            now = self._clock()
-            # Saying Ready proves little (a plugin's import may doom the
-            # process later): only a slot that lasted counts as healthy.
-            if now - child.spawned < MIN_UPTIME:
-                self._note_boot_failure(now)
-            else:
-                self._crash_loop.reset()
-            self._count_restart("crashed")
+            self.restarts.died_idle(self._clock(), child.spawned)
 
     def _refused(self, child: ChildProcess, plugin: str, error: str, events: list[PoolEvent]) -> bool:
         """If ``child`` is the probe of a proposal, the proposal fails; False if it is not."""
@@ -378,14 +345,3 @@ class Pool:
         if dropped:
             output_log.warning("worker %d (message %s): %d more bytes of output not logged (cap %d)",
                                child.pid, running.label, dropped, OUTPUT_CAP)
-
-    def _note_boot_failure(self, now: float) -> None:
-        delay = self._crash_loop.next()
-        self._respawn_at = now + delay
-        if self._crash_loop.failures > 1:
-            log.warning("workers keep dying at start-up; next start in %.1f s", delay)
-
-    def _count_restart(self, reason: str) -> None:
-        self.restarts[reason] = self.restarts.get(reason, 0) + 1
-        if self._on_restart is not None:
-            self._on_restart(reason)

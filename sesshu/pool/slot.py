@@ -12,19 +12,15 @@ stand for the slot.
 A slot's life is a state machine, as in supervisor's ``process.py``: the
 slot's verbs (ready, assign, job_done, swept, stop, kill, terminate, reap)
 change its state, each through :meth:`ChildProcess._change`, which looks the
-step up in :data:`TRANSITIONS` and refuses one the table does not allow. No
-other module writes a slot's fields. A :class:`Watcher` given at launch (the
-pool's index of its slots) hears of every change as it happens, and of every
-channel before it closes, so the master never has to scan its slots to find out.
-
-    STARTING --ready--> IDLE --assign--> BUSY --job_done--> SWEEPING --swept--> IDLE
-                                           BUSY --job_done_clean--> IDLE  (the job left no process)
-        any live state --stop/kill/terminate--> STOPPING --reap--> DEAD
+step up in ``sesshu.pool.states.TRANSITIONS`` (where the states and the steps
+are declared) and refuses one the table does not allow. No other module
+writes a slot's fields. A :class:`Watcher` given at launch (the pool's index
+of its slots) hears of every change as it happens, and of every channel
+before it closes, so the master never has to scan its slots to find out.
 """
 
 from __future__ import annotations
 
-import enum
 import multiprocessing.process
 import os
 import signal
@@ -36,6 +32,7 @@ from typing import Protocol
 
 from sesshu.pool.framing import FrameReader, OutputReader, write_frame
 from sesshu.pool.protocol import ChildMessage, Job, decode_child, encode_job
+from sesshu.pool.states import LIVE, TRANSITIONS, IllegalTransition, State, describe_exit
 from sesshu.worker.keeper import RUNNER, SWEEP, SWEPT, keeper_main
 from sesshu.worker.runner import PluginSpec
 from sesshu.worker.sandbox import WorkerSetup
@@ -44,33 +41,6 @@ KILL_GRACE = 1.0  # seconds from SIGTERM to the master's own SIGKILL; the keeper
 SWEEP_TIMEOUT = 5.0  # a keeper that does not answer a sweep this soon is killed with its slot
 OUTPUT_CAP = 64 * 1024  # bytes of a worker's stdout and stderr logged per job
 FRAME_SLACK = 64 * 1024  # header room on top of the largest result
-
-
-class State(enum.Enum):
-    STARTING = "starting"  # launched; its plugins are loading
-    IDLE = "idle"
-    BUSY = "busy"
-    SWEEPING = "sweeping"  # its job ended; the keeper kills what the job left behind
-    STOPPING = "stopping"  # closed or signalled; waiting for its death
-    DEAD = "dead"
-
-
-LIVE = frozenset((State.STARTING, State.IDLE, State.BUSY, State.SWEEPING))
-
-# Each step: the states it may leave, and the one it enters. A stopping slot may be stopped again, with a signal.
-TRANSITIONS: dict[str, dict[State, State]] = {
-    "ready": {State.STARTING: State.IDLE},
-    "assign": {State.IDLE: State.BUSY},
-    "job_done": {State.BUSY: State.SWEEPING},
-    "job_done_clean": {State.BUSY: State.IDLE},  # the runner says the job left no process: nothing to sweep
-    "swept": {State.SWEEPING: State.IDLE},
-    "stop": {state: State.STOPPING for state in (*LIVE, State.STOPPING)},
-    "reap": {State.STOPPING: State.DEAD},
-}
-
-
-class IllegalTransition(Exception):
-    pass
 
 
 class Watcher(Protocol):
@@ -377,13 +347,3 @@ def _started_processes() -> set[BaseProcess]:
     children: set[BaseProcess] = getattr(multiprocessing.process, "_children", set())
     return children
 
-
-def describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        try:
-            return f"killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exited with status {code}"

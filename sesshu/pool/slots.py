@@ -27,7 +27,8 @@ import itertools
 import selectors
 from collections.abc import Iterator
 
-from sesshu.pool.slot import LIVE, ChildProcess, State
+from sesshu.pool.slot import ChildProcess
+from sesshu.pool.states import LIVE, State
 
 
 class SlotIndex:

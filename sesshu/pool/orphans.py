@@ -1,0 +1,48 @@
+"""Killing what a plugin left behind after its keeper died.
+
+A keeper sweeps whatever its job started; but a plugin that kills its keeper
+hands its processes up to the master, a subreaper (``sesshu.worker.sandbox``).
+The master's own children (the fork server, multiprocessing's resource
+tracker) are all started before the pool is built, so any later child is
+such an orphan: :class:`Orphans`, built with the pool, notes the children
+there are then, and each sweep kills and reaps any other.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+
+from sesshu.worker import sandbox
+
+log = logging.getLogger(__name__)
+
+
+class Orphans:
+    """The master's own children, seen once; every other child is an orphan to kill."""
+
+    def __init__(self) -> None:
+        self._known = frozenset(sandbox.children_of(os.getpid()))
+
+    def sweep(self, final: bool = False) -> int:
+        """Kill the orphans there are now, and say how many.
+
+        ``final``: wait for each to die, and look again until none is left (50 rounds at most).
+        """
+        killed = 0
+        for _ in range(50 if final else 1):
+            strays = [pid for pid in sandbox.children_of(os.getpid()) if pid not in self._known]
+            if not strays:
+                break
+            for pid in strays:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+            for pid in strays:
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, 0 if final else os.WNOHANG)
+        if killed:
+            log.warning("killed %d process(es) a plugin left behind", killed)
+        return killed

@@ -1,0 +1,59 @@
+"""Orphans: children the master did not have when the pool was built are killed and reaped.
+
+The test process stands for the master: a child it spawns after building
+:class:`Orphans` is what a plugin would have left behind, whatever its parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+
+import pytest
+
+from sesshu.pool.orphans import Orphans
+
+
+def spawn_sleeper() -> int:
+    return os.posix_spawnp("sleep", ["sleep", "600"], os.environ)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_later_child_is_killed_and_reaped_and_an_earlier_one_is_left(caplog: pytest.LogCaptureFixture) -> None:
+    ours = spawn_sleeper()
+    try:
+        orphans = Orphans()
+        stray = spawn_sleeper()
+        assert orphans.sweep(final=True) == 1
+        assert gone(stray)  # reaped too: a zombie would still answer signal 0
+        assert not gone(ours)
+        assert "killed 1 process(es) a plugin left behind" in caplog.text
+        assert orphans.sweep(final=True) == 0
+    finally:
+        os.kill(ours, signal.SIGKILL)
+        os.waitpid(ours, 0)
+
+
+def test_a_turns_sweep_kills_without_waiting() -> None:
+    orphans = Orphans()
+    strays = [spawn_sleeper(), spawn_sleeper()]
+    assert orphans.sweep() == 2
+    for pid in strays:
+        with contextlib.suppress(ChildProcessError):  # the sweep may have reaped it already
+            os.waitpid(pid, 0)
+        assert gone(pid)
+
+
+def test_with_no_orphan_a_sweep_kills_nothing_and_says_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
+    assert Orphans().sweep() == 0 and Orphans().sweep(final=True) == 0
+    assert caplog.text == ""
