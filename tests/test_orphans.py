@@ -57,3 +57,18 @@ def test_with_no_orphan_a_sweep_kills_nothing_and_says_nothing(caplog: pytest.Lo
     caplog.set_level(logging.WARNING)
     assert Orphans().sweep() == 0 and Orphans().sweep(final=True) == 0
     assert caplog.text == ""
+
+
+def test_an_orphan_killed_but_not_yet_reaped_is_counted_once(monkeypatch: pytest.MonkeyPatch,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The kill does not wait: the next turn's sweep still sees the dying child, and must not count it again."""
+    orphans = Orphans()
+    stray = spawn_sleeper()
+    real_waitpid = os.waitpid
+    monkeypatch.setattr(os, "waitpid", lambda pid, flags: (0, 0))  # as if it had not died yet
+    assert orphans.sweep() == 1
+    monkeypatch.setattr(os, "waitpid", real_waitpid)
+    assert orphans.sweep() == 0  # still our child (a zombie now), reaped here, not counted
+    assert gone(stray)
+    assert caplog.text.count("killed 1 process(es) a plugin left behind") == 1
+    assert orphans.sweep() == 0

@@ -25,9 +25,12 @@ class Orphans:
 
     def __init__(self) -> None:
         self._known = frozenset(sandbox.children_of(os.getpid()))
+        # Killed but not reaped yet: still our child, so its pid cannot be
+        # reused meanwhile, and the next sweep must not count it again.
+        self._dying: set[int] = set()
 
     def sweep(self, final: bool = False) -> int:
-        """Kill the orphans there are now, and say how many.
+        """Kill the orphans there are now, and say how many (each counted once).
 
         ``final``: wait for each to die, and look again until none is left (50 rounds at most).
         """
@@ -37,12 +40,18 @@ class Orphans:
             if not strays:
                 break
             for pid in strays:
+                if pid in self._dying and not final:
+                    continue
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                    killed += 1
+                    if pid not in self._dying:
+                        killed += 1
+                    self._dying.add(pid)
             for pid in strays:
                 with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0 if final else os.WNOHANG)
+                    if os.waitpid(pid, 0 if final else os.WNOHANG)[0] == 0:
+                        continue  # not dead yet: reaped by a later sweep
+                self._dying.discard(pid)
         if killed:
             log.warning("killed %d process(es) a plugin left behind", killed)
         return killed
