@@ -196,17 +196,9 @@ class Supervisor:
 
     def _wait_timeout(self) -> float:
         now = self.clock()
-        until = [now + MAX_WAIT]
-        if (t := self.pool.next_wakeup()) is not None:
-            until.append(t)
-        if not self.stopping and (t := self.intake.poll_after()) is not None:
-            until.append(t)
-        if (t := self.sender.wake_at()) is not None:
-            until.append(t)
-        for t2 in (self._drain_deadline, self._exit_deadline):
-            if t2 is not None:
-                until.append(t2)
-        return max(0.0, min(until) - now)
+        wakeups = (self.pool.next_wakeup(), None if self.stopping else self.intake.poll_after(),
+                   self.sender.wake_at(), self._drain_deadline, self._exit_deadline)
+        return max(0.0, min([now + MAX_WAIT, *(t for t in wakeups if t is not None)]) - now)
 
     def _send(self) -> None:
         # More results are sure to come while jobs run, messages wait for a
@@ -344,14 +336,13 @@ class Supervisor:
     def _on_job_ended(self, ticket: Ticket, event: JobFinished | JobLost) -> None:
         if isinstance(event, JobFinished):
             self.settler.on_job_finished(ticket, event)
-            self._release_group(ticket)
-            return
-        job = event.running.job
-        detail = event.detail
-        if event.reason == "timeout":
-            detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
-        self.settler.retry(ticket, event.reason, detail, pid=event.pid,
-                           delay=0 if event.reason == "killed" else None)
+        else:
+            job = event.running.job
+            detail = event.detail
+            if event.reason == "timeout":
+                detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
+            self.settler.retry(ticket, event.reason, detail, pid=event.pid,
+                               delay=0 if event.reason == "killed" else None)
         self._release_group(ticket)
 
     def _requests(self) -> str:
