@@ -22,6 +22,7 @@ from sesshu.bus.sending import S3Target
 from sesshu.config.model import Config
 from sesshu.daemon.metrics import Metrics
 from sesshu.daemon.notify import Notifier
+from sesshu.daemon.reload import LoadConfig, Reloader
 from sesshu.daemon.report import Facts, Reporter
 from sesshu.daemon.signals import SignalRecorder
 from sesshu.jobs import groups
@@ -32,7 +33,7 @@ from sesshu.jobs.settle import Settler
 from sesshu.jobs.spans import JobSpans
 from sesshu.jobs.ticket import Ticket
 from sesshu.pool.events import ChildBootFailed, JobFinished, JobLost, PoolEvent, Reconfigured, ReconfigureFailed
-from sesshu.pool.pool import Pool, PoolSettings
+from sesshu.pool.pool import Pool
 from sesshu.pool.protocol import Job
 from sesshu.text import loggable
 
@@ -46,9 +47,7 @@ EXIT_GRACE = 2.0  # how long a stopped daemon waits for an outstanding long poll
 class Hooks:
     """What the supervisor calls out to, declared where it is built (``sesshu.daemon.assemble``)."""
 
-    # Re-read the config file for a reload, given the running config (whose
-    # restart-only keys it keeps): the config to apply and the pool settings it makes.
-    load_config: Callable[[Config], tuple[Config, PoolSettings]] | None = None
+    load_config: LoadConfig | None = None
     on_config_applied: Callable[[Config], None] | None = None
     reopen_logs: Callable[[], None] | None = None
     metrics: Metrics | None = None
@@ -72,7 +71,7 @@ class Supervisor:
     All AWS I/O happens in the lanes (``sesshu.bus.lanes``), so no chore blocks.
     The supervisor owns what is held, what is running, and when to stop; the
     intake owns receiving, the sender sending; the settler owns outcomes and
-    visibility; the pool owns the slots.
+    visibility; the pool owns the slots; the reloader owns the running config.
     """
 
     def __init__(
@@ -87,7 +86,6 @@ class Supervisor:
         clock: Callable[[], float] = time.monotonic,
         signals: SignalRecorder | None = None,
     ) -> None:
-        self.config = config
         self.bus = bus
         self.pool = pool
         self.clock = clock
@@ -103,6 +101,8 @@ class Supervisor:
                                observer=metrics.outcome if metrics is not None else None, clock=clock,
                                spans=JobSpans(config.queue))
         self.acceptor = Acceptor(config.plugin_names, self.settler, clock)
+        self.reloader = Reloader(config, pool, self.acceptor, self.notifier, self.reporter,
+                                 self.hooks.load_config, self.hooks.on_config_applied)
         self.held: deque[Ticket] = deque()
         # The ticket of each job a slot runs, by job id: the pool knows jobs, not messages.
         self.running: dict[int, Ticket] = {}
@@ -183,6 +183,10 @@ class Supervisor:
                                  self.health.last_error))
 
     @property
+    def config(self) -> Config:
+        return self.reloader.config
+
+    @property
     def outcomes(self) -> Outcomes:
         return self.settler.outcomes
 
@@ -192,17 +196,9 @@ class Supervisor:
 
     def _wait_timeout(self) -> float:
         now = self.clock()
-        until = [now + MAX_WAIT]
-        if (t := self.pool.next_wakeup()) is not None:
-            until.append(t)
-        if not self.stopping and (t := self.intake.poll_after()) is not None:
-            until.append(t)
-        if (t := self.sender.wake_at()) is not None:
-            until.append(t)
-        for t2 in (self._drain_deadline, self._exit_deadline):
-            if t2 is not None:
-                until.append(t2)
-        return max(0.0, min(until) - now)
+        wakeups = (self.pool.next_wakeup(), None if self.stopping else self.intake.poll_after(),
+                   self.sender.wake_at(), self._drain_deadline, self._exit_deadline)
+        return max(0.0, min([now + MAX_WAIT, *(t for t in wakeups if t is not None)]) - now)
 
     def _send(self) -> None:
         # More results are sure to come while jobs run, messages wait for a
@@ -236,33 +232,12 @@ class Supervisor:
         log.info("SIGTTOU: workers now %d", self.pool.size)
 
     def handle_hup(self) -> None:
-        self.reload()
+        if not self.stopping:
+            self.reloader.reload()
 
     def handle_usr1(self) -> None:
         if self.hooks.reopen_logs is not None:
             self.hooks.reopen_logs()
-
-    def reload(self) -> None:
-        """Re-read the config file; apply it once its plugins load in a probe slot."""
-        if self.hooks.load_config is None or self.stopping:
-            return
-        from sesshu.config.schema import ConfigError
-
-        try:
-            new, settings = self.hooks.load_config(self.config)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running config: %s", exc)
-            return
-        log.info("SIGHUP: loading the plugins of %s in a probe worker", new.path)
-        self.notifier.reloading()
-        self.pool.propose(settings, new)
-
-    def _apply(self, new: Config) -> None:
-        self.config = new
-        self.acceptor.reconfigure(new.plugin_names)
-        if self.hooks.on_config_applied is not None:
-            self.hooks.on_config_applied(new)
-        log.info("reloaded: %d workers, plugins %s", new.worker_count, ", ".join(new.plugin_names))
 
     def begin_stop(self, graceful: bool) -> None:
         now = self.clock()
@@ -349,13 +324,8 @@ class Supervisor:
             if isinstance(event, JobFinished | JobLost):
                 ticket = self.running.pop(event.running.job.job_id)
                 self.settler.guarded(ticket, partial(self._on_job_ended, ticket, event))
-            elif isinstance(event, Reconfigured):
-                self._apply(event.config)
-                self.reporter.reloaded()
-            elif isinstance(event, ReconfigureFailed):
-                log.error("reload refused, keeping the running config: plugin %s failed to load: %s",
-                          event.plugin, loggable(event.error, 500))
-                self.reporter.reloaded()
+            elif isinstance(event, Reconfigured | ReconfigureFailed):
+                self.reloader.answered(event)
             elif isinstance(event, ChildBootFailed):
                 key = (event.plugin, event.error)
                 if key not in self._boot_errors_seen:
@@ -366,14 +336,13 @@ class Supervisor:
     def _on_job_ended(self, ticket: Ticket, event: JobFinished | JobLost) -> None:
         if isinstance(event, JobFinished):
             self.settler.on_job_finished(ticket, event)
-            self._release_group(ticket)
-            return
-        job = event.running.job
-        detail = event.detail
-        if event.reason == "timeout":
-            detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
-        self.settler.retry(ticket, event.reason, detail, pid=event.pid,
-                           delay=0 if event.reason == "killed" else None)
+        else:
+            job = event.running.job
+            detail = event.detail
+            if event.reason == "timeout":
+                detail = f"plugin {job.plugin} {event.detail} on {loggable(job.target)}"
+            self.settler.retry(ticket, event.reason, detail, pid=event.pid,
+                               delay=0 if event.reason == "killed" else None)
         self._release_group(ticket)
 
     def _requests(self) -> str:

@@ -1,12 +1,12 @@
 """``sesshu``: the operator's command line.
 
 ``check`` and ``plugins`` read a config file; ``run`` (in ``sesshu.ops.run``)
-runs one plugin job with no queue; ``submit``, ``results``, ``provision`` and
-``dlq`` (in ``sesshu.ops.dlq``) talk to SQS/SNS directly. Credentials come from
-boto3's default chain alone. Every failure is one line on stderr and exit
-status 1, except that ``check --aws`` exits 75 when the bus cannot be
-reached, as a start of ``sesshud`` would (``sesshu.bus.startup``), and that
-``run`` has exit codes of its own.
+runs one plugin job with no queue; ``submit``, ``results`` (in
+``sesshu.ops.results``), ``provision`` and ``dlq`` (in ``sesshu.ops.dlq``)
+talk to SQS/SNS directly. Credentials come from boto3's default chain alone.
+Every failure is one line on stderr and exit status 1, except that ``check
+--aws`` exits 75 when the bus cannot be reached, as a start of ``sesshud``
+would (``sesshu.bus.startup``), and that ``run`` has exit codes of its own.
 
 With the forkserver start method this module is re-imported in the fork
 server (as ``__mp_main__``) by ``check``, so boto3 and the daemon's modules
@@ -24,7 +24,6 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 DEFAULT_CONFIG = "/etc/sesshu.yaml"
-MAX_STORED_BYTES = 64 * 1024 * 1024  # of a result stored in S3 (the daemon stores at most 32 MiB of result)
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,71}$")  # 80-character SQS limit minus "-requests"
 
 
@@ -34,6 +33,7 @@ class _Failure(Exception):
 
 def _parser() -> argparse.ArgumentParser:
     from sesshu import __version__
+    from sesshu.ops import dlq, results, run
 
     p = argparse.ArgumentParser(prog="sesshu", description="Operate a Sesshu deployment.")
     p.add_argument("--version", action="version", version=f"sesshu {__version__}")
@@ -73,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                    "exiting when the queue is empty")
     c.add_argument("--keep", action="store_true", help="leave the messages in the queue (visible again on exit)")
     aws_args(c)
-    c.set_defaults(func=cmd_results)
+    c.set_defaults(func=results.cmd_results)
 
     c = sub.add_parser("provision", help="create a deployment's queues and topics; print the bus: config")
     c.add_argument("name", help="prefix of the resource names (NAME-requests, NAME-results, NAME-dlq)")
@@ -85,8 +85,6 @@ def _parser() -> argparse.ArgumentParser:
                    "policy on the message attribute plugin); without it, every result")
     aws_args(c)
     c.set_defaults(func=cmd_provision)
-
-    from sesshu.ops import dlq, run
 
     run.add_command(sub)
     dlq.add_commands(sub, aws_args)
@@ -102,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     from sesshu.config.schema import ConfigError
     from sesshu.ops.aws import LookupFailed
     from sesshu.ops.dlqmove import DlqError
+    from sesshu.ops.results import ResultsError
 
     try:
         return int(args.func(args))
@@ -112,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
         return EX_TEMPFAIL
     except NoRegionError:
         return _fail("no AWS region: give --region or set AWS_DEFAULT_REGION")
-    except (_Failure, DlqError, LookupFailed, BusError, BotoCoreError, ClientError) as exc:
+    except (_Failure, DlqError, ResultsError, LookupFailed, BusError, BotoCoreError, ClientError) as exc:
         return _fail(str(exc))
     except BrokenPipeError:
         # The reader went away (``| head``): stop quietly, and delete nothing more.
@@ -233,105 +232,6 @@ def _send_queue(sqs: Any, queue: str, chunk: list[str]) -> dict[int, str]:
     reply = call(sqs, "send_message_batch", QueueUrl=queue, Entries=[
         {"Id": str(i), "MessageBody": doc} for i, doc in enumerate(chunk)])
     return {int(k): v for k, v in batch_failures(reply).items()}
-
-
-def cmd_results(args: argparse.Namespace) -> int:
-    from sesshu.bus.api import BATCH_MAX
-    from sesshu.bus.payloads import SIZE_ATTRIBUTES
-    from sesshu.ops import aws as opaws
-
-    sqs, args.queue = opaws.open_queue(args, args.queue)
-    s3: list[Any] = []  # made on the first result stored in S3
-    seen: set[str] = set()
-    kept: list[str] = []  # receipt handles to make visible again, under --keep
-    empty = 0
-    with opaws.StopSignals() as stop:
-        try:
-            while not stop.requested and (args.follow or empty < opaws.EMPTY_RECEIVES):
-                try:
-                    stop.interruptible = True
-                    if stop.requested:
-                        break
-                    reply = sqs.receive_message(QueueUrl=args.queue, MaxNumberOfMessages=BATCH_MAX,
-                                                WaitTimeSeconds=opaws.LONG_POLL if args.follow else 0,
-                                                MessageAttributeNames=list(SIZE_ATTRIBUTES))
-                except opaws.Stop:
-                    break
-                finally:
-                    stop.interruptible = False
-                messages = [m for m in reply.get("Messages", []) if m["MessageId"] not in seen]
-                if not reply.get("Messages"):
-                    empty += 1
-                    continue
-                if not messages:
-                    break  # only messages already printed came back: --keep has seen everything
-                empty = 0
-                for m in messages:
-                    print(_result_line(_stored(args, s3, m)))
-                sys.stdout.flush()
-                handles = [m["ReceiptHandle"] for m in messages]
-                seen.update(m["MessageId"] for m in messages)
-                if args.keep:
-                    kept.extend(handles)
-                elif failed := opaws.delete(sqs, args.queue, handles):
-                    print(f"sesshu: warning: {len(failed)} printed message(s) not deleted: "
-                          f"{next(iter(failed.values()))}", file=sys.stderr)
-        finally:
-            # Kept messages were hidden by our receives; let other readers see them now.
-            if failed := opaws.release(sqs, args.queue, kept):
-                raise _Failure(f"{len(failed)} kept message(s) not made visible again: {next(iter(failed.values()))}")
-    return 0
-
-
-def _stored(args: argparse.Namespace, s3: list[Any], message: dict[str, Any]) -> str:
-    """A result message's body; for a result stored in S3 (an extended-client pointer), the stored document."""
-    from sesshu.bus import payloads
-    from sesshu.ops import aws as opaws
-
-    body = str(message.get("Body", ""))
-    attributes = {name: str(a.get("StringValue", "")) for name, a in message.get("MessageAttributes", {}).items()}
-    size = payloads.declared(attributes)
-    if size is None:  # maybe an SNS envelope, whose attributes are inside
-        try:
-            doc = json.loads(body)
-        except ValueError:
-            return body
-        found = payloads.in_envelope(doc) if isinstance(doc, dict) else None
-        if found is None:
-            return body
-        body, size = found
-    # What cannot be read is printed as it came (the pointer), with a warning.
-    try:
-        pointer = payloads.parse(body, size)
-    except payloads.BadPointer as exc:
-        print(f"sesshu: warning: message {message.get('MessageId')}: {exc}", file=sys.stderr)
-        return body
-    if not s3:
-        s3.append(opaws.client("s3", args, None))
-    where = f"s3://{pointer.bucket}/{pointer.key}"
-    try:
-        stored = s3[0].get_object(Bucket=pointer.bucket, Key=pointer.key)["Body"].read(MAX_STORED_BYTES + 1)
-    except Exception as exc:  # noqa: BLE001 - botocore's errors and a lost connection alike
-        print(f"sesshu: warning: message {message.get('MessageId')}: cannot read {where}: {exc}", file=sys.stderr)
-        return body
-    if len(stored) > MAX_STORED_BYTES:
-        print(f"sesshu: warning: message {message.get('MessageId')}: {where} is over {MAX_STORED_BYTES} bytes",
-              file=sys.stderr)
-        return body
-    return bytes(stored).decode("utf-8", "replace")
-
-
-def _result_line(body: str) -> str:
-    text = body
-    try:
-        doc = json.loads(body)
-        if isinstance(doc, dict) and doc.get("Type") == "Notification" and isinstance(doc.get("Message"), str):
-            text = doc["Message"]
-            doc = json.loads(text)
-    except ValueError:
-        return " ".join(text.splitlines())
-    # Print the document as published unless it would break one-per-line.
-    return text if "\n" not in text else json.dumps(doc)
 
 
 def cmd_provision(args: argparse.Namespace) -> int:
