@@ -64,15 +64,8 @@ def run(bench: Bench) -> Section:
                ("" if check(ratio, at_least=TARGET) else "Missed. ")
                + f"{r['rate']:.0f} jobs/s; {per_job:.3f} requests/job; master CPU "
                f"{1000 * r['cpu']['sesshud master'] / jobs:.2f} ms/job; the server, sesshud, proxy, feeder and "
-               f"site used {cores:.2f} of {os.cpu_count()} cores (details below)"),
-        # What 2 cores allow when every process of the run (the server, the
-        # proxy, the site, the plugins, the master) spends this much CPU per
-        # job: above the ideal, the daemon is what limits; below, the machine.
-        Figure(f"Fleet ceiling of this machine{at(delay)}: its cores over the CPU all processes spend per job",
-               f"{os.cpu_count() * jobs / max(1e-9, sum(r['cpu'].values())):.0f} jobs/s", "report", None,
-               f"{1000 * sum(r['cpu'].values()) / jobs:.1f} CPU ms per job in all, of which the sesshud master "
-               f"{1000 * r['cpu']['sesshud master'] / jobs:.2f}; measured {r['rate']:.0f} jobs/s; sesshud "
-               f"CPU ms per job by part: {cpusplit.split_text(r['split'], r['jobs'])}"),
+               f"site used {cores:.2f} of {os.cpu_count()} cores (details below); sesshud CPU ms per job by part: "
+               f"{cpusplit.split_text(r['split'], r['jobs'])}"),
         Figure(f"USS per busy runner / keeper at {WORKERS} workers",
                f"{mem['runner, busy']['uss']:.1f} / {mem['keeper']['uss']:.1f} MiB", "report", None,
                f"median of {mem['runner, busy']['n']} runners and {mem['keeper']['n']} keepers; "

@@ -113,6 +113,7 @@ def _measure(feeder: Feeder, meter: CpuMeter, warmup: float, window: float,
     out: dict[str, Any] = {"rate": rate, "jobs": jobs, "cpu": cpu, "stolen": meter.stolen}
     if split:
         out["split"] = cpusplit.window(first, last)
+        out["detail"] = cpusplit.detail(first, last)
     if proxy:
         after = proxy.counts()
         for key in ("requests", "entries", "upstream_us"):
@@ -246,10 +247,23 @@ def children_ms(r: dict[str, Any]) -> float:
     return 1000 * cpusplit.children(r["split"]) / max(1, r["jobs"])
 
 
+def _kernel_cells(r: dict[str, Any]) -> list[str]:
+    """Per part: ``41% kernel, 2.10 waits`` (a job's blocking waits), or ``-`` for a part that did nothing."""
+    jobs = max(1, r["jobs"])
+    cells = []
+    for part in cpusplit.PARTS:
+        cpu, (kernel, switches) = r["split"][part], r.get("detail", {}).get(part, (0.0, 0))
+        cells.append(f"{100 * kernel / cpu:.0f}% kernel, {switches / jobs:.2f} waits" if cpu or switches else "-")
+    return cells
+
+
 def split_note(ses: list[dict[str, Any]], raw: list[dict[str, Any]] | None = None) -> str:
     """Where sesshud's CPU went, by thread and process, in each round (and the raw loop's, for comparison)."""
     said = "; ".join(f"round {i + 1}: {cpusplit.split_text(r['split'], r['jobs'])}" for i, r in enumerate(ses))
     out = f"sesshud CPU ms per job by part, {said}"
+    if ses and "detail" in ses[0]:
+        out += (" (round 1 per part: its CPU's share in the kernel, and the times it blocked per job: "
+                + cpusplit.detail_text(ses[0]["split"], ses[0]["detail"], ses[0]["jobs"]) + ")")
     if raw:
         out += "; raw loop (one process): " + ", ".join(f"{cpu_ms(r, 'raw loop'):.3f}" for r in raw)
     return out
@@ -294,6 +308,7 @@ def run(bench: Bench) -> Section:
                                                     for p in cpusplit.PARTS)] for i, r in enumerate(ses)]
         split_rows += [[f"raw loop, round {i + 1} (one process)", f"{cpu_ms(r, 'raw loop'):.3f}", "-", "-", "-", "-"]
                        for i, r in enumerate(raw)]
+        kernel_rows = [[f"sesshud, round {i + 1}", *_kernel_cells(r)] for i, r in enumerate(ses)]
         how = (f"through the proxy, {1000 * delay:g} ms per AWS request" if delay
                else "straight to the server")
         section.details.append(
@@ -305,5 +320,8 @@ def run(bench: Bench) -> Section:
                      "cores the host took (steal)"], rows)
             + "\n\nsesshud's CPU ms per job by part (from /proc: the master's main thread, its other threads, "
             "children titled `sesshud: keeper`, children titled `sesshud: worker`):\n\n"
-            + table(["run", *cpusplit.PARTS], split_rows))
+            + table(["run", *cpusplit.PARTS], split_rows)
+            + "\n\nThe same parts, per job: the share of their CPU spent in the kernel (`stime`), and the "
+            "times they blocked and were woken (`voluntary_ctxt_switches`):\n\n"
+            + table(["run", *cpusplit.PARTS], kernel_rows))
     return section

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.cpusplit import ProcTree, part_of, split_text, stat_cpu, stat_ppid, window
+from bench.cpusplit import ProcTree, detail, detail_text, part_of, split_text, stat_cpu, stat_ppid, stat_sys, window
 
 
 def _stat(pid: int, comm: str, ppid: int, utime: int, stime: int) -> str:
@@ -12,10 +12,14 @@ def _stat(pid: int, comm: str, ppid: int, utime: int, stime: int) -> str:
     return f"{pid} ({comm}) S {ppid} 1 1 0 -1 4194560 10 0 0 0 {utime} {stime} 0 0 20 0 3 0\n"
 
 
-def _proc(root: Path, pid: int, ppid: int, title: str, ticks: int, threads: dict[int, int] | None = None) -> None:
+def _proc(root: Path, pid: int, ppid: int, title: str, ticks: int, threads: dict[int, int] | None = None,
+          switches: int | None = None) -> None:
     d = root / str(pid)
     (d / "task").mkdir(parents=True, exist_ok=True)
-    (d / "stat").write_text(_stat(pid, "py (x) y", ppid, ticks, 0))
+    (d / "stat").write_text(_stat(pid, "py (x) y", ppid, ticks - ticks // 4, ticks // 4))
+    if switches is not None:
+        (d / "status").write_text(f"Name:\tpy\nvoluntary_ctxt_switches:\t{switches}\n"
+                                  f"nonvoluntary_ctxt_switches:\t{switches * 10}\n")
     (d / "cmdline").write_text(title.replace(" ", "\0") + "\0")
     for tid, t in (threads or {pid: ticks}).items():
         (d / "task" / str(tid)).mkdir(exist_ok=True)
@@ -24,7 +28,7 @@ def _proc(root: Path, pid: int, ppid: int, title: str, ticks: int, threads: dict
 
 def test_stat_fields_survive_a_comm_with_spaces_and_parentheses() -> None:
     text = _stat(7, "a) (b c", 3, 120, 30)
-    assert stat_cpu(text) == 150 and stat_ppid(text) == 3
+    assert stat_cpu(text) == 150 and stat_sys(text) == 30 and stat_ppid(text) == 3
 
 
 def test_parts_by_title() -> None:
@@ -76,3 +80,18 @@ def test_cpu_per_job_of_the_worker_itself_leaves_the_server_and_the_bench_out() 
     said = split_note([ses], [raw])
     assert "loop thread 0.300, bus threads 0.500, keepers 0.100, runners 0.200" in said
     assert said.endswith("raw loop (one process): 0.450")
+
+
+def test_the_kernels_share_and_the_waits_are_read_per_part(tmp_path: Path) -> None:
+    """Two runners that used 400 ticks (a quarter in the kernel) and blocked 300 times between readings."""
+    _proc(tmp_path, 100, 1, "sesshud: master", 0, switches=5)
+    _proc(tmp_path, 121, 100, "sesshud: worker idle", 100, switches=10)
+    tree = ProcTree([100], tmp_path)
+    before = tree.reading()
+    _proc(tmp_path, 121, 100, "sesshud: worker idle", 300, switches=160)
+    _proc(tmp_path, 122, 100, "sesshud: worker noop", 200, switches=150)  # new: counts from nothing
+    split, details = window(before, tree.reading(), tick=100), detail(before, tree.reading(), tick=100)
+    assert split["runners"] == 4.0
+    assert details["runners"] == (1.0, 300)  # stime: (75 - 25) + 50 ticks
+    assert details["loop thread"] == (0.0, 0)  # no status read for a thread without one
+    assert detail_text(split, details, 100) == "runners 25% kernel, 3.00 waits"
