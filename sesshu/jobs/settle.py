@@ -46,7 +46,7 @@ class Settler:
                  outbox: Outbox[Ticket] | None = None, heartbeat: bool = True,
                  observer: OutcomeObserver | None = None, clock: Callable[[], float] = time.monotonic,
                  spans: JobSpans | None = None) -> None:
-        self._config = config  # the running config is the supervisor's: a reload replaces it there only
+        self._config = config  # the running config is the reloader's (sesshu.daemon.reload): read, never kept
         self.queue_info = queue_info or QueueInfo(None, None)
         self.outcomes = Outcomes(observer)
         self.outbox: Outbox[Ticket] = outbox if outbox is not None else Outbox(clock, senders=config().senders)
