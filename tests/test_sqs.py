@@ -66,7 +66,7 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     reply = {"Successful": [{"Id": "1"}],
              "Failed": [{"Id": "0", "SenderFault": True, "Code": code, "Message": "not available"}]}
-    with stubbed(bus._sqs, "change_message_visibility_batch", reply):
+    with stubbed(bus._heartbeat, "change_message_visibility_batch", reply):
         failed = bus.change_visibility([Visibility("0", "gone", 30), Visibility("1", "here", 30)])
     assert list(failed) == ["0"] and failed["0"].startswith(code)
 
@@ -77,12 +77,18 @@ def test_visibility_change_on_a_deleted_message(bus: SqsSnsBus, code: str,
     settler.outbox.extend(here, 30)
     call = settler.outbox.next_call(bus, None, more_coming=False)
     assert call is not None
-    with stubbed(bus._sqs, "change_message_visibility_batch", reply), caplog.at_level(logging.WARNING):
+    with stubbed(bus._heartbeat, "change_message_visibility_batch", reply), caplog.at_level(logging.WARNING):
         deliver(settler, call())
     # Only a warning: neither code is a refused permission, so the heartbeat stays on.
     assert settler.heartbeat
     assert "message m-gone: could not change its visibility" in caplog.text
     assert sum(settler.outcomes.counts.values()) == 0
+
+
+def test_visibility_changes_are_tried_once_and_other_calls_four_times(bus: SqsSnsBus) -> None:
+    """botocore's backoffs between tries could outlast the heartbeat's margin: the outbox retries instead."""
+    assert bus._heartbeat.meta.config.retries["total_max_attempts"] == 1
+    assert bus._sqs.meta.config.retries["total_max_attempts"] == 4
 
 
 class Denied:
