@@ -116,6 +116,21 @@ def test_the_soak_explains_only_as_many_extra_results_as_lost_answers(faults: Aw
     assert not soak.explained("unlogged", lost)
 
 
+def publish_calls(faults: AwsFaults, deployment: Deployment, calls: int) -> list[str]:
+    """Publish through ``faults`` with the daemon's retries (four tries a call): each call's fate, in order."""
+    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=faults.url, aws_access_key_id="testing",
+                       aws_secret_access_key="testing",
+                       config=Config(retries={"max_attempts": 3, "mode": "standard"}))
+    fates = []
+    for i in range(calls):
+        try:
+            sns.publish(TopicArn=deployment.results_topic, Message=f"call {i}")
+            fates.append("passed")
+        except ClientError as exc:
+            fates.append(exc.response["Error"]["Code"])
+    return fates
+
+
 def test_throttling_in_runs_fails_the_first_call_after_every_try_and_then_refuses_runs_of_requests(
         moto: BusServer, deployment: Deployment) -> None:
     """The first call fails after all of botocore's tries; after it, runs of two requests refused, two relayed.
@@ -123,17 +138,8 @@ def test_throttling_in_runs_fails_the_first_call_after_every_try_and_then_refuse
     ``max_attempts: 3`` is three retries in botocore's config: four tries a call, as the daemon's.
     """
     with AwsFaults(moto.port) as faults:
-        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=faults.url, aws_access_key_id="testing",
-                           aws_secret_access_key="testing",
-                           config=Config(retries={"max_attempts": 3, "mode": "standard"}))
         faults.fail({"sns:Publish"}, run=2)
-        fates = []
-        for i in range(3):
-            try:
-                sns.publish(TopicArn=deployment.results_topic, Message=f"call {i}")
-                fates.append("passed")
-            except ClientError as exc:
-                fates.append(exc.response["Error"]["Code"])
+        fates = publish_calls(faults, deployment, 3)
     # Requests 1-4 are the first call's tries, all refused (1-2 would be by the run anyway); 5-6 are
     # refused by the run, so the second call passes on its third try (7); the third passes at once (8).
     assert fates == ["Throttling", "passed", "passed"]
@@ -144,16 +150,7 @@ def test_throttling_in_runs_of_whole_calls_refuses_each_call_on_every_try_or_on_
         moto: BusServer, deployment: Deployment) -> None:
     """With ``calls``, runs of one: every other call fails after all four of botocore's tries, the rest pass at once."""
     with AwsFaults(moto.port) as faults:
-        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=faults.url, aws_access_key_id="testing",
-                           aws_secret_access_key="testing",
-                           config=Config(retries={"max_attempts": 3, "mode": "standard"}))
         faults.fail({"sns:Publish"}, run=1, calls=True)
-        fates = []
-        for i in range(4):
-            try:
-                sns.publish(TopicArn=deployment.results_topic, Message=f"call {i}")
-                fates.append("passed")
-            except ClientError as exc:
-                fates.append(exc.response["Error"]["Code"])
+        fates = publish_calls(faults, deployment, 4)
     assert fates == ["Throttling", "passed", "Throttling", "passed"]
     assert (faults.refused["sns:Publish"], faults.relayed["sns:Publish"]) == (2 * 4, 2)
