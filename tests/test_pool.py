@@ -25,22 +25,15 @@ from sesshu.pool.protocol import Job
 from sesshu.pool.slot import ChildProcess
 from sesshu.pool.spawn import forkserver_context
 from sesshu.pool.states import State
+from tests.harness.clock import FakeClock
 
 TEST_PLUGINS = Path(__file__).resolve().parent / "plugins"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def make_pool(count: int) -> tuple[Pool, FakeClock]:
     config = from_mapping({"plugin": ["chaos"], "plugin_path": [str(TEST_PLUGINS)], "workers": {"count": count},
                            "bus": {"input": {"queue": "q"}, "output": {"topic": "t"}}})
-    clock = FakeClock()
+    clock = FakeClock(1000.0)
     pool = Pool(forkserver_context(), pool_settings(config, plugin_specs(config)), clock)
     pool.maintain()
     return pool, clock
