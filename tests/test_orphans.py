@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 
 import pytest
 
@@ -18,6 +19,16 @@ from sesshu.pool.orphans import Orphans
 
 def spawn_sleeper() -> int:
     return os.posix_spawnp("sleep", ["sleep", "600"], os.environ)
+
+
+def zombie(pid: int) -> bool:
+    """Dead and not yet reaped: the state field of /proc/PID/stat is Z."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except FileNotFoundError:
+        return False
+    return text[text.rindex(")") + 2] == "Z"
 
 
 def gone(pid: int) -> bool:
@@ -68,7 +79,12 @@ def test_an_orphan_killed_but_not_yet_reaped_is_counted_once(monkeypatch: pytest
     monkeypatch.setattr(os, "waitpid", lambda pid, flags: (0, 0))  # as if it had not died yet
     assert orphans.sweep() == 1
     monkeypatch.setattr(os, "waitpid", real_waitpid)
-    assert orphans.sweep() == 0  # still our child (a zombie now), reaped here, not counted
+    assert orphans.sweep() == 0  # still our child, dying or a zombie: not counted again
+    deadline = time.monotonic() + 30
+    while not (zombie(stray) or gone(stray)):  # SIGKILL lands asynchronously; that sweep may have reaped it
+        assert time.monotonic() < deadline, "the killed orphan never died"
+        time.sleep(0.01)
+    assert orphans.sweep() == 0  # reaped by now, and still not counted
     assert gone(stray)
     assert caplog.text.count("killed 1 process(es) a plugin left behind") == 1
     assert orphans.sweep() == 0
