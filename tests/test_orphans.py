@@ -88,3 +88,16 @@ def test_an_orphan_killed_but_not_yet_reaped_is_counted_once(monkeypatch: pytest
     assert gone(stray)
     assert caplog.text.count("killed 1 process(es) a plugin left behind") == 1
     assert orphans.sweep() == 0
+
+
+def test_a_dying_pid_that_is_no_longer_our_child_is_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Were it remembered, a new orphan that got the same pid would be spared by every turn's sweep."""
+    orphans = Orphans()
+    stray = spawn_sleeper()
+    real_waitpid = os.waitpid
+    monkeypatch.setattr(os, "waitpid", lambda pid, flags: (0, 0))  # the kill's reap comes later
+    assert orphans.sweep() == 1
+    monkeypatch.setattr(os, "waitpid", real_waitpid)
+    os.waitpid(stray, 0)  # reaped elsewhere: the pid is free for the kernel to give again
+    assert orphans.sweep() == 0
+    assert stray not in orphans._dying

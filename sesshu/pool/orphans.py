@@ -37,6 +37,7 @@ class Orphans:
         killed = 0
         for _ in range(50 if final else 1):
             strays = [pid for pid in sandbox.children_of(os.getpid()) if pid not in self._known]
+            self._dying &= set(strays)  # a pid no longer our child may be reused: forget it
             if not strays:
                 break
             for pid in strays:
