@@ -529,3 +529,16 @@ def test_a_released_fifo_message_takes_the_held_rest_of_its_group_with_it(rigs: 
     rig.tick_until(lambda: rig.sup.outcomes.reasons["retried:group_order"] >= 1, "a2 released behind a1")
     assert rig.sup.outcomes.reasons["retried:fetch_error"] >= 1
     assert first != second
+
+
+def test_a_sighup_reloads_only_while_the_daemon_is_not_stopping(rigs: Callable[..., Rig],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A reload started while stopping would propose a probe slot to a pool that is being emptied."""
+    rig = rigs(MemoryBus())
+    reloads: list[int] = []
+    monkeypatch.setattr(rig.sup.reloader, "reload", lambda: reloads.append(1))
+    rig.sup.handle_hup()
+    assert reloads == [1]
+    rig.sup.begin_stop(graceful=True)
+    rig.sup.handle_hup()
+    assert reloads == [1]
